@@ -1,0 +1,21 @@
+//! `fleetbus config schema`: the configuration's JSON Schema.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Schema => anyhow::bail!("not built yet"),
+    }
+}

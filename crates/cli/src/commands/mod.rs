@@ -1,0 +1,9 @@
+//! One module per command family; each exposes clap `Args` and a `run` returning the
+//! process exit code.
+
+pub mod config;
+pub mod input;
+pub mod mdm;
+pub mod pattern;
+pub mod ulog;
+pub mod validate;

@@ -1,0 +1,76 @@
+//! The `fleetbus` binary: one entry point for every command.
+//!
+//! Exit codes, everywhere: 0 success, 1 a negative answer (e.g. "does not match"),
+//! 2 a usage, input or configuration error.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// fleetbus: an event-driven engine for a fleet of devices, users and cloud resources.
+#[derive(Debug, Parser)]
+#[command(name = "fleetbus", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version.
+    Version,
+    /// Check a configuration file or directory and report every error.
+    Validate(commands::validate::Args),
+    /// Configuration helpers (JSON Schema for editors).
+    Config(commands::config::Args),
+    /// Test whether an EventBridge pattern matches an event.
+    TestPattern(commands::pattern::TestArgs),
+    /// Explain why a pattern does or does not match an event.
+    Explain(commands::pattern::ExplainArgs),
+    /// Count matches of many named patterns over an NDJSON event file.
+    Match(commands::pattern::MatchArgs),
+    /// Apple MDM commands, responses and check-ins.
+    Mdm(commands::mdm::Args),
+    /// macOS unified logs: filter, summarise, extract events.
+    Ulog(commands::ulog::Args),
+}
+
+/// Exit code for usage, input and configuration errors.
+pub const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_ERROR),
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Version => {
+            println!("fleetbus {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Config(args) => commands::config::run(args),
+        Command::TestPattern(args) => commands::pattern::test(args),
+        Command::Explain(args) => commands::pattern::explain(args),
+        Command::Match(args) => commands::pattern::count(args),
+        Command::Mdm(args) => commands::mdm::run(args),
+        Command::Ulog(args) => commands::ulog::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

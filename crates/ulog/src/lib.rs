@@ -1,0 +1,2 @@
+//! macOS unified-log reading, NSPredicate-style filtering, summaries and event
+//! extraction.
