@@ -1,0 +1,93 @@
+//! What fleetbus knows about an event beyond the envelope. It travels beside the
+//! event and never inside `detail`, so patterns see exactly what EventBridge would.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::Event;
+
+/// fleetbus's own metadata for one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The bus the event was put on.
+    pub bus: String,
+    /// When fleetbus made it durable.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Where it came from: `api`, `source/<name>`, `scheduler`, `delivery`, `target/<rule>/<target>`.
+    pub ingest_source: String,
+    /// The event that caused this one, when a target or the engine emitted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// How many rule hops separate this event from an externally ingested one.
+    #[serde(default)]
+    pub hop: u32,
+}
+
+impl Meta {
+    /// Metadata for an event that entered from outside.
+    pub fn ingested(bus: impl Into<String>, ingest_source: impl Into<String>) -> Meta {
+        Meta {
+            bus: bus.into(),
+            received_at: OffsetDateTime::now_utc(),
+            ingest_source: ingest_source.into(),
+            causation_id: None,
+            hop: 0,
+        }
+    }
+
+    /// Metadata for an event caused by `cause`, one hop further.
+    pub fn caused_by(
+        cause: &StoredEvent,
+        bus: impl Into<String>,
+        ingest_source: impl Into<String>,
+    ) -> Meta {
+        Meta {
+            bus: bus.into(),
+            received_at: OffsetDateTime::now_utc(),
+            ingest_source: ingest_source.into(),
+            causation_id: Some(cause.event.id.clone()),
+            hop: cause.meta.hop.saturating_add(1),
+        }
+    }
+}
+
+/// An event with its metadata, as kept in the log and the archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub event: Event,
+    pub meta: Meta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causation_links_and_counts_hops() {
+        let first = StoredEvent {
+            event: Event::new("s", "t", Default::default()),
+            meta: Meta::ingested("default", "api"),
+        };
+        let second = StoredEvent {
+            event: Event::new(
+                "fleetbus.delivery",
+                "Target Delivery Succeeded",
+                Default::default(),
+            ),
+            meta: Meta::caused_by(&first, "default", "delivery"),
+        };
+        assert_eq!(
+            second.meta.causation_id.as_deref(),
+            Some(first.event.id.as_str())
+        );
+        assert_eq!(second.meta.hop, 1);
+        let json = serde_json::to_string(&second).unwrap();
+        let back: StoredEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, second);
+        assert!(!serde_json::to_value(&second.event).unwrap()["detail"]
+            .as_object()
+            .unwrap()
+            .contains_key("causation_id"));
+    }
+}
