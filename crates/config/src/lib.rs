@@ -1,1 +1,23 @@
-//! placeholder
+//! Configuration as code: YAML files (or a directory of them) read in two stages,
+//! raw structs that refuse unknown fields, then a validated model. Every error is
+//! reported at once with `file:line:col: path: what is wrong (what was expected)`.
+
+mod error;
+mod load;
+mod model;
+mod raw;
+pub mod schedule;
+mod secret;
+mod yaml;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+pub use schedule::Schedule;
+pub use secret::Secret;
+pub use yaml::Loc;
+
+/// The JSON Schema of the configuration file, for editors.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(raw::RawConfig);
+    serde_json::to_value(schema).unwrap_or_default()
+}

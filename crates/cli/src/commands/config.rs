@@ -10,12 +10,18 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Print the JSON Schema of the configuration file.
+    /// Print the JSON Schema of the configuration file (for editors' YAML support).
     Schema,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Command::Schema => anyhow::bail!("not built yet"),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&fleetbus_config::json_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod input;
 pub mod mdm;
+pub mod output;
 pub mod pattern;
 pub mod ulog;
 pub mod validate;

@@ -1,0 +1,1074 @@
+//! Stage two: the validated configuration the engine runs. Every reference,
+//! pattern, duration, schedule and secret is checked here, and every problem is
+//! reported with its position.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::load::{load_raw, Origin, RawSet};
+use crate::raw::*;
+use crate::schedule::Schedule;
+use crate::secret::Secret;
+use crate::yaml::PathSeg;
+
+pub use crate::raw::{SourceKind, TargetKind};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub sources: Vec<Source>,
+    pub connections: BTreeMap<String, Auth>,
+    /// Bus names; `default` is always first.
+    pub buses: Vec<String>,
+    /// Bus descriptions, where given.
+    pub bus_descriptions: BTreeMap<String, String>,
+    pub rules: Vec<Rule>,
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub api_tokens: Vec<Secret>,
+    pub account: String,
+    pub region: String,
+    pub max_body_bytes: u64,
+    pub dedup_window: Duration,
+    pub max_backlog: u64,
+    pub hop_limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    pub bus: String,
+    pub tokens: Vec<Secret>,
+    pub mapping: Option<Mapping>,
+}
+
+/// A mapped field: a constant or a JSONPath into the request body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Const(String),
+    Path(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub source: Field,
+    pub detail_type: Field,
+    pub resources: Vec<Field>,
+    pub id: Option<Field>,
+    pub time: Option<Field>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    ApiKey {
+        header: String,
+        value: Secret,
+    },
+    Bearer {
+        token: Secret,
+    },
+    Oauth {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        scope: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub bus: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    /// The event pattern as JSON (validated by the matcher's parser).
+    pub event_pattern: Option<Value>,
+    pub schedule: Option<Schedule>,
+    pub exempt: Option<Value>,
+    pub targets: Vec<Target>,
+}
+
+/// What a target receives (EventBridge's Input, InputPath, InputTransformer).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Event,
+    Constant(Value),
+    Path(String),
+    Transformer {
+        paths: BTreeMap<String, String>,
+        template: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub maximum_event_age: Duration,
+    pub maximum_retry_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    /// EventBridge's defaults: 24 hours, 185 attempts.
+    fn default() -> Self {
+        RetryPolicy {
+            maximum_event_age: Duration::from_secs(86_400),
+            maximum_retry_attempts: 185,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: String,
+    pub input: Input,
+    pub retry: RetryPolicy,
+    pub concurrency: u32,
+    pub rate_limit: Option<f64>,
+    pub timeout: Duration,
+    pub spec: TargetSpec,
+}
+
+#[derive(Debug, Clone)]
+pub enum TargetSpec {
+    Http {
+        url: String,
+        method: String,
+        headers: BTreeMap<String, String>,
+        connection: Option<String>,
+    },
+    Slack {
+        url: Secret,
+    },
+    Email {
+        smtp: Smtp,
+        from: String,
+        to: Vec<String>,
+        subject: String,
+    },
+    Exec {
+        command: Vec<String>,
+        env: BTreeMap<String, String>,
+        emit_events: bool,
+    },
+    Bus {
+        bus: String,
+    },
+    Log {
+        path: Option<PathBuf>,
+        max_bytes: u64,
+        keep: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    StartTls,
+    Implicit,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub credentials: Option<(String, Secret)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub archive: Duration,
+    pub deliveries: Duration,
+}
+
+/// Reads, merges and validates a file or directory; every error at once.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let raw = load_raw(path, &mut errors);
+    let config = validate(raw, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        errors.sort_by(|a, b| {
+            (&a.file, a.loc.line, a.loc.col).cmp(&(&b.file, b.loc.line, b.loc.col))
+        });
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Validates config text as if read from `name` (relative paths resolve against
+/// `base_dir`). For tests and `PutRule`-style API callers.
+pub fn load_str(name: &str, text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut raw = RawSet {
+        base_dir: base_dir.to_path_buf(),
+        ..RawSet::default()
+    };
+    crate::load::load_text(&name.into(), text, &mut raw, &mut errors);
+    let config = validate(raw, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn key(k: &str) -> PathSeg {
+    PathSeg::Key(k.to_owned())
+}
+
+struct Ctx<'a> {
+    errors: &'a mut Vec<ConfigError>,
+    base_dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn secret(&mut self, origin: &Origin, path: &[PathSeg], text: &str) -> Secret {
+        match Secret::resolve(text, &self.base_dir) {
+            Ok(s) => s,
+            Err(msg) => {
+                self.errors.push(origin.error(path, msg));
+                Secret::empty()
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        origin: &Origin,
+        path: &[PathSeg],
+        text: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(msg)) => {
+                self.errors.push(origin.error(path, msg));
+                default
+            }
+        }
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `24h`, `90d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (expected e.g. 30s, 5m, 24h, 90d)"))?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration (expected a unit among ms, s, m, h, d)"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
+    let mut cx = Ctx {
+        errors,
+        base_dir: raw.base_dir.clone(),
+    };
+    let server = validate_server(&raw, &mut cx);
+
+    let mut buses = vec!["default".to_owned()];
+    let mut bus_descriptions = BTreeMap::new();
+    for b in &raw.buses {
+        if b.value.name.trim().is_empty() {
+            cx.errors
+                .push(b.origin.error(&[key("name")], "must not be empty"));
+        } else if buses.contains(&b.value.name) {
+            if b.value.name != "default" {
+                cx.errors.push(b.origin.error(
+                    &[key("name")],
+                    format!("duplicate bus name {:?}", b.value.name),
+                ));
+            }
+        } else {
+            buses.push(b.value.name.clone());
+        }
+        if let Some(d) = &b.value.description {
+            bus_descriptions.insert(b.value.name.clone(), d.clone());
+        }
+    }
+
+    let mut connections = BTreeMap::new();
+    for c in &raw.connections {
+        let o = &c.origin;
+        let auth = match &c.value.auth {
+            RawAuth::Basic { username, password } => Auth::Basic {
+                username: username.clone(),
+                password: cx.secret(o, &[key("auth"), key("basic"), key("password")], password),
+            },
+            RawAuth::ApiKey { header, value } => Auth::ApiKey {
+                header: header.clone(),
+                value: cx.secret(o, &[key("auth"), key("api_key"), key("value")], value),
+            },
+            RawAuth::Bearer { token } => Auth::Bearer {
+                token: cx.secret(o, &[key("auth"), key("bearer"), key("token")], token),
+            },
+            RawAuth::Oauth {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => Auth::Oauth {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: cx.secret(
+                    o,
+                    &[key("auth"), key("oauth"), key("client_secret")],
+                    client_secret,
+                ),
+                scope: scope.clone(),
+            },
+        };
+        if connections.insert(c.value.name.clone(), auth).is_some() {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!("duplicate connection name {:?}", c.value.name),
+            ));
+        }
+    }
+
+    let mut sources = Vec::new();
+    let mut source_names = HashSet::new();
+    for s in &raw.sources {
+        let o = &s.origin;
+        let v = &s.value;
+        if !valid_name(&v.name) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!(
+                    "{:?} is not a valid name (expected letters, digits, '-', '_' or '.')",
+                    v.name
+                ),
+            ));
+        }
+        if !source_names.insert(v.name.clone()) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!("duplicate source name {:?}", v.name),
+            ));
+        }
+        let bus = v.bus.clone().unwrap_or_else(|| "default".into());
+        if !buses.contains(&bus) {
+            cx.errors.push(o.error(
+                &[key("bus")],
+                format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
+            ));
+        }
+        if v.tokens.is_empty() {
+            cx.errors.push(o.error(
+                &[key("tokens")],
+                "a source needs at least one token (every ingest endpoint is authenticated)",
+            ));
+        }
+        let tokens = v
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| cx.secret(o, &[key("tokens"), PathSeg::Index(i)], t))
+            .collect();
+        let mapping = match (&v.kind, &v.mapping) {
+            (SourceKind::Generic, None) => {
+                cx.errors.push(o.error(
+                    &[],
+                    "a generic source needs a mapping (source, detail_type, resources...)",
+                ));
+                None
+            }
+            (SourceKind::Generic, Some(m)) => {
+                Some(validate_mapping(m, &o.child(key("mapping")), &mut cx))
+            }
+            (_, Some(_)) => {
+                cx.errors
+                    .push(o.key_error(&[key("mapping")], "applies only to kind generic"));
+                None
+            }
+            (_, None) => None,
+        };
+        sources.push(Source {
+            name: v.name.clone(),
+            kind: v.kind,
+            bus,
+            tokens,
+            mapping,
+        });
+    }
+
+    let mut rules = Vec::new();
+    let mut rule_names: BTreeMap<String, String> = BTreeMap::new();
+    for r in &raw.rules {
+        let o = &r.origin;
+        let v = &r.value;
+        if !valid_name(&v.name) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!(
+                    "{:?} is not a valid name (expected letters, digits, '-', '_' or '.')",
+                    v.name
+                ),
+            ));
+        }
+        let here = o.error(&[key("name")], "");
+        if let Some(first) = rule_names.get(&v.name) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!("duplicate rule name {:?} (first at {first})", v.name),
+            ));
+        } else {
+            rule_names.insert(
+                v.name.clone(),
+                format!("{}:{}:{}", here.file, here.loc.line, here.loc.col),
+            );
+        }
+        let bus = v.bus.clone().unwrap_or_else(|| "default".into());
+        if !buses.contains(&bus) {
+            cx.errors.push(o.error(
+                &[key("bus")],
+                format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
+            ));
+        }
+        let event_pattern = v
+            .event_pattern
+            .as_ref()
+            .and_then(|p| check_pattern(p, o, "event_pattern", &mut cx));
+        let exempt = v
+            .exempt
+            .as_ref()
+            .and_then(|p| check_pattern(p, o, "exempt", &mut cx));
+        let schedule = v.schedule.as_ref().and_then(|s| match Schedule::parse(s) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                cx.errors.push(o.error(&[key("schedule")], e.to_string()));
+                None
+            }
+        });
+        match (&v.event_pattern, &v.schedule) {
+            (None, None) => cx
+                .errors
+                .push(o.error(&[], "a rule needs an event_pattern or a schedule")),
+            (Some(_), Some(_)) => cx.errors.push(o.key_error(
+                &[key("schedule")],
+                "a rule has an event_pattern or a schedule, not both",
+            )),
+            _ => {}
+        }
+        let mut target_ids = HashSet::new();
+        let mut targets = Vec::new();
+        for (i, t) in v.targets.iter().enumerate() {
+            let to = o.child(key("targets")).child(PathSeg::Index(i));
+            if !target_ids.insert(t.id.clone()) {
+                cx.errors.push(to.error(
+                    &[key("id")],
+                    format!("duplicate target id {:?} in rule {:?}", t.id, v.name),
+                ));
+            }
+            if let Some(target) =
+                validate_target(t, &to, &buses, &connections, r.had_errors, &mut cx)
+            {
+                targets.push(target);
+            }
+        }
+        rules.push(Rule {
+            name: v.name.clone(),
+            bus,
+            description: v.description.clone(),
+            enabled: v.state == RuleState::Enabled,
+            event_pattern,
+            schedule,
+            exempt,
+            targets,
+        });
+    }
+
+    let retention = match &raw.retention {
+        None => Retention {
+            archive: Duration::from_secs(90 * 86_400),
+            deliveries: Duration::from_secs(7 * 86_400),
+        },
+        Some(r) => Retention {
+            archive: cx.duration(
+                &r.origin,
+                &[key("archive")],
+                r.value.archive.as_deref(),
+                Duration::from_secs(90 * 86_400),
+            ),
+            deliveries: cx.duration(
+                &r.origin,
+                &[key("deliveries")],
+                r.value.deliveries.as_deref(),
+                Duration::from_secs(7 * 86_400),
+            ),
+        },
+    };
+
+    Config {
+        server,
+        sources,
+        connections,
+        buses,
+        bus_descriptions,
+        rules,
+        retention,
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
+    let default_listen: SocketAddr = ([127, 0, 0, 1], 8088).into();
+    let mut server = Server {
+        listen: default_listen,
+        data_dir: cx.base_dir.join("fleetbus-data"),
+        api_tokens: Vec::new(),
+        account: "000000000000".into(),
+        region: "local".into(),
+        max_body_bytes: 4 * 1024 * 1024,
+        dedup_window: Duration::from_secs(600),
+        max_backlog: 100_000,
+        hop_limit: 8,
+    };
+    let Some(s) = &raw.server else { return server };
+    let o = &s.origin;
+    let v = &s.value;
+    if let Some(listen) = &v.listen {
+        match listen.parse() {
+            Ok(addr) => server.listen = addr,
+            Err(_) => cx.errors.push(o.error(
+                &[key("listen")],
+                format!("{listen:?} is not an address (expected host:port, e.g. 127.0.0.1:8088)"),
+            )),
+        }
+    }
+    if let Some(dir) = &v.data_dir {
+        server.data_dir = cx.base_dir.join(dir);
+    }
+    server.api_tokens = v
+        .api_tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| cx.secret(o, &[key("api_tokens"), PathSeg::Index(i)], t))
+        .collect();
+    if let Some(a) = &v.account {
+        server.account = a.clone();
+    }
+    if let Some(r) = &v.region {
+        server.region = r.clone();
+    }
+    if let Some(b) = v.max_body_bytes {
+        if b < 1024 {
+            cx.errors.push(o.error(
+                &[key("max_body_bytes")],
+                format!("{b} is too small (expected at least 1024)"),
+            ));
+        }
+        server.max_body_bytes = b;
+    }
+    server.dedup_window = cx.duration(
+        o,
+        &[key("dedup_window")],
+        v.dedup_window.as_deref(),
+        server.dedup_window,
+    );
+    if let Some(b) = v.max_backlog {
+        server.max_backlog = b;
+    }
+    if let Some(h) = v.hop_limit {
+        if h == 0 {
+            cx.errors
+                .push(o.error(&[key("hop_limit")], "must be at least 1"));
+        }
+        server.hop_limit = h;
+    }
+    server
+}
+
+fn field(text: &str, o: &Origin, path: &[PathSeg], cx: &mut Ctx<'_>) -> Field {
+    if text.starts_with('$') {
+        if let Err(e) = serde_json_path::JsonPath::parse(text) {
+            cx.errors
+                .push(o.error(path, format!("{text:?} is not a valid JSONPath ({e})")));
+        }
+        Field::Path(text.to_owned())
+    } else {
+        Field::Const(text.to_owned())
+    }
+}
+
+fn validate_mapping(m: &RawMapping, o: &Origin, cx: &mut Ctx<'_>) -> Mapping {
+    Mapping {
+        source: field(&m.source, o, &[key("source")], cx),
+        detail_type: field(&m.detail_type, o, &[key("detail_type")], cx),
+        resources: m
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| field(r, o, &[key("resources"), PathSeg::Index(i)], cx))
+            .collect(),
+        id: m.id.as_deref().map(|t| field(t, o, &[key("id")], cx)),
+        time: m.time.as_deref().map(|t| field(t, o, &[key("time")], cx)),
+        detail: m
+            .detail
+            .as_deref()
+            .map(|t| match field(t, o, &[key("detail")], cx) {
+                Field::Path(p) => p,
+                Field::Const(c) => {
+                    cx.errors.push(o.error(
+                        &[key("detail")],
+                        format!("{c:?} must be a JSONPath starting with $"),
+                    ));
+                    c
+                }
+            }),
+    }
+}
+
+/// A pattern may be written as YAML or as a JSON string; both must compile.
+fn check_pattern(p: &Value, o: &Origin, name: &str, cx: &mut Ctx<'_>) -> Option<Value> {
+    let value = match p {
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => v,
+            Err(e) => {
+                cx.errors
+                    .push(o.error(&[key(name)], format!("is not valid JSON: {e}")));
+                return None;
+            }
+        },
+        other => other.clone(),
+    };
+    if !value.is_object() {
+        cx.errors
+            .push(o.error(&[key(name)], "invalid pattern: must be a JSON object"));
+        return None;
+    }
+    Some(value)
+}
+
+/// Which target fields each kind accepts, beyond the common ones.
+fn kind_fields(kind: TargetKind) -> &'static [&'static str] {
+    match kind {
+        TargetKind::Http => &["url", "method", "headers", "connection", "timeout"],
+        TargetKind::Slack => &["url", "timeout"],
+        TargetKind::Email => &["smtp", "from", "to", "subject", "timeout"],
+        TargetKind::Exec => &["command", "env", "emit_events", "timeout"],
+        TargetKind::Bus => &["bus"],
+        TargetKind::Log => &["path", "max_bytes", "keep"],
+    }
+}
+
+fn validate_target(
+    t: &RawTarget,
+    o: &Origin,
+    buses: &[String],
+    connections: &BTreeMap<String, Auth>,
+    already_reported: bool,
+    cx: &mut Ctx<'_>,
+) -> Option<Target> {
+    let errors_before = cx.errors.len();
+    let Some(kind) = t.kind else {
+        // A kind that stage one refused has been reported and dropped already.
+        if already_reported {
+            return None;
+        }
+        cx.errors.push(o.error(
+            &[],
+            "missing required field kind (expected one of http, slack, email, exec, bus, log)",
+        ));
+        return None;
+    };
+    let allowed = kind_fields(kind);
+    let present: [(&str, bool); 17] = [
+        ("url", t.url.is_some()),
+        ("method", t.method.is_some()),
+        ("headers", t.headers.is_some()),
+        ("connection", t.connection.is_some()),
+        ("timeout", t.timeout.is_some()),
+        ("smtp", t.smtp.is_some()),
+        ("from", t.from.is_some()),
+        ("to", t.to.is_some()),
+        ("subject", t.subject.is_some()),
+        ("command", t.command.is_some()),
+        ("env", t.env.is_some()),
+        ("emit_events", t.emit_events.is_some()),
+        ("bus", t.bus.is_some()),
+        ("path", t.path.is_some()),
+        ("max_bytes", t.max_bytes.is_some()),
+        ("keep", t.keep.is_some()),
+        ("rate_limit", false),
+    ];
+    for (name, is_set) in present {
+        if is_set && !allowed.contains(&name) {
+            cx.errors.push(o.key_error(
+                &[key(name)],
+                format!(
+                    "does not apply to kind {} (it takes: {})",
+                    kind_name(kind),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let input = validate_input(t, o, cx);
+    let retry = match &t.retry_policy {
+        None => RetryPolicy::default(),
+        Some(r) => {
+            let ro = o.child(key("retry_policy"));
+            let age = cx.duration(
+                &ro,
+                &[key("maximum_event_age")],
+                r.maximum_event_age.as_deref(),
+                Duration::from_secs(86_400),
+            );
+            if !(60..=86_400).contains(&age.as_secs()) {
+                cx.errors.push(ro.error(
+                    &[key("maximum_event_age")],
+                    format!(
+                        "{}s is out of range (expected 60s to 24h, as EventBridge)",
+                        age.as_secs()
+                    ),
+                ));
+            }
+            let attempts = r.maximum_retry_attempts.unwrap_or(185);
+            if attempts > 185 {
+                cx.errors.push(ro.error(
+                    &[key("maximum_retry_attempts")],
+                    format!("{attempts} is out of range (expected 0 to 185, as EventBridge)"),
+                ));
+            }
+            RetryPolicy {
+                maximum_event_age: age,
+                maximum_retry_attempts: attempts,
+            }
+        }
+    };
+    let concurrency = t.concurrency.unwrap_or(4);
+    if concurrency == 0 {
+        cx.errors
+            .push(o.error(&[key("concurrency")], "must be at least 1"));
+    }
+    if let Some(r) = t.rate_limit {
+        if !(r > 0.0 && r.is_finite()) {
+            cx.errors.push(o.error(
+                &[key("rate_limit")],
+                format!("{r} is not a positive number of deliveries per second"),
+            ));
+        }
+    }
+    let timeout = cx.duration(
+        o,
+        &[key("timeout")],
+        t.timeout.as_deref(),
+        Duration::from_secs(10),
+    );
+    let require = |cx: &mut Ctx<'_>, name: &str, present: bool| {
+        if !present {
+            cx.errors.push(o.error(
+                &[],
+                format!(
+                    "missing required field {name} (kind {} needs it)",
+                    kind_name(kind)
+                ),
+            ));
+        }
+    };
+    let spec = match kind {
+        TargetKind::Http => {
+            require(cx, "url", t.url.is_some());
+            let url = t.url.clone().unwrap_or_default();
+            if t.url.is_some() && !(url.starts_with("http://") || url.starts_with("https://")) {
+                cx.errors.push(o.error(
+                    &[key("url")],
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+            if let Some(c) = &t.connection {
+                if !connections.contains_key(c) {
+                    let known: Vec<&str> = connections.keys().map(String::as_str).collect();
+                    cx.errors.push(o.error(
+                        &[key("connection")],
+                        format!(
+                            "unknown connection {c:?} (declared: {})",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+            let method = t
+                .method
+                .clone()
+                .unwrap_or_else(|| "POST".into())
+                .to_ascii_uppercase();
+            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                cx.errors.push(o.error(
+                    &[key("method")],
+                    format!(
+                        "{method:?} is not supported (expected GET, POST, PUT, PATCH or DELETE)"
+                    ),
+                ));
+            }
+            TargetSpec::Http {
+                url,
+                method,
+                headers: t.headers.clone().unwrap_or_default(),
+                connection: t.connection.clone(),
+            }
+        }
+        TargetKind::Slack => {
+            require(cx, "url", t.url.is_some());
+            let url = t
+                .url
+                .as_deref()
+                .map(|u| cx.secret(o, &[key("url")], u))
+                .unwrap_or_else(Secret::empty);
+            TargetSpec::Slack { url }
+        }
+        TargetKind::Email => {
+            require(cx, "smtp", t.smtp.is_some());
+            require(cx, "from", t.from.is_some());
+            require(cx, "to", t.to.as_ref().is_some_and(|v| !v.is_empty()));
+            let smtp = t.smtp.as_ref().map(|s| {
+                let so = o.child(key("smtp"));
+                let tls = match s.tls.as_deref() {
+                    None | Some("starttls") => Tls::StartTls,
+                    Some("tls") => Tls::Implicit,
+                    Some("none") => Tls::None,
+                    Some(other) => {
+                        cx.errors.push(so.error(
+                            &[key("tls")],
+                            format!(
+                                "unknown value {other:?} (expected one of starttls, tls, none)"
+                            ),
+                        ));
+                        Tls::StartTls
+                    }
+                };
+                let port = s.port.unwrap_or(match tls {
+                    Tls::Implicit => 465,
+                    Tls::StartTls => 587,
+                    Tls::None => 25,
+                });
+                let credentials = match (&s.username, &s.password) {
+                    (Some(u), Some(p)) => Some((u.clone(), cx.secret(&so, &[key("password")], p))),
+                    (None, None) => None,
+                    _ => {
+                        cx.errors
+                            .push(so.error(&[], "username and password go together"));
+                        None
+                    }
+                };
+                Smtp {
+                    host: s.host.clone(),
+                    port,
+                    tls,
+                    credentials,
+                }
+            });
+            TargetSpec::Email {
+                smtp: smtp.unwrap_or(Smtp {
+                    host: String::new(),
+                    port: 0,
+                    tls: Tls::None,
+                    credentials: None,
+                }),
+                from: t.from.clone().unwrap_or_default(),
+                to: t.to.clone().unwrap_or_default(),
+                subject: t
+                    .subject
+                    .clone()
+                    .unwrap_or_else(|| "fleetbus: <detail-type>".into()),
+            }
+        }
+        TargetKind::Exec => {
+            let command = t.command.clone().unwrap_or_default();
+            if command.is_empty() || command[0].is_empty() {
+                cx.errors.push(o.error(&[key("command")], "missing required program (expected an argv list, e.g. [/usr/local/bin/handler, --flag])"));
+            }
+            TargetSpec::Exec {
+                command,
+                env: t.env.clone().unwrap_or_default(),
+                emit_events: t.emit_events.unwrap_or(false),
+            }
+        }
+        TargetKind::Bus => {
+            require(cx, "bus", t.bus.is_some());
+            let bus = t.bus.clone().unwrap_or_default();
+            if t.bus.is_some() && !buses.contains(&bus) {
+                cx.errors.push(o.error(
+                    &[key("bus")],
+                    format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
+                ));
+            }
+            TargetSpec::Bus { bus }
+        }
+        TargetKind::Log => TargetSpec::Log {
+            path: t
+                .path
+                .as_deref()
+                .filter(|p| *p != "stdout")
+                .map(|p| cx.base_dir.join(p)),
+            max_bytes: t.max_bytes.unwrap_or(64 * 1024 * 1024),
+            keep: t.keep.unwrap_or(5),
+        },
+    };
+    (cx.errors.len() == errors_before).then(|| Target {
+        id: t.id.clone(),
+        input,
+        retry,
+        concurrency,
+        rate_limit: t.rate_limit,
+        timeout,
+        spec,
+    })
+}
+
+fn kind_name(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Http => "http",
+        TargetKind::Slack => "slack",
+        TargetKind::Email => "email",
+        TargetKind::Exec => "exec",
+        TargetKind::Bus => "bus",
+        TargetKind::Log => "log",
+    }
+}
+
+fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
+    let set = [
+        t.input.is_some(),
+        t.input_path.is_some(),
+        t.input_transformer.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() > 1 {
+        cx.errors.push(o.error(
+            &[],
+            "input, input_path and input_transformer exclude each other (set one)",
+        ));
+    }
+    if let Some(text) = &t.input {
+        return match serde_json::from_str(text) {
+            Ok(v) => Input::Constant(v),
+            Err(e) => {
+                cx.errors.push(o.error(
+                    &[key("input")],
+                    format!("is not valid JSON: {e} (EventBridge's Input is JSON text)"),
+                ));
+                Input::Event
+            }
+        };
+    }
+    if let Some(path) = &t.input_path {
+        if let Err(e) = serde_json_path::JsonPath::parse(path) {
+            cx.errors.push(o.error(
+                &[key("input_path")],
+                format!("{path:?} is not a valid JSONPath ({e})"),
+            ));
+        }
+        return Input::Path(path.clone());
+    }
+    if let Some(tr) = &t.input_transformer {
+        let to = o.child(key("input_transformer"));
+        if tr.input_paths_map.len() > 100 {
+            cx.errors.push(to.error(
+                &[key("input_paths_map")],
+                "has more than 100 entries (EventBridge's limit)",
+            ));
+        }
+        for (name, path) in &tr.input_paths_map {
+            if name.starts_with("aws.") {
+                cx.errors.push(to.error(
+                    &[key("input_paths_map"), key(name)],
+                    "names starting with aws. are reserved",
+                ));
+            }
+            if let Err(e) = serde_json_path::JsonPath::parse(path) {
+                cx.errors.push(to.error(
+                    &[key("input_paths_map"), key(name)],
+                    format!("{path:?} is not a valid JSONPath ({e})"),
+                ));
+            }
+        }
+        for placeholder in placeholders(&tr.input_template) {
+            let reserved = [
+                "aws.events.rule-arn",
+                "aws.events.rule-name",
+                "aws.events.event",
+                "aws.events.event.json",
+                "aws.events.event.ingestion-time",
+            ];
+            if !tr.input_paths_map.contains_key(placeholder) && !reserved.contains(&placeholder) {
+                cx.errors.push(to.error(
+                    &[key("input_template")],
+                    format!(
+                    "placeholder <{placeholder}> is not in input_paths_map (defined: {})",
+                    tr.input_paths_map.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                ));
+            }
+        }
+        return Input::Transformer {
+            paths: tr.input_paths_map.clone(),
+            template: tr.input_template.clone(),
+        };
+    }
+    Input::Event
+}
+
+/// `<name>` placeholders of an EventBridge input template.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('<') {
+        let after = &rest[start + 1..];
+        match after.find('>') {
+            Some(end)
+                if end > 0
+                    && after[..end]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) =>
+            {
+                out.push(&after[..end]);
+                rest = &after[end + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}

@@ -1,0 +1,265 @@
+//! Stage one: the configuration exactly as written. Unknown fields are refused here;
+//! meaning (references, patterns, durations, secrets) is checked in [`crate::model`].
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A fleetbus configuration file (a directory's files are merged: lists are
+/// concatenated, `server` and `retention` may appear in one file only).
+// Sections are read one by one (see `load`), so that one bad section does not hide
+// another's errors; this struct describes the whole file for the JSON Schema.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The HTTP server, storage and API access.
+    #[serde(default)]
+    pub server: Option<RawServer>,
+    /// Ingest endpoints, each at `POST /v1/sources/{name}`.
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    /// Credentials for targets that call out (HTTP APIs, MDM servers).
+    #[serde(default)]
+    pub connections: Vec<RawConnection>,
+    /// Named event streams; `default` always exists.
+    #[serde(default)]
+    pub buses: Vec<RawBus>,
+    /// Patterns or schedules with the targets they send to.
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// How long events and delivery records are kept.
+    #[serde(default)]
+    pub retention: Option<RawRetention>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address to listen on, e.g. `127.0.0.1:8088`.
+    pub listen: Option<String>,
+    /// Directory for the embedded store (relative to the config file).
+    pub data_dir: Option<String>,
+    /// Bearer tokens for the management API and `/v1/events` (secret references).
+    #[serde(default)]
+    pub api_tokens: Vec<String>,
+    /// `account` given to events that carry none.
+    pub account: Option<String>,
+    /// `region` given to events that carry none.
+    pub region: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Window in which a repeated (source, id) is accepted and dropped, e.g. `10m`.
+    pub dedup_window: Option<String>,
+    /// Pending deliveries above which ingest answers 429.
+    pub max_backlog: Option<u64>,
+    /// Rule hops after which derived events are dropped (rule-loop guard).
+    pub hop_limit: Option<u32>,
+}
+
+/// Where the shape of a source kind is not the generic one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Any JSON body, mapped to an event by `mapping`.
+    Generic,
+    /// NanoMDM webhook.
+    Nanomdm,
+    /// MicroMDM webhook.
+    Micromdm,
+    /// NDJSON batches of macOS unified-log entries posted by a device.
+    UnifiedLog,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Bus the source's events go to (default `default`).
+    pub bus: Option<String>,
+    /// Bearer tokens accepted by this source (secret references).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Generic sources: how the body becomes an event.
+    pub mapping: Option<RawMapping>,
+}
+
+/// Each value is a constant, or a JSONPath into the body when it starts with `$`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    pub source: String,
+    pub detail_type: String,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Event id (dedup key); absent: a fresh UUID.
+    pub id: Option<String>,
+    /// Event time; absent: time of receipt.
+    pub time: Option<String>,
+    /// Part of the body that becomes `detail` (default: the whole body).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnection {
+    pub name: String,
+    pub auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum RawAuth {
+    Basic {
+        username: String,
+        password: String,
+    },
+    ApiKey {
+        header: String,
+        value: String,
+    },
+    Bearer {
+        token: String,
+    },
+    Oauth {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBus {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleState {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: String,
+    pub bus: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub state: RuleState,
+    /// An EventBridge event pattern, as YAML or as a JSON string.
+    pub event_pattern: Option<Value>,
+    /// `rate(5 minutes)` or `cron(0 12 * * ? *)`.
+    pub schedule: Option<String>,
+    /// A pattern whose match suppresses this rule for that event.
+    pub exempt: Option<Value>,
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    Http,
+    Slack,
+    Email,
+    Exec,
+    Bus,
+    Log,
+}
+
+/// A target. Fields apply to the kinds named in their description.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub id: String,
+    pub kind: Option<TargetKind>,
+    /// Constant JSON text sent instead of the event.
+    pub input: Option<String>,
+    /// JSONPath of the part of the event sent.
+    pub input_path: Option<String>,
+    pub input_transformer: Option<RawInputTransformer>,
+    pub retry_policy: Option<RawRetryPolicy>,
+    /// Deliveries in flight at once for this target.
+    pub concurrency: Option<u32>,
+    /// Deliveries per second at most.
+    pub rate_limit: Option<f64>,
+    /// http, slack, email: per-attempt timeout, e.g. `10s`; exec: run time limit.
+    pub timeout: Option<String>,
+    /// http: the endpoint. slack: the incoming-webhook URL (a secret reference).
+    pub url: Option<String>,
+    /// http: method (default POST).
+    pub method: Option<String>,
+    /// http: extra headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// http: the connection whose credentials are used.
+    pub connection: Option<String>,
+    /// email: SMTP server.
+    pub smtp: Option<RawSmtp>,
+    /// email: sender address.
+    pub from: Option<String>,
+    /// email: recipients.
+    pub to: Option<Vec<String>>,
+    /// email: subject template (`<name>` placeholders from input_paths_map).
+    pub subject: Option<String>,
+    /// exec: program and arguments, never through a shell.
+    pub command: Option<Vec<String>>,
+    /// exec: extra environment variables.
+    pub env: Option<BTreeMap<String, String>>,
+    /// exec: put JSON lines printed on stdout on the bus as events.
+    pub emit_events: Option<bool>,
+    /// bus: destination bus.
+    pub bus: Option<String>,
+    /// log: file path, or `stdout`.
+    pub path: Option<String>,
+    /// log: rotate when the file passes this many bytes.
+    pub max_bytes: Option<u64>,
+    /// log: rotated files kept.
+    pub keep: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawInputTransformer {
+    #[serde(default)]
+    pub input_paths_map: BTreeMap<String, String>,
+    pub input_template: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryPolicy {
+    /// Oldest an event may be and still be retried, e.g. `24h` (60s to 24h).
+    pub maximum_event_age: Option<String>,
+    /// Attempts after the first (0 to 185).
+    pub maximum_retry_attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: String,
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit) or `none`.
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// How long archived events are kept, e.g. `90d`.
+    pub archive: Option<String>,
+    /// How long finished delivery records are kept.
+    pub deliveries: Option<String>,
+}

@@ -1,0 +1,188 @@
+//! The configuration loader end to end: the shipped example, every error kind with
+//! its position, directory merging, and no panic on any input.
+
+use std::path::Path;
+
+use fleetbus_config::{load, load_str, Input, TargetSpec};
+use proptest::prelude::*;
+
+fn errors_of(text: &str) -> Vec<String> {
+    match load_str("c.yaml", text, Path::new("/nonexistent")) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_shipped_example_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleetbus.yaml");
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config
+        .rules
+        .iter()
+        .any(|r| r.name == "hey-listen" && r.enabled));
+    assert_eq!(config.server.api_tokens[0].expose(), "dev-token-change-me");
+    assert_eq!(config.buses, vec!["default"]);
+}
+
+#[test]
+fn three_mistakes_give_three_located_errors() {
+    let errors = errors_of(
+        "server:\n  listen: 127.0.0.1:8088\n  colour: blue\nrules:\n  - name: r1\n    event_pattern: {source: [a]}\n    state: on\n  - name: r2\n    schedule: rate(5 minute)\n",
+    );
+    assert_eq!(
+        errors,
+        vec![
+            "c.yaml:3:3: server.colour: unknown field (expected one of listen, data_dir, api_tokens, account, region, max_body_bytes, dedup_window, max_backlog, hop_limit)",
+            "c.yaml:7:12: rules[0].state: unknown value \"on\" (expected one of enabled, disabled)",
+            "c.yaml:9:15: rules[1].schedule: \"rate(5 minute)\": use the singular unit for 1 and the plural otherwise (e.g. rate(1 hour), rate(2 hours))",
+        ]
+    );
+}
+
+#[test]
+fn each_kind_of_mistake_is_located() {
+    let cases: &[(&str, &str)] = &[
+        // unknown key
+        ("rules:\n  - name: r\n    event_patern: {source: [a]}\n", "c.yaml:3:5: rules[0].event_patern: unknown field (expected one of name, bus, description, state, event_pattern, schedule, exempt, targets)"),
+        // wrong type
+        ("server:\n  hop_limit: lots\n", "c.yaml:2:14: server.hop_limit: wrong type: string \"lots\" (expected a non-negative integer)"),
+        ("rules: {a: 1}\n", "c.yaml:1:8: rules: wrong type (expected a list)"),
+        // missing required field
+        ("rules:\n  - event_pattern: {source: [a]}\n", "c.yaml:2:5: rules[0].name: missing required field"),
+        ("rules:\n  - name: r\n    event_pattern: {source: [a]}\n    targets:\n      - id: h\n        kind: http\n", "c.yaml:5:9: rules[0].targets[0]: missing required field url (kind http needs it)"),
+        // bad secret reference
+        ("server:\n  api_tokens: [\"${vault:x}\"]\n", "c.yaml:2:16: server.api_tokens[0]: \"${vault:x}\": unknown secret scheme \"vault\" (expected env or file)"),
+        ("server:\n  api_tokens: [\"${env:FLEETBUS_TEST_UNSET_1}\"]\n", "c.yaml:2:16: server.api_tokens[0]: \"${env:FLEETBUS_TEST_UNSET_1}\": environment variable FLEETBUS_TEST_UNSET_1 is not set"),
+        // duplicate rule name
+        ("rules:\n  - name: r\n    schedule: rate(1 day)\n  - name: r\n    schedule: rate(2 days)\n", "c.yaml:4:11: rules[1].name: duplicate rule name \"r\" (first at c.yaml:2:11)"),
+        // references and meaning
+        ("rules:\n  - name: r\n    bus: nope\n    schedule: rate(1 day)\n", "c.yaml:3:10: rules[0].bus: unknown bus \"nope\" (declared: default)"),
+        ("rules:\n  - name: r\n", "c.yaml:2:5: rules[0]: a rule needs an event_pattern or a schedule"),
+        ("rules:\n  - name: r\n    event_pattern: '{\"source\": '\n", "c.yaml:3:20: rules[0].event_pattern: is not valid JSON: EOF while parsing a value at line 1 column 11"),
+        ("rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - {id: l, kind: log, url: 'http://x'}\n", "c.yaml:5:28: rules[0].targets[0].url: does not apply to kind log (it takes: path, max_bytes, keep)"),
+        ("rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - id: l\n        kind: log\n        input_transformer: {input_paths_map: {a: $.x}, input_template: '<b>'}\n", "c.yaml:7:72: rules[0].targets[0].input_transformer.input_template: placeholder <b> is not in input_paths_map (defined: a)"),
+        ("server:\n  dedup_window: soon\n", "c.yaml:2:17: server.dedup_window: \"soon\" is not a duration (expected e.g. 30s, 5m, 24h, 90d)"),
+        ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention)"),
+        ("a: 1\na: 2\n", "c.yaml:2:1: a: duplicate key"),
+    ];
+    for (text, want) in cases {
+        let errors = errors_of(text);
+        assert!(
+            errors.iter().any(|e| e == want),
+            "for {text:?}\n got: {errors:#?}\nwant: {want}"
+        );
+    }
+}
+
+#[test]
+fn syntax_errors_point_at_the_spot() {
+    let errors = errors_of("rules:\n  - name: [unclosed\n");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("c.yaml:"), "{}", errors[0]);
+    assert!(errors[0].contains("invalid YAML"), "{}", errors[0]);
+}
+
+#[test]
+fn a_directory_merges_and_names_the_other_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tok"), "t\n").unwrap();
+    std::fs::write(
+        dir.path().join("10-server.yaml"),
+        "server:\n  api_tokens: ['${file:tok}']\nbuses:\n  - name: audit\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("20-rules.yml"),
+        "rules:\n  - name: r\n    bus: audit\n    event_pattern: {source: [a]}\n    targets:\n      - {id: fwd, kind: bus, bus: default}\n      - id: cmd\n        kind: exec\n        command: [/bin/cat]\n        input_path: $.detail\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    let config = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.buses, vec!["default", "audit"]);
+    let rule = &config.rules[0];
+    assert!(matches!(&rule.targets[0].spec, TargetSpec::Bus { bus } if bus == "default"));
+    assert_eq!(rule.targets[1].input, Input::Path("$.detail".into()));
+
+    std::fs::write(
+        dir.path().join("30-more.yaml"),
+        "server:\n  listen: 127.0.0.1:1\n",
+    )
+    .unwrap();
+    let errors = load(dir.path()).unwrap_err().to_string();
+    assert!(
+        errors.contains("30-more.yaml:1:1: server: is defined in more than one file (first at"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn secrets_never_reach_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tok"), "super-secret-value\n").unwrap();
+    let config = load_str(
+        "c.yaml",
+        "server:\n  api_tokens: ['${file:tok}']\nrules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - {id: s, kind: slack, url: '${file:tok}'}\n",
+        dir.path(),
+    )
+    .unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("super-secret-value"));
+    assert_eq!(config.server.api_tokens[0].expose(), "super-secret-value");
+}
+
+#[test]
+fn the_schema_describes_every_section() {
+    let schema = fleetbus_config::json_schema();
+    let props = schema["properties"].as_object().unwrap();
+    for section in [
+        "server",
+        "sources",
+        "connections",
+        "buses",
+        "rules",
+        "retention",
+    ] {
+        assert!(props.contains_key(section), "{section}");
+    }
+}
+
+fn yamlish() -> impl Strategy<Value = String> {
+    let atoms = prop::sample::select(vec![
+        "server:",
+        "rules:",
+        "  - name: r",
+        "    event_pattern: {source: [a]}",
+        "    targets:",
+        "      - id: x",
+        "        kind: log",
+        "  listen: x",
+        "&a b: *a",
+        "- [",
+        "]",
+        "{",
+        ": :",
+        "    schedule: cron(0 0 * * ? *)",
+        "\t",
+        "'",
+        "\"",
+        "? x",
+        "---",
+        "  api_tokens: ['${env:HOME}']",
+        "sources:",
+        "  - {name: s, kind: generic}",
+    ]);
+    prop::collection::vec(atoms, 0..12).prop_map(|lines| lines.join("\n"))
+}
+
+proptest! {
+    #[test]
+    fn no_text_panics_the_loader(text in "\\PC{0,200}") {
+        let _ = load_str("p.yaml", &text, Path::new("/nonexistent"));
+    }
+
+    #[test]
+    fn no_yaml_shaped_text_panics_the_loader(text in yamlish()) {
+        let _ = load_str("p.yaml", &text, Path::new("/nonexistent"));
+    }
+}
