@@ -1,0 +1,1 @@
+//! The HTTP API: ingest endpoints, management API, metrics and health.
