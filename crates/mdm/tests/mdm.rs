@@ -1,0 +1,5 @@
+//! Integration tests of the MDM library over the whole catalog and realistic fixtures.
+
+mod mdm {
+    pub mod catalog_roundtrip;
+}
