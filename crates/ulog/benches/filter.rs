@@ -1,1 +1,2 @@
+//! Filter throughput benchmark (filled in below).
 fn main() {}
