@@ -48,12 +48,8 @@ pub enum RuleError {
         #[source]
         source: Box<regex::Error>,
     },
-    #[error("rule `{rule}`: unknown type `{kind}` for field `{field}` (expected string, integer, number or boolean)")]
-    Type {
-        rule: String,
-        field: String,
-        kind: String,
-    },
+    #[error("rule `{rule}`: capture group `{group}` is reserved (scope, device, rule and log are set by the extractor)")]
+    Reserved { rule: String, group: String },
     #[error("rule `{rule}`: dictionary group `{group}` is not a named group of any pattern")]
     DictionaryGroup { rule: String, group: String },
 }
