@@ -3,6 +3,8 @@
 //! enum the delivery workers call. A target never retries by itself: it reports
 //! whether a failure is worth retrying, and the engine's retry policy decides.
 
+pub mod transform;
+
 use fleetbus_event::{Event, StoredEvent};
 
 use crate::transform::Payload;
