@@ -26,6 +26,9 @@ pub(crate) struct Scanner {
     buf: String,
     keybuf: String,
     trail: Vec<Step>,
+    /// Trail length where the innermost enclosing object began: later steps are arrays
+    /// holding the scalar directly, which must not constrain other leaves.
+    cut: usize,
     arrays: u32,
 }
 
@@ -310,6 +313,7 @@ impl Scanner {
         let s = std::str::from_utf8(bytes).map_err(|e| syntax(e.valid_up_to(), "invalid UTF-8"))?;
         let mut cur = Cursor { b: bytes, s, i: 0 };
         self.trail.clear();
+        self.cut = 0;
         self.arrays = 0;
         cur.ws();
         if cur.peek() != Some(b'{') {
@@ -348,6 +352,9 @@ impl Scanner {
                     cur.i += 1;
                     return Ok(());
                 }
+                // Errors abort the whole scan, so only the Ok exit restores `cut`.
+                let saved = self.cut;
+                self.cut = self.trail.len();
                 loop {
                     cur.expect(b'"', "expected a field name")?;
                     let (a, z, esc) = cur.string_span()?;
@@ -367,6 +374,7 @@ impl Scanner {
                         Some(b',') => cur.i += 1,
                         Some(b'}') => {
                             cur.i += 1;
+                            self.cut = saved;
                             return Ok(());
                         }
                         _ => return Err(syntax(cur.i, "expected ',' or '}'")),
@@ -409,25 +417,25 @@ impl Scanner {
                 let (a, z, esc) = cur.string_span()?;
                 if esc {
                     unescape(&cur.s[a..z], a, &mut self.buf)?;
-                    sink(node, Scalar::Str(&self.buf), &self.trail);
+                    sink(node, Scalar::Str(&self.buf), &self.trail[..self.cut]);
                 } else {
-                    sink(node, Scalar::Str(&cur.s[a..z]), &self.trail);
+                    sink(node, Scalar::Str(&cur.s[a..z]), &self.trail[..self.cut]);
                 }
                 Ok(())
             }
             Some(b't') => {
                 cur.word(b"true")?;
-                sink(node, Scalar::Bool(true), &self.trail);
+                sink(node, Scalar::Bool(true), &self.trail[..self.cut]);
                 Ok(())
             }
             Some(b'f') => {
                 cur.word(b"false")?;
-                sink(node, Scalar::Bool(false), &self.trail);
+                sink(node, Scalar::Bool(false), &self.trail[..self.cut]);
                 Ok(())
             }
             Some(b'n') => {
                 cur.word(b"null")?;
-                sink(node, Scalar::Null, &self.trail);
+                sink(node, Scalar::Null, &self.trail[..self.cut]);
                 Ok(())
             }
             Some(b'-' | b'0'..=b'9') => {
@@ -437,7 +445,7 @@ impl Scanner {
                 if !x.is_finite() {
                     return Err(syntax(at, "number out of range"));
                 }
-                sink(node, Scalar::Num(x), &self.trail);
+                sink(node, Scalar::Num(x), &self.trail[..self.cut]);
                 Ok(())
             }
             None => Err(syntax(cur.i, "unexpected end of input")),

@@ -100,14 +100,17 @@ fn flatten<'a>(
     v: &'a Value,
     path: &mut Vec<&'a str>,
     trail: &mut Vec<Step>,
+    cut: usize,
     arrays: &mut u32,
     out: &mut Vec<Flat<'a>>,
 ) {
     let scalar = match v {
         Value::Object(o) => {
+            // Steps after the innermost object hold scalars directly and do not constrain.
+            let cut = trail.len();
             for (k, child) in o {
                 path.push(k);
-                flatten(child, path, trail, arrays, out);
+                flatten(child, path, trail, cut, arrays, out);
                 path.pop();
             }
             return;
@@ -117,7 +120,7 @@ fn flatten<'a>(
             *arrays += 1;
             for (i, item) in items.iter().enumerate() {
                 trail.push((id, i as u32));
-                flatten(item, path, trail, arrays, out);
+                flatten(item, path, trail, cut, arrays, out);
                 trail.pop();
             }
             return;
@@ -130,7 +133,7 @@ fn flatten<'a>(
     out.push(Flat {
         path: path.clone(),
         value: scalar,
-        trail: trail.clone(),
+        trail: trail[..cut].to_vec(),
     });
 }
 
@@ -184,7 +187,14 @@ pub fn explain(pattern: &Pattern, event_json: &[u8]) -> Result<Explanation, Even
         reason: "invalid JSON",
     })?;
     let mut flat = Vec::new();
-    flatten(&event, &mut Vec::new(), &mut Vec::new(), &mut 0, &mut flat);
+    flatten(
+        &event,
+        &mut Vec::new(),
+        &mut Vec::new(),
+        0,
+        &mut 0,
+        &mut flat,
+    );
     let mut branches = Vec::new();
     for leaves in pattern.branches() {
         let mut failures = Vec::new();

@@ -20,6 +20,8 @@ mod event;
 mod explain;
 mod matcher;
 mod parse;
+#[cfg(test)]
+mod semantics_tests;
 
 pub use cond::{AnythingBut, Cidr, Cond, NumRange, Scalar, Wildcard, NUMERIC_LIMIT};
 pub use error::{EventError, PatternError};

@@ -531,7 +531,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.branches().len(), 3);
-        assert!(p.branches().iter().all(|b| b[0].path == ["source"]));
+        assert!(p
+            .branches()
+            .iter()
+            .all(|b| b.iter().any(|l| l.path == ["source"])));
     }
 
     #[test]
