@@ -1,0 +1,884 @@
+//! Targets against real receivers on loopback: an HTTP server (axum) standing in
+//! for APIs, OAuth token endpoints and Slack, and a small SMTP sink.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleetbus_config::{Auth, Input, RetryPolicy, Secret, Smtp, Target, TargetSpec, Tls};
+use fleetbus_event::{Event, Meta, StoredEvent};
+use fleetbus_targets::{apply, DeliveryContext, DeliveryError, Payload, TargetImpl};
+use serde_json::{json, Value};
+
+fn target(spec: TargetSpec, input: Input, timeout: Duration) -> Target {
+    Target {
+        id: "t1".into(),
+        input,
+        retry: RetryPolicy::default(),
+        concurrency: 1,
+        rate_limit: None,
+        timeout,
+        spec,
+    }
+}
+
+fn stored() -> StoredEvent {
+    let mut event = Event::new(
+        "mdm.nanomdm",
+        "Device Enrolled",
+        json!({"device": {"serial": "C02XK1JDJG5J", "name": "jdoe-mbp"}})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    event.resources = vec!["device/C02XK1JDJG5J".into()];
+    StoredEvent {
+        event,
+        meta: Meta::ingested("default", "api"),
+    }
+}
+
+fn ctx<'a>(e: &'a StoredEvent, key: &'a str) -> DeliveryContext<'a> {
+    DeliveryContext {
+        event: e,
+        rule: "enrolled",
+        target: "t1",
+        attempt: 1,
+        idempotency_key: key,
+    }
+}
+
+mod server {
+    //! A recording HTTP server whose answers a closure decides.
+
+    use super::*;
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+
+    #[derive(Debug, Clone)]
+    pub struct Request {
+        pub method: String,
+        pub path: String,
+        pub headers: HeaderMap,
+        pub body: Vec<u8>,
+    }
+
+    impl Request {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.get(name).and_then(|v| v.to_str().ok())
+        }
+    }
+
+    pub struct Answer {
+        pub status: u16,
+        pub headers: Vec<(&'static str, String)>,
+        pub body: String,
+        pub delay: Duration,
+    }
+
+    pub fn answer(status: u16, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    type Responder = dyn Fn(&Request, &[Request]) -> Answer + Send + Sync;
+
+    #[derive(Clone)]
+    struct AppState {
+        log: Arc<Mutex<Vec<Request>>>,
+        respond: Arc<Responder>,
+    }
+
+    pub struct Server {
+        pub base: String,
+        pub log: Arc<Mutex<Vec<Request>>>,
+    }
+
+    impl Server {
+        pub fn requests(&self) -> Vec<Request> {
+            self.log.lock().unwrap().clone()
+        }
+        pub fn on(&self, path: &str) -> Vec<Request> {
+            self.requests()
+                .into_iter()
+                .filter(|r| r.path == path)
+                .collect()
+        }
+    }
+
+    /// Starts a server; `respond` sees the request and those before it.
+    pub async fn start(
+        respond: impl Fn(&Request, &[Request]) -> Answer + Send + Sync + 'static,
+    ) -> Server {
+        let state = AppState {
+            log: Arc::new(Mutex::new(Vec::new())),
+            respond: Arc::new(respond),
+        };
+        let log = state.log.clone();
+        let app = axum::Router::new().fallback(handle).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Server {
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    async fn handle(
+        axum::extract::State(state): axum::extract::State<AppState>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> impl IntoResponse {
+        let req = Request {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            headers,
+            body: body.to_vec(),
+        };
+        let answer = {
+            let mut log = state.log.lock().unwrap();
+            let a = (state.respond)(&req, &log);
+            log.push(req);
+            a
+        };
+        if !answer.delay.is_zero() {
+            tokio::time::sleep(answer.delay).await;
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in answer.headers {
+            headers.insert(k, v.parse().unwrap());
+        }
+        (
+            StatusCode::from_u16(answer.status).unwrap(),
+            headers,
+            answer.body,
+        )
+    }
+}
+
+mod http {
+    use super::server::{answer, start, Answer};
+    use super::*;
+
+    fn http_spec(url: String, connection: Option<&str>) -> TargetSpec {
+        let mut headers = BTreeMap::new();
+        headers.insert("X-Custom".to_owned(), "yes".to_owned());
+        TargetSpec::Http {
+            url,
+            method: "POST".into(),
+            headers,
+            connection: connection.map(str::to_owned),
+        }
+    }
+
+    fn connections() -> BTreeMap<String, Auth> {
+        let mut c = BTreeMap::new();
+        c.insert(
+            "basic".into(),
+            Auth::Basic {
+                username: "fleet".into(),
+                password: Secret::from_value("s3cret"),
+            },
+        );
+        c.insert(
+            "key".into(),
+            Auth::ApiKey {
+                header: "X-Api-Key".into(),
+                value: Secret::from_value("k-123"),
+            },
+        );
+        c.insert(
+            "bearer".into(),
+            Auth::Bearer {
+                token: Secret::from_value("tok-9"),
+            },
+        );
+        c
+    }
+
+    async fn deliver(
+        spec: TargetSpec,
+        conns: &BTreeMap<String, Auth>,
+        payload: &Payload,
+        timeout: Duration,
+    ) -> Result<fleetbus_targets::Delivered, DeliveryError> {
+        let t = TargetImpl::build(&target(spec, Input::Event, timeout), conns).unwrap();
+        let e = stored();
+        t.deliver(payload, &ctx(&e, "ev-1:enrolled:t1")).await
+    }
+
+    #[tokio::test]
+    async fn posts_payload_with_headers_and_auth() {
+        let srv = start(|_, _| answer(200, "ok")).await;
+        let conns = connections();
+        let e = stored();
+        let payload = apply(
+            &Input::Transformer {
+                paths: [("serial".to_owned(), "$.detail.device.serial".to_owned())]
+                    .into_iter()
+                    .collect(),
+                template: r#"{"serial": <serial>, "rule": <aws.events.rule-name>}"#.into(),
+            },
+            &e,
+            "enrolled",
+        )
+        .unwrap();
+        for (conn, header, expected) in [
+            ("basic", "authorization", "Basic ZmxlZXQ6czNjcmV0"),
+            ("key", "x-api-key", "k-123"),
+            ("bearer", "authorization", "Bearer tok-9"),
+        ] {
+            let t = TargetImpl::build(
+                &target(
+                    http_spec(format!("{}/hook", srv.base), Some(conn)),
+                    Input::Event,
+                    Duration::from_secs(5),
+                ),
+                &conns,
+            )
+            .unwrap();
+            assert_eq!(t.kind(), "http");
+            let out = t
+                .deliver(&payload, &ctx(&e, "ev:enrolled:t1"))
+                .await
+                .unwrap();
+            assert_eq!(out.status, "200");
+            let req = srv.requests().pop().unwrap();
+            assert_eq!(req.header(header), Some(expected), "{conn}");
+        }
+        let req = srv.requests().pop().unwrap();
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/hook");
+        assert_eq!(req.header("idempotency-key"), Some("ev:enrolled:t1"));
+        assert_eq!(req.header("x-fleetbus-event-id"), Some(e.event.id.as_str()));
+        assert_eq!(req.header("x-custom"), Some("yes"));
+        assert_eq!(req.header("content-type"), Some("application/json"));
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body, json!({"serial": "C02XK1JDJG5J", "rule": "enrolled"}));
+    }
+
+    #[tokio::test]
+    async fn text_payload_and_get_without_body() {
+        let srv = start(|_, _| answer(204, "")).await;
+        let out = deliver(
+            http_spec(format!("{}/t", srv.base), None),
+            &BTreeMap::new(),
+            &Payload::Text("plain".into()),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.status, "204");
+        let req = srv.requests().pop().unwrap();
+        assert_eq!(req.body, b"plain");
+        assert_eq!(
+            req.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+
+        let spec = TargetSpec::Http {
+            url: format!("{}/g", srv.base),
+            method: "GET".into(),
+            headers: BTreeMap::new(),
+            connection: None,
+        };
+        deliver(
+            spec,
+            &BTreeMap::new(),
+            &Payload::Json(json!({"a": 1})),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let req = srv.requests().pop().unwrap();
+        assert_eq!(req.method, "GET");
+        assert!(req.body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn statuses_are_classified() {
+        let srv = start(|req, _| match req.path.as_str() {
+            "/500" => answer(500, "boom"),
+            "/503" => answer(503, ""),
+            "/408" => answer(408, ""),
+            "/429" => Answer {
+                headers: vec![("retry-after", "7".into())],
+                ..answer(429, "slow down")
+            },
+            "/404" => answer(404, format!("no such thing {}", "x".repeat(4000))),
+            "/400" => answer(400, "{\"error\":\"bad field serial\"}"),
+            "/slow" => Answer {
+                delay: Duration::from_secs(3),
+                ..answer(200, "")
+            },
+            _ => answer(200, ""),
+        })
+        .await;
+        let p = Payload::Json(json!({}));
+        let none = BTreeMap::new();
+        let run = |path: &str, timeout: Duration| {
+            let spec = http_spec(format!("{}{path}", srv.base), None);
+            let none = none.clone();
+            let p = p.clone();
+            async move { deliver(spec, &none, &p, timeout).await }
+        };
+        let secs = Duration::from_secs(5);
+        for path in ["/500", "/503", "/408"] {
+            let err = run(path, secs).await.unwrap_err();
+            assert!(err.is_retryable(), "{path}: {err}");
+        }
+        let err = run("/500", secs).await.unwrap_err();
+        assert_eq!(err.to_string(), "http 500 Internal Server Error: boom");
+        let err = run("/429", secs).await.unwrap_err();
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("retry after 7"), "{err}");
+        let err = run("/404", secs).await.unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err
+            .to_string()
+            .starts_with("http 404 Not Found: no such thing"));
+        assert!(err.to_string().len() < 700);
+        let err = run("/400", secs).await.unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("bad field serial"), "{err}");
+        let err = run("/slow", Duration::from_millis(300)).await.unwrap_err();
+        assert!(err.is_retryable());
+        assert!(err.to_string().contains("timed out"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retryable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = deliver(
+            http_spec(format!("http://{addr}/x"), None),
+            &BTreeMap::new(),
+            &Payload::Json(json!({})),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+
+    fn oauth(base: &str) -> BTreeMap<String, Auth> {
+        let mut c = BTreeMap::new();
+        c.insert(
+            "oauth".into(),
+            Auth::Oauth {
+                token_url: format!("{base}/token"),
+                client_id: "client".into(),
+                client_secret: Secret::from_value("csecret"),
+                scope: Some("events.write".into()),
+            },
+        );
+        c
+    }
+
+    /// A token endpoint issuing tok-1, tok-2... valid for `expires_in`; the API
+    /// refuses `revoked` tokens with 401.
+    async fn oauth_server(
+        expires_in: u64,
+        revoked: &'static [&'static str],
+    ) -> super::server::Server {
+        start(move |req, before| {
+            if req.path == "/token" {
+                let n = before.iter().filter(|r| r.path == "/token").count() + 1;
+                return answer(
+                    200,
+                    json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": expires_in})
+                        .to_string(),
+                );
+            }
+            let auth = req.header("authorization").unwrap_or_default();
+            if revoked.iter().any(|t| auth == format!("Bearer {t}")) {
+                answer(401, "expired")
+            } else {
+                answer(200, "ok")
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn oauth_token_is_fetched_once_and_cached() {
+        let srv = oauth_server(3600, &[]).await;
+        let conns = oauth(&srv.base);
+        let t = TargetImpl::build(
+            &target(
+                http_spec(format!("{}/api", srv.base), Some("oauth")),
+                Input::Event,
+                Duration::from_secs(5),
+            ),
+            &conns,
+        )
+        .unwrap();
+        let t = Arc::new(t);
+        let e = Arc::new(stored());
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let t = t.clone();
+            let e = e.clone();
+            tasks.push(tokio::spawn(async move {
+                t.deliver(&Payload::Json(json!({})), &ctx(&e, "k")).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let tokens = srv.on("/token");
+        assert_eq!(tokens.len(), 1);
+        let body = String::from_utf8(tokens[0].body.clone()).unwrap();
+        assert!(body.contains("grant_type=client_credentials"), "{body}");
+        assert!(body.contains("scope=events.write"), "{body}");
+        assert_eq!(
+            tokens[0].header("authorization"),
+            Some("Basic Y2xpZW50OmNzZWNyZXQ=")
+        );
+        assert!(srv
+            .on("/api")
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer tok-1")));
+    }
+
+    #[tokio::test]
+    async fn oauth_refreshes_on_401_and_when_expiring() {
+        let srv = oauth_server(3600, &["tok-1"]).await;
+        let conns = oauth(&srv.base);
+        let out = deliver(
+            http_spec(format!("{}/api", srv.base), Some("oauth")),
+            &conns,
+            &Payload::Json(json!({})),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.status, "200");
+        assert_eq!(srv.on("/token").len(), 2);
+        let api = srv.on("/api");
+        assert_eq!(api.len(), 2);
+        assert_eq!(api[1].header("authorization"), Some("Bearer tok-2"));
+
+        // A token that keeps being refused: one refresh, then a permanent 401.
+        let srv = oauth_server(3600, &["tok-1", "tok-2"]).await;
+        let err = deliver(
+            http_spec(format!("{}/api", srv.base), Some("oauth")),
+            &oauth(&srv.base),
+            &Payload::Json(json!({})),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().starts_with("http 401"), "{err}");
+        assert_eq!(srv.on("/token").len(), 2);
+
+        // A token about to expire is fetched again for each delivery.
+        let srv = oauth_server(1, &[]).await;
+        let t = TargetImpl::build(
+            &target(
+                http_spec(format!("{}/api", srv.base), Some("oauth")),
+                Input::Event,
+                Duration::from_secs(5),
+            ),
+            &oauth(&srv.base),
+        )
+        .unwrap();
+        let e = stored();
+        for _ in 0..2 {
+            t.deliver(&Payload::Json(json!({})), &ctx(&e, "k"))
+                .await
+                .unwrap();
+        }
+        assert_eq!(srv.on("/token").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_failures() {
+        let srv = start(|req, _| match req.path.as_str() {
+            "/token" => answer(401, "{\"error\":\"invalid_client\"}"),
+            _ => answer(200, ""),
+        })
+        .await;
+        let err = deliver(
+            http_spec(format!("{}/api", srv.base), Some("oauth")),
+            &oauth(&srv.base),
+            &Payload::Json(json!({})),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("invalid_client"), "{err}");
+        assert!(!err.to_string().contains("csecret"));
+        assert!(srv.on("/api").is_empty());
+
+        let srv = start(|_, _| answer(503, "")).await;
+        let err = deliver(
+            http_spec(format!("{}/api", srv.base), Some("oauth")),
+            &oauth(&srv.base),
+            &Payload::Json(json!({})),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+}
+
+mod slack {
+    use super::server::{answer, start};
+    use super::*;
+
+    fn slack(url: String, input: Input) -> TargetImpl {
+        TargetImpl::build(
+            &target(
+                TargetSpec::Slack {
+                    url: Secret::from_value(url),
+                },
+                input,
+                Duration::from_secs(5),
+            ),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_are_posted() {
+        let srv = start(|_, _| answer(200, "ok")).await;
+        let url = format!("{}/services/T0/B0/SECRETPART", srv.base);
+        let e = stored();
+
+        let whole = slack(url.clone(), Input::Event);
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        assert_eq!(
+            whole.deliver(&payload, &ctx(&e, "k")).await.unwrap().status,
+            "200"
+        );
+
+        let input = Input::Transformer {
+            paths: [("name".to_owned(), "$.detail.device.name".to_owned())]
+                .into_iter()
+                .collect(),
+            template: "<name> enrolled".into(),
+        };
+        let text = slack(url.clone(), input.clone());
+        text.deliver(&apply(&input, &e, "enrolled").unwrap(), &ctx(&e, "k"))
+            .await
+            .unwrap();
+
+        let blocks =
+            json!({"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "*hi*"}}]});
+        let block_target = slack(url.clone(), Input::Constant(blocks.clone()));
+        block_target
+            .deliver(&Payload::Json(blocks.clone()), &ctx(&e, "k"))
+            .await
+            .unwrap();
+
+        let bodies: Vec<Value> = srv
+            .requests()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![
+                json!({"text": "Device Enrolled from mdm.nanomdm (device/C02XK1JDJG5J)"}),
+                json!({"text": "jdoe-mbp enrolled"}),
+                blocks,
+            ]
+        );
+        assert!(srv
+            .requests()
+            .iter()
+            .all(|r| r.path == "/services/T0/B0/SECRETPART"
+                && r.header("content-type") == Some("application/json")));
+    }
+
+    #[tokio::test]
+    async fn failures_never_show_the_url() {
+        let srv = start(|_, _| answer(400, "invalid_payload")).await;
+        let e = stored();
+        let err = slack(format!("{}/services/SECRETPART", srv.base), Input::Event)
+            .deliver(&Payload::Text("x".into()), &ctx(&e, "k"))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("invalid_payload"));
+        assert!(!err.to_string().contains("SECRETPART"), "{err}");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let target = slack(format!("http://{addr}/services/SECRETPART"), Input::Event);
+        let err = target
+            .deliver(&Payload::Text("x".into()), &ctx(&e, "k"))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable());
+        assert!(!err.to_string().contains("SECRETPART"), "{err}");
+        assert!(!format!("{target:?}").contains("SECRETPART"));
+    }
+}
+
+mod email {
+    //! A tiny SMTP sink: enough of RFC 5321 for one client without TLS.
+
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    #[derive(Debug, Clone, Default)]
+    pub struct Mail {
+        pub from: String,
+        pub rcpt: Vec<String>,
+        pub data: String,
+    }
+
+    async fn sink(rcpt_reply: &'static str) -> (u16, Arc<Mutex<Vec<Mail>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let store = mails.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut r = BufReader::new(r);
+                    let mut mail = Mail::default();
+                    w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let cmd = line.trim_end().to_ascii_uppercase();
+                        let reply: &str = if cmd.starts_with("EHLO") {
+                            "250-sink\r\n250 8BITMIME\r\n"
+                        } else if cmd.starts_with("HELO")
+                            || cmd.starts_with("RSET")
+                            || cmd.starts_with("NOOP")
+                        {
+                            "250 ok\r\n"
+                        } else if cmd.starts_with("MAIL FROM:") {
+                            mail.from = line.trim_end()[10..].to_owned();
+                            "250 ok\r\n"
+                        } else if cmd.starts_with("RCPT TO:") {
+                            mail.rcpt.push(line.trim_end()[8..].to_owned());
+                            rcpt_reply
+                        } else if cmd == "DATA" {
+                            w.write_all(b"354 go ahead\r\n").await.unwrap();
+                            loop {
+                                line.clear();
+                                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                                mail.data.push_str(&line);
+                            }
+                            store.lock().unwrap().push(std::mem::take(&mut mail));
+                            "250 queued\r\n"
+                        } else if cmd == "QUIT" {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            return;
+                        } else {
+                            "502 not implemented\r\n"
+                        };
+                        w.write_all(reply.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        (port, mails)
+    }
+
+    fn email(port: u16, subject: &str, input: Input) -> TargetImpl {
+        TargetImpl::build(
+            &target(
+                TargetSpec::Email {
+                    smtp: Smtp {
+                        host: "127.0.0.1".into(),
+                        port,
+                        tls: Tls::None,
+                        credentials: None,
+                    },
+                    from: "fleetbus <bot@example.com>".into(),
+                    to: vec!["admin@example.com".into(), "ops@example.com".into()],
+                    subject: subject.into(),
+                },
+                input,
+                Duration::from_secs(5),
+            ),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sends_a_message() {
+        let (port, mails) = sink("250 ok\r\n").await;
+        let e = stored();
+        let t = email(
+            port,
+            "fleetbus: <detail-type> <$.detail.device.serial>",
+            Input::Event,
+        );
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        let out = t
+            .deliver(&payload, &ctx(&e, "ev1:enrolled:t1"))
+            .await
+            .unwrap();
+        assert_eq!(out.status, "smtp 250");
+        let mails = mails.lock().unwrap().clone();
+        assert_eq!(mails.len(), 1);
+        let m = &mails[0];
+        assert!(m.from.contains("bot@example.com"), "{m:?}");
+        assert_eq!(m.rcpt.len(), 2);
+        assert!(
+            m.data
+                .contains("Subject: fleetbus: Device Enrolled C02XK1JDJG5J"),
+            "{}",
+            m.data
+        );
+        assert!(
+            m.data.contains("Message-ID: <ev1.enrolled.t1@fleetbus>"),
+            "{}",
+            m.data
+        );
+        assert!(
+            m.data.contains("To: admin@example.com, ops@example.com"),
+            "{}",
+            m.data
+        );
+        // The body is the pretty-printed event.
+        assert!(
+            m.data.contains("\"detail-type\": \"Device Enrolled\""),
+            "{}",
+            m.data
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_are_classified() {
+        let e = stored();
+        let (port, _) = sink("550 no such user\r\n").await;
+        let err = email(port, "s", Input::Event)
+            .deliver(&Payload::Text("x".into()), &ctx(&e, "k"))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+
+        let (port, _) = sink("451 try later\r\n").await;
+        let err = email(port, "s", Input::Event)
+            .deliver(&Payload::Text("x".into()), &ctx(&e, "k"))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = email(port, "s", Input::Event)
+            .deliver(&Payload::Text("x".into()), &ctx(&e, "k"))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+}
+
+mod local {
+    //! exec, bus and log built through the public API.
+
+    use super::*;
+
+    #[tokio::test]
+    async fn exec_bus_and_log_through_build() {
+        let e = stored();
+        let dir = tempfile::tempdir().unwrap();
+        let none = BTreeMap::new();
+
+        let exec = TargetImpl::build(
+            &target(
+                TargetSpec::Exec {
+                    command: vec![
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        r#"cat > "$OUT"; echo '{"source":"handler","detail-type":"Handled","detail":{"ok":true}}'"#
+                            .into(),
+                    ],
+                    env: [(
+                        "OUT".to_owned(),
+                        dir.path().join("stdin").to_string_lossy().into_owned(),
+                    )]
+                    .into_iter()
+                    .collect(),
+                    emit_events: true,
+                },
+                Input::Event,
+                Duration::from_secs(10),
+            ),
+            &none,
+        )
+        .unwrap();
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        let out = exec.deliver(&payload, &ctx(&e, "k")).await.unwrap();
+        assert_eq!(out.status, "exit 0, 1 events emitted");
+        assert_eq!(out.emitted[0].0, "default");
+        assert_eq!(out.emitted[0].1.detail_type, "Handled");
+        let stdin: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("stdin")).unwrap()).unwrap();
+        assert_eq!(stdin, e.event.to_value());
+
+        let bus = TargetImpl::build(
+            &target(
+                TargetSpec::Bus {
+                    bus: "audit".into(),
+                },
+                Input::Event,
+                Duration::ZERO,
+            ),
+            &none,
+        )
+        .unwrap();
+        let out = bus.deliver(&payload, &ctx(&e, "k")).await.unwrap();
+        assert_eq!(out.emitted[0].0, "audit");
+        assert_eq!(out.emitted[0].1.detail, e.event.detail);
+
+        let path = dir.path().join("log/events.jsonl");
+        let log = TargetImpl::build(
+            &target(
+                TargetSpec::Log {
+                    path: Some(path.clone()),
+                    max_bytes: 1 << 20,
+                    keep: 2,
+                },
+                Input::Event,
+                Duration::ZERO,
+            ),
+            &none,
+        )
+        .unwrap();
+        log.deliver(&payload, &ctx(&e, "k")).await.unwrap();
+        let line: Value =
+            serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(line, e.event.to_value());
+    }
+}
