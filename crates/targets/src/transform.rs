@@ -697,6 +697,9 @@ mod tests {
         assert!(normalize_path("$.a[").is_none());
         assert!(normalize_path("$.").is_none());
         assert!(parse_path("$.detail/key").is_ok());
+        // RFC 9535 refuses dashes in shorthand names; EventBridge paths use them.
+        assert!(JsonPath::parse("$.detail.instance-id").is_err());
+        assert!(parse_path("$.detail-type").is_ok());
     }
 
     #[test]
