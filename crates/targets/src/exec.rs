@@ -9,7 +9,8 @@
 //!
 //! Outcome: exit 0 is success; another exit code or a signal is retryable, with
 //! the last lines of stderr; a program that does not exist or cannot be executed
-//! is permanent. The timeout kills the process. Stdout and stderr are captured up
+//! is permanent. The program runs in its own process group; the timeout kills
+//! the whole group (what it started too). Stdout and stderr are captured up
 //! to 1 MiB each; the rest is read and dropped so the program never blocks.
 //!
 //! With `emit_events`, each stdout line that is a JSON object is read as an
@@ -84,6 +85,9 @@ impl ExecTarget {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // Its own process group, so a timeout ends what it started too.
+        #[cfg(unix)]
+        cmd.process_group(0);
         for name in KEPT_ENV {
             if let Some(v) = std::env::var_os(name) {
                 cmd.env(name, v);
@@ -108,6 +112,7 @@ impl ExecTarget {
                 _ => DeliveryError::Retryable(msg),
             }
         })?;
+        let pid = child.id();
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -128,7 +133,8 @@ impl ExecTarget {
         let (out, err, status) = match tokio::time::timeout(self.timeout, run).await {
             Ok(done) => done,
             Err(_) => {
-                // Dropping the future dropped the child: kill_on_drop ends it.
+                kill_group(pid);
+                // Dropping `child` then kills the leader too (kill_on_drop).
                 return Err(DeliveryError::Retryable(format!(
                     "{:?} timed out after {:?} and was killed",
                     self.program, self.timeout
@@ -167,6 +173,21 @@ impl ExecTarget {
         Ok(delivered)
     }
 }
+
+/// Kills the process group a timed-out program leads. The leader is not reaped
+/// yet (its `Child` is alive), so its pid, the group id, cannot have been reused.
+#[cfg(unix)]
+fn kill_group(pid: Option<u32>) {
+    if let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_: Option<u32>) {}
 
 #[cfg(unix)]
 fn signal_text(status: &std::process::ExitStatus) -> String {
@@ -376,6 +397,39 @@ mod tests {
         assert!(err.is_retryable());
         assert!(err.to_string().contains("timed out"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_what_the_program_started() {
+        let e = stored();
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let err = sh(&script, false, Duration::from_millis(500))
+            .deliver(&Payload::Text(String::new()), &ctx(&e))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let mut gone = false;
+        for _ in 0..50 {
+            // Gone, or a zombie waiting for its new parent to reap it.
+            match std::fs::read_to_string(&stat) {
+                Err(_) => gone = true,
+                Ok(s) => {
+                    gone = s
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                }
+            }
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "grandchild {} still running", pid.trim());
     }
 
     #[tokio::test]
