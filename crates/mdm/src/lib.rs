@@ -27,8 +27,11 @@
 
 pub mod catalog;
 pub mod command;
+pub mod enqueue;
 mod error;
+pub mod response;
 pub mod value;
+pub mod webhook;
 
 pub use catalog::catalog;
 pub use command::{
@@ -36,3 +39,6 @@ pub use command::{
     CommandBuilder,
 };
 pub use error::{MdmError, Problem, ProblemKind};
+pub use response::{
+    parse_checkin, parse_message, parse_response, CheckinMessage, CommandResponse, Message, Status,
+};

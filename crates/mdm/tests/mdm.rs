@@ -2,4 +2,5 @@
 
 mod mdm {
     pub mod catalog_roundtrip;
+    pub mod webhooks;
 }
