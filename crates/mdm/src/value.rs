@@ -10,9 +10,87 @@ use time::OffsetDateTime;
 
 use crate::MdmError;
 
+/// Deepest nesting accepted when reading a plist (MDM messages nest a handful deep).
+pub const MAX_DEPTH: usize = 128;
+/// Most values accepted in one plist; binary plists can share objects, so a small
+/// file could otherwise expand into billions of values.
+pub const MAX_VALUES: usize = 1_000_000;
+
 /// Reads an XML or binary property list.
+///
+/// Built from the plist crate's event stream with an explicit stack, so hostile input
+/// (deep nesting, shared-object expansion) is an error instead of a stack overflow or
+/// an out-of-memory.
 pub fn read_plist(bytes: &[u8]) -> Result<plist::Value, MdmError> {
-    plist::Value::from_reader(Cursor::new(bytes)).map_err(|e| MdmError::Plist(e.to_string()))
+    use plist::stream::Event;
+
+    enum Open {
+        Array(Vec<plist::Value>),
+        Dict(plist::Dictionary, Option<String>),
+    }
+    let err = |m: String| MdmError::Plist(m);
+    let mut stack: Vec<Open> = Vec::new();
+    let mut root: Option<plist::Value> = None;
+    let mut count = 0usize;
+    for event in plist::stream::Reader::new(Cursor::new(bytes)) {
+        let event = event.map_err(|e| err(e.to_string()))?;
+        count += 1;
+        if count > MAX_VALUES {
+            return Err(err(format!("more than {MAX_VALUES} values")));
+        }
+        if root.is_some() {
+            return Err(err("data after the end of the plist".into()));
+        }
+        let done = match event {
+            Event::StartArray(_) | Event::StartDictionary(_) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(err(format!("nested deeper than {MAX_DEPTH} levels")));
+                }
+                stack.push(match event {
+                    Event::StartArray(_) => Open::Array(Vec::new()),
+                    _ => Open::Dict(plist::Dictionary::new(), None),
+                });
+                continue;
+            }
+            Event::EndCollection => match stack.pop() {
+                Some(Open::Array(items)) => plist::Value::Array(items),
+                Some(Open::Dict(dict, None)) => plist::Value::Dictionary(dict),
+                Some(Open::Dict(_, Some(key))) => {
+                    return Err(err(format!("dictionary key {key:?} has no value")))
+                }
+                None => return Err(err("unbalanced end of collection".into())),
+            },
+            Event::Boolean(b) => plist::Value::Boolean(b),
+            Event::Data(d) => plist::Value::Data(d.into_owned()),
+            Event::Date(d) => plist::Value::Date(d),
+            Event::Integer(i) => plist::Value::Integer(i),
+            Event::Real(r) => plist::Value::Real(r),
+            Event::String(s) => {
+                // A string in key position of a dictionary is the key.
+                if let Some(Open::Dict(_, key @ None)) = stack.last_mut() {
+                    *key = Some(s.into_owned());
+                    continue;
+                }
+                plist::Value::String(s.into_owned())
+            }
+            Event::Uid(u) => plist::Value::Uid(u),
+            _ => return Err(err("unsupported plist event".into())),
+        };
+        match stack.last_mut() {
+            None => root = Some(done),
+            Some(Open::Array(items)) => items.push(done),
+            Some(Open::Dict(dict, key)) => match key.take() {
+                Some(k) => {
+                    dict.insert(k, done);
+                }
+                None => return Err(err("dictionary key is not a string".into())),
+            },
+        }
+    }
+    if !stack.is_empty() {
+        return Err(err("unexpected end of plist".into()));
+    }
+    root.ok_or_else(|| err("empty plist".into()))
 }
 
 /// Writes an XML property list.
@@ -134,6 +212,24 @@ mod tests {
         assert_eq!(read_plist(&write_xml(&v).unwrap()).unwrap(), v);
         assert_eq!(read_plist(&write_binary(&v).unwrap()).unwrap(), v);
         assert!(read_plist(b"not a plist").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error() {
+        let depth = MAX_DEPTH + 1;
+        let xml = format!(
+            "<plist version=\"1.0\">{}{}</plist>",
+            "<array>".repeat(depth),
+            "</array>".repeat(depth)
+        );
+        let err = read_plist(xml.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 128"), "{err}");
+        let ok = format!(
+            "<plist version=\"1.0\">{}{}</plist>",
+            "<array>".repeat(10),
+            "</array>".repeat(10)
+        );
+        assert!(read_plist(ok.as_bytes()).is_ok());
     }
 
     #[test]

@@ -2,5 +2,6 @@
 
 mod mdm {
     pub mod catalog_roundtrip;
+    pub mod properties;
     pub mod webhooks;
 }
