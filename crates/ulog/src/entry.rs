@@ -85,7 +85,30 @@ impl StrField {
     }
 
     fn from_json_key(key: &str) -> Option<StrField> {
-        StrField::ALL.into_iter().find(|f| f.json_key() == key)
+        // A `match` compiles to a length switch plus one comparison: this runs for every
+        // field of every entry.
+        Some(match key {
+            "timestamp" => StrField::Timestamp,
+            "messageType" => StrField::MessageType,
+            "eventType" => StrField::EventType,
+            "subsystem" => StrField::Subsystem,
+            "category" => StrField::Category,
+            "process" => StrField::Process,
+            "sender" => StrField::Sender,
+            "processImagePath" => StrField::ProcessImagePath,
+            "senderImagePath" => StrField::SenderImagePath,
+            "eventMessage" => StrField::EventMessage,
+            "composedMessage" => StrField::ComposedMessage,
+            "formatString" => StrField::FormatString,
+            "processImageUUID" => StrField::ProcessImageUuid,
+            "senderImageUUID" => StrField::SenderImageUuid,
+            "bootUUID" => StrField::BootUuid,
+            "timezoneName" => StrField::TimezoneName,
+            "signpostName" => StrField::SignpostName,
+            "signpostScope" => StrField::SignpostScope,
+            "signpostType" => StrField::SignpostType,
+            _ => return None,
+        })
     }
 }
 
@@ -139,7 +162,20 @@ impl NumField {
     }
 
     fn from_json_key(key: &str) -> Option<NumField> {
-        NumField::ALL.into_iter().find(|f| f.json_key() == key)
+        Some(match key {
+            "processID" => NumField::ProcessId,
+            "threadID" => NumField::ThreadId,
+            "activityIdentifier" => NumField::ActivityIdentifier,
+            "parentActivityIdentifier" => NumField::ParentActivityIdentifier,
+            "traceID" => NumField::TraceId,
+            "machTimestamp" => NumField::MachTimestamp,
+            "senderProgramCounter" => NumField::SenderProgramCounter,
+            "userID" => NumField::UserId,
+            "signpostID" => NumField::SignpostId,
+            "processUniqueID" => NumField::ProcessUniqueId,
+            "creatorActivityID" => NumField::CreatorActivityId,
+            _ => return None,
+        })
     }
 }
 
@@ -561,6 +597,16 @@ mod tests {
         assert_eq!(v["backtrace"]["frames"][0]["imageOffset"], 28940);
         assert_eq!(v["processImagePath"], "/usr/sbin/wifid");
         assert_eq!(v.as_object().unwrap().len(), 21);
+    }
+
+    #[test]
+    fn key_tables_agree() {
+        for f in StrField::ALL {
+            assert_eq!(StrField::from_json_key(f.json_key()), Some(f));
+        }
+        for f in NumField::ALL {
+            assert_eq!(NumField::from_json_key(f.json_key()), Some(f));
+        }
     }
 
     #[test]
