@@ -150,7 +150,10 @@ const SOURCES: &[(&str, &str, &str, &str, &[&str])] = &[
 ];
 
 fn generate(path: &Path, target: u64) {
-    if std::fs::metadata(path).map(|m| m.len() >= target).unwrap_or(false) {
+    if std::fs::metadata(path)
+        .map(|m| m.len() >= target)
+        .unwrap_or(false)
+    {
         return;
     }
     eprintln!("generating {} ...", path.display());
@@ -170,7 +173,8 @@ fn generate(path: &Path, target: u64) {
         };
         let (proc_path, sender, subsystem, category, messages) = *src;
         let msg = messages[rng.below(messages.len() as u64) as usize];
-        let mtype = ["Default", "Default", "Default", "Info", "Debug", "Error"][rng.below(6) as usize];
+        let mtype =
+            ["Default", "Default", "Default", "Info", "Debug", "Error"][rng.below(6) as usize];
         let secs = n / 20;
         let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
         let value = serde_json::json!({

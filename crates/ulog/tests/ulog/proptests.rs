@@ -225,7 +225,7 @@ proptest! {
 
     #[test]
     fn dictionary_roundtrip(pairs in prop::collection::btree_map("[A-Za-z][A-Za-z0-9]{0,8}", prop_oneof![
-        (0i64..100000).prop_map(|n| serde_json::Value::from(n)),
+        (0i64..100000).prop_map(serde_json::Value::from),
         "[A-Za-z .\"]{0,12}".prop_map(serde_json::Value::from),
     ], 0..6)) {
         let mut text = String::from("{\n");
