@@ -322,6 +322,27 @@ fn section<T: serde::Serialize>(
 mod tests {
     use super::*;
 
+    /// The committed catalog is what the generator makes from the schema beside the
+    /// repository (skipped when the schema is not there).
+    #[test]
+    fn committed_catalog_is_up_to_date() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let schema = root.join("../shared/apple-device-management");
+        if !schema.join("mdm/commands").is_dir() {
+            eprintln!("schema not found at {}; skipping", schema.display());
+            return;
+        }
+        let out = std::env::temp_dir().join(format!("mdm-catalog-{}", std::process::id()));
+        generate(&schema, &out).unwrap();
+        let fresh = fs::read_to_string(out.join("catalog.json")).unwrap();
+        let committed = fs::read_to_string(root.join("crates/mdm/catalog/catalog.json")).unwrap();
+        let _ = fs::remove_dir_all(&out);
+        assert!(
+            fresh == committed,
+            "crates/mdm/catalog/catalog.json is stale: run cargo run -p xtask -- gen-mdm-catalog"
+        );
+    }
+
     #[test]
     fn one_line_takes_first_sentence() {
         assert_eq!(
