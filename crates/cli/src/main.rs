@@ -21,6 +21,10 @@ struct Cli {
 enum Command {
     /// Print the version.
     Version,
+    /// Run the engine and its HTTP API.
+    Serve(commands::serve::Args),
+    /// The dead-letter queue of a running server.
+    Dlq(commands::dlq::Args),
     /// Check a configuration file or directory and report every error.
     Validate(commands::validate::Args),
     /// Configuration helpers (JSON Schema for editors).
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
             println!("fleetbus {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Dlq(args) => commands::dlq::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::TestPattern(args) => commands::pattern::test(args),

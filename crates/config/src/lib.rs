@@ -3,6 +3,7 @@
 //! reported at once with `file:line:col: path: what is wrong (what was expected)`.
 
 mod error;
+pub mod jsonpath;
 mod load;
 mod model;
 mod raw;

@@ -619,7 +619,7 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
 
 fn field(text: &str, o: &Origin, path: &[PathSeg], cx: &mut Ctx<'_>) -> Field {
     if text.starts_with('$') {
-        if let Err(e) = serde_json_path::JsonPath::parse(text) {
+        if let Err(e) = crate::jsonpath::parse(text) {
             cx.errors
                 .push(o.error(path, format!("{text:?} is not a valid JSONPath ({e})")));
         }
@@ -995,7 +995,7 @@ fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
         };
     }
     if let Some(path) = &t.input_path {
-        if let Err(e) = serde_json_path::JsonPath::parse(path) {
+        if let Err(e) = crate::jsonpath::parse(path) {
             cx.errors.push(o.error(
                 &[key("input_path")],
                 format!("{path:?} is not a valid JSONPath ({e})"),
@@ -1018,7 +1018,7 @@ fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
                     "names starting with aws. are reserved",
                 ));
             }
-            if let Err(e) = serde_json_path::JsonPath::parse(path) {
+            if let Err(e) = crate::jsonpath::parse(path) {
                 cx.errors.push(to.error(
                     &[key("input_paths_map"), key(name)],
                     format!("{path:?} is not a valid JSONPath ({e})"),

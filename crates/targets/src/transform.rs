@@ -149,86 +149,10 @@ pub fn render_text(template: &str, event: &StoredEvent, rule_name: &str) -> Stri
 
 /// Parses an EventBridge JSONPath (dot notation, dashes allowed in names).
 pub fn parse_path(path: &str) -> Result<JsonPath, TransformError> {
-    match JsonPath::parse(path) {
-        Ok(p) => Ok(p),
-        Err(first) => {
-            let invalid = || TransformError::InvalidPath {
-                path: path.to_owned(),
-                reason: first.to_string(),
-            };
-            let normalized = normalize_path(path).ok_or_else(invalid)?;
-            JsonPath::parse(&normalized).map_err(|_| invalid())
-        }
-    }
-}
-
-/// Rewrites `.name` segments whose names RFC 9535 refuses in shorthand (dashes,
-/// slashes, leading digits...) as `['name']`. None when the path does not start
-/// with `$` or a bracket is left open.
-fn normalize_path(path: &str) -> Option<String> {
-    let rest = path.trim().strip_prefix('$')?;
-    let mut out = String::from("$");
-    let chars: Vec<char> = rest.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '[' => {
-                // Copy a bracketed selector verbatim, minding quoted names.
-                let mut quote: Option<char> = None;
-                let start = i;
-                loop {
-                    let c = *chars.get(i)?;
-                    match quote {
-                        Some(_) if c == '\\' => i += 1,
-                        Some(q) if c == q => quote = None,
-                        Some(_) => {}
-                        None if c == '\'' || c == '"' => quote = Some(c),
-                        None if c == ']' => break,
-                        None => {}
-                    }
-                    i += 1;
-                }
-                out.extend(&chars[start..=i]);
-                i += 1;
-            }
-            '.' => {
-                i += 1;
-                if chars.get(i) == Some(&'.') {
-                    out.push_str("..");
-                    i += 1;
-                } else {
-                    out.push('.');
-                }
-                let start = i;
-                while i < chars.len() && chars[i] != '.' && chars[i] != '[' {
-                    i += 1;
-                }
-                let name: String = chars[start..i].iter().collect();
-                if name == "*" {
-                    out.push('*');
-                } else if name.is_empty() {
-                    return None;
-                } else {
-                    // `.['x']` is not valid; a bracket follows the dot's parent directly.
-                    out.pop();
-                    if out.ends_with('.') {
-                        // descendant segment: `..['x']`
-                        out.push('.');
-                    }
-                    out.push_str("['");
-                    for c in name.chars() {
-                        if c == '\'' || c == '\\' {
-                            out.push('\\');
-                        }
-                        out.push(c);
-                    }
-                    out.push_str("']");
-                }
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
+    fleetbus_config::jsonpath::parse(path).map_err(|reason| TransformError::InvalidPath {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 /// The value a path selects: one match as is, several as an array, none as None.
@@ -677,29 +601,6 @@ mod tests {
     fn unknown_placeholders_and_angle_brackets_stay() {
         let out = run(&transformer(&ec2_vars(), "a < b and <unknown> <state>")).unwrap();
         assert_eq!(out, Payload::Text("a < b and <unknown> RUNNING".into()));
-    }
-
-    #[test]
-    fn paths_are_normalized() {
-        assert_eq!(
-            normalize_path("$.detail.instance-id").as_deref(),
-            Some("$['detail']['instance-id']")
-        );
-        assert_eq!(
-            normalize_path("$.a.*[0]..b-c").as_deref(),
-            Some("$['a'].*[0]..['b-c']")
-        );
-        assert_eq!(
-            normalize_path("$.a['x.y']").as_deref(),
-            Some("$['a']['x.y']")
-        );
-        assert!(normalize_path("x").is_none());
-        assert!(normalize_path("$.a[").is_none());
-        assert!(normalize_path("$.").is_none());
-        assert!(parse_path("$.detail/key").is_ok());
-        // RFC 9535 refuses dashes in shorthand names; EventBridge paths use them.
-        assert!(JsonPath::parse("$.detail.instance-id").is_err());
-        assert!(parse_path("$.detail-type").is_ok());
     }
 
     #[test]

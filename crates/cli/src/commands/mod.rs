@@ -2,9 +2,12 @@
 //! process exit code.
 
 pub mod config;
+pub mod dlq;
+pub mod http;
 pub mod input;
 pub mod mdm;
 pub mod output;
 pub mod pattern;
+pub mod serve;
 pub mod ulog;
 pub mod validate;

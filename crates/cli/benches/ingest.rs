@@ -1,0 +1,225 @@
+//! Ingest benchmark (not a timed test): the real binary on the embedded store.
+//!
+//! 1. Sustained durable ingest through `POST /v1/events` in batches of 100, from 4
+//!    client threads, with 100 rules each sending to a log target.
+//! 2. Latency from ingest to target delivery at a paced 1,000 events/s: an http
+//!    target posts to a receiver here, which compares arrival with the send time
+//!    carried in the event; p50 and p99 are printed.
+//!
+//! Run: `cargo bench -p fleetbus --bench ingest` (FLEETBUS_BENCH_SECS to change the
+//! 10 s throughput window).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+const TOKEN: &str = "bench-token";
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// A minimal HTTP/1.1 receiver: answers 200 and records each body's `sent_us`.
+fn receiver(latencies: Arc<Mutex<Vec<u64>>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let latencies = latencies.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let arrived = now_us();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                        if let Some(sent) = v["detail"]["sent_us"].as_u64() {
+                            latencies.lock().unwrap().push(arrived.saturating_sub(sent));
+                        }
+                    }
+                    if stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let url = receiver(latencies.clone());
+    std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+    let mut config = String::from("server:\n  data_dir: data\n  api_tokens: ['${file:token}']\n  max_backlog: 10000000\nrules:\n");
+    for i in 0..100 {
+        config.push_str(&format!(
+            "  - name: rule-{i}\n    event_pattern: {{detail-type: [Type-{i}]}}\n    targets:\n      - {{id: log, kind: log, path: out.log}}\n"
+        ));
+    }
+    config.push_str(&format!(
+        "  - name: latency\n    event_pattern: {{detail-type: [Latency]}}\n    targets:\n      - {{id: http, kind: http, url: '{url}/hook', concurrency: 16}}\n"
+    ));
+    std::fs::write(dir.path().join("fleetbus.yaml"), config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "-c"])
+        .arg(dir.path().join("fleetbus.yaml"))
+        .env("FLEETBUS_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = format!("http://{}", line.trim().trim_start_matches("listening on "));
+    let secs: u64 = std::env::var("FLEETBUS_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+
+    // 1. Throughput.
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, count, base) = (stop.clone(), count.clone(), base.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let entries: Vec<Value> = (0..100)
+                        .map(|i| {
+                            n += 1;
+                            json!({"Source": "bench", "DetailType": format!("Type-{}", (n + t) % 100), "Detail": json!({"n": n, "i": i, "serial": "C02BENCH0001"}).to_string(), "Resources": ["device/C02BENCH0001"]})
+                        })
+                        .collect();
+                    let resp = agent.post(format!("{base}/v1/events")).header("Authorization", format!("Bearer {TOKEN}")).send(json!({"Entries": entries}).to_string());
+                    if let Ok(mut r) = resp {
+                        let text = r.body_mut().read_to_string().unwrap_or_default();
+                        if r.status() == 200 && text.contains("\"FailedEntryCount\":0") {
+                            count.fetch_add(100, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let n = count.load(Ordering::Relaxed);
+    println!("ingest: {n} events acknowledged durable in {elapsed:.1} s = {:.0} events/s (batches of 100, 4 clients, 100 rules, log target)", n as f64 / elapsed);
+
+    // Let the backlog drain so the latency run measures delivery, not the queue.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let drain = Instant::now();
+    loop {
+        let text = agent
+            .get(format!("{base}/metrics"))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        let backlog = text
+            .lines()
+            .find(|l| l.starts_with("fleetbus_delivery_backlog "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if backlog == 0.0 || drain.elapsed() > Duration::from_secs(120) {
+            println!(
+                "delivery backlog drained in {:.1} s ({} left)",
+                drain.elapsed().as_secs_f64(),
+                backlog
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // 2. Latency at 1,000 events/s, one event per request.
+    let total = 5000u64;
+    let period = Duration::from_micros(1000);
+    let start = Instant::now();
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                for k in (t..total).step_by(4) {
+                    let due = start + period * k as u32;
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let body = json!({"Entries": [{"Source": "bench", "DetailType": "Latency", "Detail": json!({"sent_us": now_us()}).to_string()}]});
+                    let _ = agent.post(format!("{base}/v1/events")).header("Authorization", format!("Bearer {TOKEN}")).send(body.to_string());
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let wait = Instant::now();
+    while latencies.lock().unwrap().len() < total as usize
+        && wait.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "latency ingest->target at 1,000 events/s: {} delivered, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        l.len(),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -1,0 +1,125 @@
+//! `fleetbus serve`: the engine and its HTTP API on the embedded store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use fleetbus_engine::store::sqlite::SqliteStore;
+use fleetbus_engine::{Engine, Settings};
+use fleetbus_server::AppState;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file or directory of YAML files.
+    #[arg(short, long, default_value = "fleetbus.yaml", env = "FLEETBUS_CONFIG")]
+    config: PathBuf,
+    /// Address to listen on (overrides `server.listen`; default 127.0.0.1:8088).
+    #[arg(long, env = "FLEETBUS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory for the embedded store (overrides `server.data_dir`; default ./fleetbus-data).
+    #[arg(long, env = "FLEETBUS_DATA")]
+    data: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_tracing(args.log_json);
+    let config = match fleetbus_config::load(&args.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "{}: {} error(s); not starting",
+                args.config.display(),
+                errors.0.len()
+            );
+            return Ok(ExitCode::from(crate::EXIT_ERROR));
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args, config))
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FLEETBUS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<ExitCode> {
+    let listen = args.listen.unwrap_or(config.server.listen);
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| config.server.data_dir.clone());
+    if config.server.api_tokens.is_empty() {
+        tracing::warn!(
+            "server.api_tokens is empty: the management API and /v1/events refuse every request"
+        );
+    }
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .ok()
+        .and_then(|b| b.install_recorder().ok());
+    let store = SqliteStore::open(&data_dir)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let engine = Engine::start(&config, Box::new(store), Settings::from_config(&config)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, data = %data_dir.display(), rules = config.rules.len(), sources = config.sources.len(), "fleetbus serving");
+    // A line for scripts and tests that start fleetbus on port 0.
+    println!("listening on {local}");
+    let state = AppState::new(engine.clone(), config, Some(args.config.clone()), metrics);
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(handle_signals(state.clone(), shutdown.clone()));
+    fleetbus_server::serve(listener, state, shutdown.clone())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("intake stopped; finishing deliveries in flight");
+    engine.shutdown().await;
+    signals.abort();
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn handle_signals(state: AppState, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match state.reload() {
+                Ok(rules) => tracing::info!(rules, "reloaded on SIGHUP"),
+                Err(e) => tracing::error!(errors = %e, "reload refused; the running configuration stays"),
+            },
+        }
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,37 @@
+//! Engine errors, each saying whether trying again may help.
+
+/// Why the engine refused or failed an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("storage failed: {message}")]
+    Store { message: String, retryable: bool },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("delivery backlog is full ({pending} pending, limit {limit})")]
+    Backpressure { pending: u64, limit: u64 },
+    #[error("unknown bus {0:?}")]
+    UnknownBus(String),
+    #[error("rule {rule:?}: {message}")]
+    Rule { rule: String, message: String },
+}
+
+impl EngineError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Store { retryable, .. } => *retryable,
+            EngineError::ShuttingDown | EngineError::Backpressure { .. } => true,
+            EngineError::UnknownBus(_) | EngineError::Rule { .. } => false,
+        }
+    }
+}
+
+/// Why one event of a batch was not accepted (the others may have been).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PutError {
+    #[error("unknown bus {0:?}")]
+    UnknownBus(String),
+    #[error("hop limit {limit} reached (event caused by {cause}); dropped to stop a rule loop")]
+    HopLimit { limit: u32, cause: String },
+    #[error("event does not parse for matching: {0}")]
+    Unmatchable(String),
+}

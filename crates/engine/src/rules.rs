@@ -1,0 +1,156 @@
+//! Rules compiled for matching: one matcher per bus over every enabled rule's
+//! pattern, the exemptions, and the targets built once per configuration.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleetbus_config::{Config, Schedule, Target};
+use fleetbus_pattern::{Matcher, Pattern};
+use fleetbus_targets::TargetImpl;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::EngineError;
+
+/// A target ready to deliver, with its limits.
+pub(crate) struct TargetEntry {
+    pub config: Target,
+    pub target: TargetImpl,
+    pub concurrency: Semaphore,
+    limiter: Option<Mutex<(Duration, Instant)>>,
+}
+
+impl TargetEntry {
+    /// Waits for this target's next rate-limit slot.
+    pub(crate) async fn rate_slot(&self) {
+        let Some(limiter) = &self.limiter else { return };
+        let at = {
+            let mut guard = limiter.lock().unwrap_or_else(|p| p.into_inner());
+            let (interval, next) = *guard;
+            let slot = next.max(Instant::now());
+            guard.1 = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+pub(crate) struct CompiledRule {
+    pub name: String,
+    pub bus: String,
+    pub schedule: Option<Schedule>,
+    pub enabled: bool,
+    exempt: Option<Matcher<u8>>,
+    pub targets: Vec<Arc<TargetEntry>>,
+}
+
+impl CompiledRule {
+    pub(crate) fn exempted(&self, event_json: &[u8]) -> bool {
+        self.exempt.as_ref().is_some_and(|m| {
+            m.matches_for_event(event_json)
+                .is_ok_and(|hits| !hits.is_empty())
+        })
+    }
+}
+
+/// One configuration's rules; replaced whole on reload.
+pub(crate) struct RuleSet {
+    pub rules: Vec<CompiledRule>,
+    matchers: HashMap<String, Matcher<u32>>,
+    targets: HashMap<(String, String), Arc<TargetEntry>>,
+}
+
+impl RuleSet {
+    pub(crate) fn build(config: &Config) -> Result<RuleSet, EngineError> {
+        let mut matchers: HashMap<String, Matcher<u32>> = config
+            .buses
+            .iter()
+            .map(|b| (b.clone(), Matcher::new()))
+            .collect();
+        let mut rules = Vec::new();
+        let mut targets = HashMap::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let err = |message: String| EngineError::Rule {
+                rule: rule.name.clone(),
+                message,
+            };
+            let exempt = match &rule.exempt {
+                Some(p) => {
+                    let pattern =
+                        Pattern::from_value(p).map_err(|e| err(format!("exempt: {e}")))?;
+                    let mut m = Matcher::new();
+                    m.add_pattern(0u8, &pattern)
+                        .map_err(|e| err(format!("exempt: {e}")))?;
+                    Some(m)
+                }
+                None => None,
+            };
+            if let (Some(p), true) = (&rule.event_pattern, rule.enabled) {
+                let pattern =
+                    Pattern::from_value(p).map_err(|e| err(format!("event_pattern: {e}")))?;
+                let matcher = matchers
+                    .get_mut(&rule.bus)
+                    .ok_or_else(|| EngineError::UnknownBus(rule.bus.clone()))?;
+                matcher
+                    .add_pattern(i as u32, &pattern)
+                    .map_err(|e| err(format!("event_pattern: {e}")))?;
+            }
+            let mut built = Vec::new();
+            for t in &rule.targets {
+                let target = TargetImpl::build(t, &config.connections)
+                    .map_err(|e| err(format!("target {}: {e}", t.id)))?;
+                let limiter = t
+                    .rate_limit
+                    .map(|r| Mutex::new((Duration::from_secs_f64(1.0 / r), Instant::now())));
+                let entry = Arc::new(TargetEntry {
+                    config: t.clone(),
+                    target,
+                    concurrency: Semaphore::new(t.concurrency as usize),
+                    limiter,
+                });
+                targets.insert((rule.name.clone(), t.id.clone()), entry.clone());
+                built.push(entry);
+            }
+            rules.push(CompiledRule {
+                name: rule.name.clone(),
+                bus: rule.bus.clone(),
+                schedule: rule.schedule.clone(),
+                enabled: rule.enabled,
+                exempt,
+                targets: built,
+            });
+        }
+        Ok(RuleSet {
+            rules,
+            matchers,
+            targets,
+        })
+    }
+
+    pub(crate) fn has_bus(&self, bus: &str) -> bool {
+        self.matchers.contains_key(bus)
+    }
+
+    /// Indexes of the rules on `bus` whose pattern matches.
+    pub(crate) fn matching(&self, bus: &str, event_json: &[u8]) -> Result<Vec<u32>, String> {
+        match self.matchers.get(bus) {
+            None => Ok(Vec::new()),
+            Some(m) => m.matches_for_event(event_json).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub(crate) fn target(&self, rule: &str, target: &str) -> Option<Arc<TargetEntry>> {
+        self.targets
+            .get(&(rule.to_owned(), target.to_owned()))
+            .cloned()
+    }
+
+    /// Rule names, for logs on reload.
+    pub(crate) fn summary(&self) -> BTreeMap<&str, usize> {
+        self.rules
+            .iter()
+            .map(|r| (r.name.as_str(), r.targets.len()))
+            .collect()
+    }
+}

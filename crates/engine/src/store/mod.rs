@@ -1,0 +1,164 @@
+//! Storage behind one trait: the event log and archive, the delivery queue and the
+//! dead-letter queue. The engine drives a store from one writer thread (see
+//! [`crate::writer`]), so implementations are plain synchronous code; SQLite is the
+//! embedded default, PostgreSQL and NATS JetStream implement the same contract.
+
+pub mod sqlite;
+
+use fleetbus_event::StoredEvent;
+
+/// Milliseconds since the Unix epoch: the store's one clock unit.
+pub type Millis = i64;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored event {seq} is unreadable: {reason}")]
+    Corrupt { seq: i64, reason: String },
+    #[error("cannot open store at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    /// A busy or locked database, or a store restarting, may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            StoreError::Closed => true,
+            _ => false,
+        }
+    }
+}
+
+/// An event to append, with the delivery jobs its match produced, atomically.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub stored: StoredEvent,
+    /// (rule, target) pairs to deliver to.
+    pub jobs: Vec<(String, String)>,
+    /// Rules whose `exempt` pattern suppressed them for this event.
+    pub suppressed: Vec<String>,
+}
+
+/// The answer for one appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Durable, with its log sequence number and its jobs' ids (in `jobs` order).
+    Stored { seq: i64, job_ids: Vec<i64> },
+    /// The same (source, id) arrived within the dedup window: accepted, dropped.
+    Duplicate,
+}
+
+/// A pending delivery job with the event it delivers.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub rule: String,
+    pub target: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub created_at: Millis,
+    pub event: StoredEvent,
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobUpdate {
+    Done {
+        id: i64,
+        attempts: u32,
+        status: String,
+    },
+    Retry {
+        id: i64,
+        attempts: u32,
+        next_at: Millis,
+        error: String,
+    },
+    Dead {
+        id: i64,
+        attempts: u32,
+        error: String,
+    },
+}
+
+/// A dead-lettered delivery.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DlqEntry {
+    pub job_id: i64,
+    pub event_id: String,
+    pub rule: String,
+    pub target: String,
+    pub attempts: u32,
+    pub error: String,
+    pub failed_at: Millis,
+}
+
+/// Counts for health, metrics and backpressure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub events: u64,
+    pub pending_jobs: u64,
+    pub dead_jobs: u64,
+}
+
+/// The storage contract. One writer calls it; every method is a transaction.
+pub trait Store: Send + 'static {
+    /// Appends events and applies job updates in one transaction (group commit).
+    /// Duplicates of (source, id) seen within `dedup_window_ms` are dropped.
+    fn commit(
+        &mut self,
+        events: &[NewEvent],
+        updates: &[JobUpdate],
+        now: Millis,
+        dedup_window_ms: Millis,
+    ) -> Result<Vec<Appended>, StoreError>;
+
+    /// Pending jobs due at `now`, oldest first, skipping `exclude` (in flight).
+    fn due_jobs(
+        &mut self,
+        now: Millis,
+        limit: usize,
+        exclude: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// The earliest `next_at` among pending jobs.
+    fn next_due(&mut self) -> Result<Option<Millis>, StoreError>;
+
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+
+    fn dlq_list(&mut self, limit: usize) -> Result<Vec<DlqEntry>, StoreError>;
+
+    /// Moves dead jobs (all, or the given ids) back to pending with a fresh attempt
+    /// count; returns the ids moved.
+    fn dlq_redrive(&mut self, ids: Option<&[i64]>, now: Millis) -> Result<Vec<i64>, StoreError>;
+
+    /// An event by id.
+    fn event(&mut self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// A node's timeline: events naming `resource`, newest first.
+    fn timeline(&mut self, resource: &str, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Events received in `[from, to)`, oldest first, for replay and trends.
+    fn events_between(
+        &mut self,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Drops archived events and finished jobs older than the given times.
+    fn prune(
+        &mut self,
+        events_before: Millis,
+        jobs_before: Millis,
+        dedup_before: Millis,
+    ) -> Result<(), StoreError>;
+}

@@ -1,0 +1,484 @@
+//! The embedded store: one SQLite file in the data directory, WAL mode with full
+//! synchronous commits, so a committed batch survives `kill -9` and power loss.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::*;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    detail_type TEXT NOT NULL,
+    bus TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_id ON events(id);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
+CREATE TABLE IF NOT EXISTS resources (
+    resource TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (resource, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedup (
+    source TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (source, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    event_seq INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    target TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    status TEXT,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_pending ON jobs(next_at) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS jobs_dead ON jobs(updated_at) WHERE state = 2;
+CREATE TABLE IF NOT EXISTS suppressions (
+    event_seq INTEGER NOT NULL,
+    rule TEXT NOT NULL
+);
+";
+
+// Job states: 0 pending (the literal in queries, where the partial index needs it), 1 done, 2 dead.
+const DONE: i64 = 1;
+const DEAD: i64 = 2;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/fleetbus.db`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            path: dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let conn =
+            Connection::open(dir.join("fleetbus.db")).map_err(|e| open_err(e.to_string()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore { conn })
+    }
+
+    fn parse_event(seq: i64, body: &str) -> Result<StoredEvent, StoreError> {
+        serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+            seq,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit(
+        &mut self,
+        events: &[NewEvent],
+        updates: &[JobUpdate],
+        now: Millis,
+        dedup_window_ms: Millis,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(events.len());
+        {
+            let mut seen =
+                tx.prepare_cached("SELECT seen_at FROM dedup WHERE source = ?1 AND id = ?2")?;
+            let mut mark = tx.prepare_cached(
+                "INSERT OR REPLACE INTO dedup (source, id, seen_at) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO events (id, source, detail_type, bus, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut res = tx.prepare_cached(
+                "INSERT OR IGNORE INTO resources (resource, seq) VALUES (?1, ?2)",
+            )?;
+            let mut job = tx.prepare_cached(
+                "INSERT INTO jobs (event_seq, rule, target, next_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4, ?4)",
+            )?;
+            let mut sup =
+                tx.prepare_cached("INSERT INTO suppressions (event_seq, rule) VALUES (?1, ?2)")?;
+            for new in events {
+                let e = &new.stored.event;
+                let prior: Option<i64> = seen
+                    .query_row(params![e.source, e.id], |r| r.get(0))
+                    .optional()?;
+                if prior.is_some_and(|at| now - at < dedup_window_ms) {
+                    out.push(Appended::Duplicate);
+                    continue;
+                }
+                mark.execute(params![e.source, e.id, now])?;
+                let body =
+                    serde_json::to_string(&new.stored).map_err(|err| StoreError::Corrupt {
+                        seq: 0,
+                        reason: err.to_string(),
+                    })?;
+                let received = new.stored.meta.received_at.unix_timestamp_nanos() / 1_000_000;
+                ins.execute(params![
+                    e.id,
+                    e.source,
+                    e.detail_type,
+                    new.stored.meta.bus,
+                    received as i64,
+                    body
+                ])?;
+                let seq = tx.last_insert_rowid();
+                for r in &e.resources {
+                    res.execute(params![r, seq])?;
+                }
+                let mut job_ids = Vec::with_capacity(new.jobs.len());
+                for (rule, target) in &new.jobs {
+                    job.execute(params![seq, rule, target, now])?;
+                    job_ids.push(tx.last_insert_rowid());
+                }
+                for rule in &new.suppressed {
+                    sup.execute(params![seq, rule])?;
+                }
+                out.push(Appended::Stored { seq, job_ids });
+            }
+            let mut done = tx.prepare_cached("UPDATE jobs SET state = ?2, attempts = ?3, status = ?4, updated_at = ?5 WHERE id = ?1")?;
+            let mut retry = tx.prepare_cached("UPDATE jobs SET attempts = ?2, next_at = ?3, last_error = ?4, updated_at = ?5 WHERE id = ?1")?;
+            let mut dead = tx.prepare_cached("UPDATE jobs SET state = ?2, attempts = ?3, last_error = ?4, updated_at = ?5 WHERE id = ?1")?;
+            for u in updates {
+                match u {
+                    JobUpdate::Done {
+                        id,
+                        attempts,
+                        status,
+                    } => done.execute(params![id, DONE, attempts, status, now])?,
+                    JobUpdate::Retry {
+                        id,
+                        attempts,
+                        next_at,
+                        error,
+                    } => retry.execute(params![id, attempts, next_at, error, now])?,
+                    JobUpdate::Dead {
+                        id,
+                        attempts,
+                        error,
+                    } => dead.execute(params![id, DEAD, attempts, error, now])?,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn due_jobs(
+        &mut self,
+        now: Millis,
+        limit: usize,
+        exclude: &dyn Fn(i64) -> bool,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT j.id, j.rule, j.target, j.attempts, j.created_at, e.seq, e.body FROM jobs j JOIN events e ON e.seq = j.event_seq
+             WHERE j.state = 0 AND j.next_at <= ?1 ORDER BY j.next_at, j.id LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![now, (limit * 2) as i64])?;
+        let mut jobs = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            if exclude(id) {
+                continue;
+            }
+            let seq: i64 = row.get(5)?;
+            let body: String = row.get(6)?;
+            jobs.push(Job {
+                id,
+                rule: row.get(1)?,
+                target: row.get(2)?,
+                attempts: row.get(3)?,
+                created_at: row.get(4)?,
+                event: Self::parse_event(seq, &body)?,
+            });
+            if jobs.len() >= limit {
+                break;
+            }
+        }
+        Ok(jobs)
+    }
+
+    fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT MIN(next_at) FROM jobs WHERE state = 0", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    fn counts(&mut self) -> Result<Counts, StoreError> {
+        let events: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let pending: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM jobs WHERE state = 0", [], |r| {
+                    r.get(0)
+                })?;
+        let dead: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM jobs WHERE state = 2", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(Counts {
+            events: events as u64,
+            pending_jobs: pending as u64,
+            dead_jobs: dead as u64,
+        })
+    }
+
+    fn dlq_list(&mut self, limit: usize) -> Result<Vec<DlqEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT j.id, e.id, j.rule, j.target, j.attempts, COALESCE(j.last_error, ''), j.updated_at
+             FROM jobs j JOIN events e ON e.seq = j.event_seq WHERE j.state = 2 ORDER BY j.updated_at, j.id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok(DlqEntry {
+                job_id: r.get(0)?,
+                event_id: r.get(1)?,
+                rule: r.get(2)?,
+                target: r.get(3)?,
+                attempts: r.get(4)?,
+                error: r.get(5)?,
+                failed_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn dlq_redrive(&mut self, ids: Option<&[i64]>, now: Millis) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let dead: Vec<i64> = {
+            let mut stmt = tx.prepare("SELECT id FROM jobs WHERE state = 2 ORDER BY id")?;
+            let all = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<Vec<i64>, _>>()?;
+            match ids {
+                None => all,
+                Some(ids) => all.into_iter().filter(|id| ids.contains(id)).collect(),
+            }
+        };
+        {
+            let mut upd = tx.prepare("UPDATE jobs SET state = 0, attempts = 0, next_at = ?2, created_at = ?2, updated_at = ?2 WHERE id = ?1")?;
+            for id in &dead {
+                upd.execute(params![id, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(dead)
+    }
+
+    fn event(&mut self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, body FROM events WHERE id = ?1 ORDER BY seq DESC LIMIT 1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(seq, body)| Self::parse_event(seq, &body))
+            .transpose()
+    }
+
+    fn timeline(&mut self, resource: &str, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.seq, e.body FROM resources r JOIN events e ON e.seq = r.seq WHERE r.resource = ?1 ORDER BY r.seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![resource, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(Self::parse_event(seq, &body)?);
+        }
+        Ok(out)
+    }
+
+    fn events_between(
+        &mut self,
+        from: Millis,
+        to: Millis,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, body FROM events WHERE received_at >= ?1 AND received_at < ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![from, to, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(Self::parse_event(seq, &body)?);
+        }
+        Ok(out)
+    }
+
+    fn prune(
+        &mut self,
+        events_before: Millis,
+        jobs_before: Millis,
+        dedup_before: Millis,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM jobs WHERE state != 0 AND updated_at < ?1",
+            params![jobs_before],
+        )?;
+        // An event with a pending or dead job stays until the job is finished.
+        tx.execute(
+            "DELETE FROM resources WHERE seq IN (SELECT seq FROM events WHERE received_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.event_seq = events.seq))",
+            params![events_before],
+        )?;
+        tx.execute(
+            "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.event_seq = events.seq)",
+            params![events_before],
+        )?;
+        tx.execute(
+            "DELETE FROM dedup WHERE seen_at < ?1",
+            params![dedup_before],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetbus_event::{Event, Meta};
+
+    fn new_event(id: &str, resources: &[&str], jobs: &[(&str, &str)]) -> NewEvent {
+        let mut event = Event::new("test", "Thing Happened", Default::default());
+        event.id = id.to_owned();
+        event.resources = resources.iter().map(|s| s.to_string()).collect();
+        NewEvent {
+            stored: StoredEvent {
+                event,
+                meta: Meta::ingested("default", "api"),
+            },
+            jobs: jobs
+                .iter()
+                .map(|(r, t)| (r.to_string(), t.to_string()))
+                .collect(),
+            suppressed: vec![],
+        }
+    }
+
+    #[test]
+    fn appends_dedups_and_tracks_jobs_through_the_dlq() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let out = s
+            .commit(
+                &[
+                    new_event("a", &["device/X"], &[("r", "t1"), ("r", "t2")]),
+                    new_event("a", &[], &[]),
+                ],
+                &[],
+                1000,
+                60_000,
+            )
+            .unwrap();
+        let Appended::Stored { job_ids, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(job_ids.len(), 2);
+        assert_eq!(out[1], Appended::Duplicate);
+        // Outside the window the same id is new again.
+        let later = s
+            .commit(&[new_event("a", &[], &[])], &[], 1000 + 60_000, 60_000)
+            .unwrap();
+        assert!(matches!(later[0], Appended::Stored { .. }));
+
+        let due = s.due_jobs(1000, 10, &|_| false).unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].event.event.id, "a");
+        assert_eq!(
+            s.due_jobs(1000, 10, &|id| id == job_ids[0]).unwrap().len(),
+            1
+        );
+
+        s.commit(
+            &[],
+            &[
+                JobUpdate::Done {
+                    id: job_ids[0],
+                    attempts: 1,
+                    status: "200".into(),
+                },
+                JobUpdate::Retry {
+                    id: job_ids[1],
+                    attempts: 1,
+                    next_at: 5000,
+                    error: "503".into(),
+                },
+            ],
+            1001,
+            60_000,
+        )
+        .unwrap();
+        assert!(s.due_jobs(1001, 10, &|_| false).unwrap().is_empty());
+        assert_eq!(s.next_due().unwrap(), Some(5000));
+        s.commit(
+            &[],
+            &[JobUpdate::Dead {
+                id: job_ids[1],
+                attempts: 2,
+                error: "gone".into(),
+            }],
+            5001,
+            60_000,
+        )
+        .unwrap();
+        let dlq = s.dlq_list(10).unwrap();
+        assert_eq!(
+            (dlq[0].job_id, dlq[0].attempts, dlq[0].error.as_str()),
+            (job_ids[1], 2, "gone")
+        );
+        assert_eq!(
+            s.counts().unwrap(),
+            Counts {
+                events: 2,
+                pending_jobs: 0,
+                dead_jobs: 1
+            }
+        );
+        assert_eq!(s.dlq_redrive(None, 6000).unwrap(), vec![job_ids[1]]);
+        let again = s.due_jobs(6000, 10, &|_| false).unwrap();
+        assert_eq!((again[0].id, again[0].attempts), (job_ids[1], 0));
+
+        assert_eq!(s.timeline("device/X", 10).unwrap().len(), 1);
+        assert!(s.event("a").unwrap().is_some());
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = SqliteStore::open(dir.path()).unwrap();
+            s.commit(&[new_event("keep", &[], &[("r", "t")])], &[], 1, 1000)
+                .unwrap();
+        }
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.due_jobs(10, 10, &|_| false).unwrap().len(), 1);
+        assert!(s.event("keep").unwrap().is_some());
+    }
+}

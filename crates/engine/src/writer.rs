@@ -1,0 +1,150 @@
+//! The one writer: a dedicated thread that owns the store and commits whatever has
+//! queued up in one transaction (group commit), so one fsync serves many requests.
+
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Appended, JobUpdate, Millis, NewEvent, Store};
+use crate::EngineError;
+
+/// Commands queued beyond this block their senders: bounded memory under load.
+const QUEUE: usize = 4096;
+/// Most events in one transaction.
+const MAX_BATCH_EVENTS: usize = 8192;
+
+type ReadFn = Box<dyn FnOnce(&mut dyn Store) + Send>;
+
+pub(crate) enum Cmd {
+    Commit {
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<Vec<Appended>, EngineError>>,
+    },
+    Update {
+        update: JobUpdate,
+        reply: Option<oneshot::Sender<Result<(), EngineError>>>,
+    },
+    Read(ReadFn),
+}
+
+/// A handle to the writer thread.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Cmd>,
+}
+
+pub(crate) fn now_ms() -> Millis {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
+}
+
+impl Writer {
+    pub(crate) fn spawn(
+        mut store: Box<dyn Store>,
+        dedup_window_ms: Millis,
+    ) -> (Writer, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("fleetbus-store".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut commits = Vec::new();
+                    let mut events = Vec::new();
+                    let mut updates = Vec::new();
+                    let mut update_replies = Vec::new();
+                    let mut reads = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(cmd) = next.take() {
+                        match cmd {
+                            Cmd::Commit { events: batch, reply } => {
+                                commits.push((batch.len(), reply));
+                                events.extend(batch);
+                            }
+                            Cmd::Update { update, reply } => {
+                                updates.push(update);
+                                update_replies.extend(reply);
+                            }
+                            Cmd::Read(f) => reads.push(f),
+                        }
+                        if events.len() < MAX_BATCH_EVENTS && updates.len() < MAX_BATCH_EVENTS {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if !events.is_empty() || !updates.is_empty() {
+                        let result = store.commit(&events, &updates, now_ms(), dedup_window_ms);
+                        metrics::histogram!("fleetbus_store_batch_events").record(events.len() as f64);
+                        match result {
+                            Ok(mut appended) => {
+                                // Hand each caller its own slice of the answers, in order.
+                                let mut rest = appended.split_off(0).into_iter();
+                                for (n, reply) in commits {
+                                    let _ = reply.send(Ok(rest.by_ref().take(n).collect()));
+                                }
+                                for reply in update_replies {
+                                    let _ = reply.send(Ok(()));
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, events = events.len(), "store commit failed; nothing in this batch was acknowledged");
+                                let err = EngineError::Store { message: e.to_string(), retryable: e.is_retryable() };
+                                for (_, reply) in commits {
+                                    let _ = reply.send(Err(err.clone()));
+                                }
+                                for reply in update_replies {
+                                    let _ = reply.send(Err(err.clone()));
+                                }
+                            }
+                        }
+                    }
+                    for read in reads {
+                        read(store.as_mut());
+                    }
+                }
+            })
+            .expect("spawning the store thread");
+        (Writer { tx }, handle)
+    }
+
+    /// Appends events durably; resolves once committed.
+    pub(crate) async fn commit(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Commit { events, reply })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Records a job's fate; resolves once committed.
+    pub(crate) async fn update(&self, update: JobUpdate) -> Result<(), EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Update {
+                update,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Runs a read on the store thread.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        let job: ReadFn = Box::new(move |s| {
+            let _ = reply.send(f(s));
+        });
+        self.tx
+            .send(Cmd::Read(job))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await
+            .map_err(|_| EngineError::ShuttingDown)?
+            .map_err(|e| EngineError::Store {
+                message: e.to_string(),
+                retryable: e.is_retryable(),
+            })
+    }
+}

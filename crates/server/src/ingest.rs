@@ -1,0 +1,336 @@
+//! Ingest endpoints. Each answers in PutEvents' shape, entry by entry, and only
+//! once every accepted event is durable.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use fleetbus_engine::{PutError, PutOutcome};
+use fleetbus_event::{Event, EventError, Meta, MAX_EVENT_BYTES};
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::{authorized, sources, AppState};
+
+/// One entry's result before the engine sees it.
+type Prepared = Result<(Event, Meta), (&'static str, String)>;
+
+fn api_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if authorized(headers, &state.config().server.api_tokens) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Puts prepared entries and answers `{"FailedEntryCount", "Entries"}`.
+async fn answer(state: &AppState, entries: Vec<Prepared>) -> Result<Json<Value>, ApiError> {
+    let mut slots = Vec::with_capacity(entries.len());
+    let mut batch = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(pair) => {
+                slots.push(None);
+                batch.push(pair);
+            }
+            Err(e) => slots.push(Some(e)),
+        }
+    }
+    let results = if batch.is_empty() {
+        Vec::new()
+    } else {
+        state.engine.put(batch).await?
+    };
+    let mut results = results.into_iter();
+    let mut failed = 0;
+    let out: Vec<Value> = slots
+        .into_iter()
+        .map(|slot| {
+            let outcome = match slot {
+                Some(err) => Err(err),
+                None => match results.next() {
+                    Some(Ok(PutOutcome::Stored { id, .. } | PutOutcome::Duplicate { id })) => {
+                        Ok(id)
+                    }
+                    Some(Err(e @ PutError::UnknownBus(_))) => {
+                        Err(("ResourceNotFoundException", e.to_string()))
+                    }
+                    Some(Err(e)) => Err(("InvalidArgument", e.to_string())),
+                    None => Err(("InternalException", "no answer for this entry".to_owned())),
+                },
+            };
+            match outcome {
+                Ok(id) => json!({"EventId": id}),
+                Err((code, message)) => {
+                    failed += 1;
+                    json!({"ErrorCode": code, "ErrorMessage": message})
+                }
+            }
+        })
+        .collect();
+    metrics::counter!("fleetbus_ingest_entries_failed_total").increment(failed as u64);
+    Ok(Json(json!({"FailedEntryCount": failed, "Entries": out})))
+}
+
+fn check_intake(state: &AppState) -> Result<(), ApiError> {
+    if state.engine.is_shutting_down() {
+        return Err(fleetbus_engine::EngineError::ShuttingDown.into());
+    }
+    state.engine.check_backpressure().map_err(ApiError::from)
+}
+
+/// `POST /v1/events`: the EventBridge PutEvents request.
+pub async fn put_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    api_auth(&state, &headers)?;
+    check_intake(&state)?;
+    let entries = put_events_entries(&state, &body)?;
+    answer(&state, entries).await
+}
+
+/// `POST /` with `X-Amz-Target: AWSEvents.PutEvents`: the AWS JSON 1.1 protocol, so
+/// SDKs and the CLI work with `--endpoint-url`.
+pub async fn aws_json(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match target {
+        "AWSEvents.PutEvents" => put_events(State(state), headers, body).await,
+        "" => Err(ApiError::bad_request(
+            "missing X-Amz-Target header (expected AWSEvents.PutEvents)",
+        )),
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            format!("operation {other:?} is not supported (supported: AWSEvents.PutEvents)"),
+        )),
+    }
+}
+
+fn put_events_entries(state: &AppState, body: &[u8]) -> Result<Vec<Prepared>, ApiError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+    let Some(entries) = request.get("Entries").and_then(Value::as_array) else {
+        return Err(ApiError::bad_request(
+            "Entries: required, a list of PutEventsRequestEntry",
+        ));
+    };
+    if entries.is_empty() {
+        return Err(ApiError::bad_request(
+            "Entries: must hold at least one entry",
+        ));
+    }
+    let defaults = state.engine.defaults();
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let size = serde_json::to_vec(entry).map(|v| v.len()).unwrap_or(0);
+        if size > MAX_EVENT_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "EventTooLarge",
+                format!("Entries[{i}]: entry is {size} bytes, more than the limit of {MAX_EVENT_BYTES} bytes"),
+            ));
+        }
+        out.push(put_events_entry(entry, &defaults));
+    }
+    Ok(out)
+}
+
+fn put_events_entry(entry: &Value, defaults: &fleetbus_event::Defaults) -> Prepared {
+    let bad = |msg: String| Err(("InvalidArgument", msg));
+    let Value::Object(fields) = entry else {
+        return bad("entry must be a JSON object".into());
+    };
+    let mut envelope = Map::new();
+    let mut bus = "default".to_owned();
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            ("Source", Value::String(s)) => {
+                envelope.insert("source".into(), s.clone().into());
+            }
+            ("DetailType", Value::String(s)) => {
+                envelope.insert("detail-type".into(), s.clone().into());
+            }
+            ("Detail", Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                Ok(v @ Value::Object(_)) => {
+                    envelope.insert("detail".into(), v);
+                }
+                Ok(_) => return Err(("MalformedDetail", "Detail: must be a JSON object".into())),
+                Err(e) => return Err(("MalformedDetail", format!("Detail: is not valid JSON ({e})"))),
+            },
+            ("Resources", Value::Array(_)) => {
+                envelope.insert("resources".into(), value.clone());
+            }
+            ("Time", Value::String(s)) => {
+                envelope.insert("time".into(), s.clone().into());
+            }
+            // The AWS JSON protocol sends timestamps as epoch seconds.
+            ("Time", Value::Number(n)) => {
+                let secs = n.as_f64().unwrap_or(f64::NAN);
+                let t = time::OffsetDateTime::from_unix_timestamp(secs.floor() as i64);
+                match t.ok().filter(|_| secs.is_finite()).and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()) {
+                    Some(text) => {
+                        envelope.insert("time".into(), text.into());
+                    }
+                    None => return bad(format!("Time: {n} is not a valid epoch timestamp")),
+                }
+            }
+            ("EventBusName", Value::String(s)) => {
+                bus = s.rsplit_once("event-bus/").map_or(s.as_str(), |(_, name)| name).to_owned();
+            }
+            ("TraceHeader", Value::String(_)) => {}
+            ("Source" | "DetailType" | "Detail" | "Time" | "EventBusName" | "TraceHeader", _) => {
+                return bad(format!("{key}: must be a string"));
+            }
+            ("Resources", _) => return bad("Resources: must be a list of strings".into()),
+            _ => return bad(format!("{key}: unknown field (expected Source, DetailType, Detail, Resources, Time, EventBusName, TraceHeader)")),
+        }
+    }
+    if !envelope.contains_key("detail") {
+        return Err(("MalformedDetail", "Detail: is required".into()));
+    }
+    match Event::from_value(Value::Object(envelope), defaults) {
+        Ok(event) => Ok((event, Meta::ingested(bus, "api"))),
+        Err(e) => bad(aws_field_names(&e)),
+    }
+}
+
+/// Names fields as the PutEvents caller wrote them.
+fn aws_field_names(e: &EventError) -> String {
+    match e {
+        EventError::Field { field, message } => {
+            let name = match field.as_str() {
+                "source" => "Source".to_owned(),
+                "detail-type" => "DetailType".to_owned(),
+                "detail" => "Detail".to_owned(),
+                "time" => "Time".to_owned(),
+                f if f.starts_with("resources") => f.replacen("resources", "Resources", 1),
+                f => f.to_owned(),
+            };
+            format!("{name}: {message}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `POST /v1/buses/{bus}/events`: full envelopes (object, array or NDJSON), or
+/// CloudEvents in structured or binary mode.
+pub async fn bus_events(
+    State(state): State<AppState>,
+    Path(bus): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    api_auth(&state, &headers)?;
+    check_intake(&state)?;
+    if !state.engine.has_bus(&bus) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("unknown bus {bus:?}"),
+        ));
+    }
+    let defaults = state.engine.defaults();
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let meta = || Meta::ingested(bus.clone(), "api");
+    let one = |r: Result<Event, EventError>| -> Result<Prepared, ApiError> {
+        match r {
+            Ok(e) => Ok(Ok((e, meta()))),
+            Err(e @ EventError::TooLarge { .. }) => Err(e.into()),
+            Err(e) => Ok(Err(("InvalidArgument", e.to_string()))),
+        }
+    };
+    let entries: Vec<Prepared> = if headers.contains_key("ce-specversion") {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+            .collect();
+        let r = fleetbus_event::from_cloudevent_binary(pairs, &body, &defaults);
+        match r {
+            Err(e @ EventError::TooLarge { .. }) => return Err(e.into()),
+            Err(e) => return Err(ApiError::bad_request(e.to_string())),
+            Ok(e) => vec![Ok((e, meta()))],
+        }
+    } else {
+        let values = parse_values(&body)?;
+        let cloudevents = content_type == "application/cloudevents+json"
+            || content_type == "application/cloudevents-batch+json";
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            let r = if cloudevents {
+                fleetbus_event::from_cloudevent(v, &defaults)
+            } else {
+                Event::from_value(v, &defaults)
+            };
+            out.push(one(r)?);
+        }
+        out
+    };
+    if entries.is_empty() {
+        return Err(ApiError::bad_request("body holds no event"));
+    }
+    answer(&state, entries).await
+}
+
+/// A JSON object, a JSON array of them, or NDJSON. A syntax error refuses the whole
+/// body, so nothing of it is half-written.
+fn parse_values(body: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    let stream = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+    for item in stream {
+        match item {
+            Ok(Value::Array(items)) => out.extend(items),
+            Ok(v) => out.push(v),
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "body is not valid JSON or NDJSON: {e}"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /v1/sources/{name}`: a configured source.
+pub async fn source(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let config = state.config();
+    let Some(source) = config.sources.iter().find(|s| s.name == name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("unknown source {name:?}"),
+        ));
+    };
+    if !authorized(&headers, &source.tokens) {
+        return Err(ApiError::unauthorized());
+    }
+    check_intake(&state)?;
+    let events = sources::process(source, &headers, &body, &state.engine.defaults())?;
+    let ingest = format!("source/{}", source.name);
+    let entries = events
+        .into_iter()
+        .map(|e| Ok((e, Meta::ingested(source.bus.clone(), ingest.clone()))))
+        .collect();
+    answer(&state, entries).await
+}

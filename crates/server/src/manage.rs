@@ -1,0 +1,148 @@
+//! The management API, metrics and health.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::{authorized, AppState};
+
+fn api_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if authorized(headers, &state.config().server.api_tokens) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// `POST /v1/admin/reload`.
+pub async fn reload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    api_auth(&state, &headers)?;
+    match state.reload() {
+        Ok(rules) => Ok(Json(json!({"reloaded": true, "rules": rules}))),
+        Err(errors) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidConfiguration",
+            errors,
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Limit {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/dlq`.
+pub async fn dlq_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    api_auth(&state, &headers)?;
+    let entries = state
+        .engine
+        .dlq_list(q.limit.unwrap_or(100).min(10_000))
+        .await?;
+    Ok(Json(json!({"entries": entries})))
+}
+
+/// `POST /v1/dlq/redrive` with `{"ids": [...]}`, or no body for all.
+pub async fn dlq_redrive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    api_auth(&state, &headers)?;
+    let ids = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Req {
+            ids: Option<Vec<i64>>,
+        }
+        let req: Req = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("body: {e} (expected {{\"ids\": [1, 2]}})"))
+        })?;
+        req.ids
+    };
+    let moved = state.engine.dlq_redrive(ids).await?;
+    Ok(Json(json!({"redriven": moved})))
+}
+
+/// `GET /v1/events/{id}`: the event with its metadata.
+pub async fn event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    api_auth(&state, &headers)?;
+    match state.engine.event(id.clone()).await? {
+        Some(e) => Ok(Json(serde_json::to_value(e).unwrap_or_default())),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("no event {id:?}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TimelineQuery {
+    resource: String,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/timeline?resource=device/SERIAL`: a node's events, newest first.
+pub async fn timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<TimelineQuery>,
+) -> Result<Json<Value>, ApiError> {
+    api_auth(&state, &headers)?;
+    let events = state
+        .engine
+        .timeline(q.resource, q.limit.unwrap_or(100).min(10_000))
+        .await?;
+    Ok(Json(json!({"events": events})))
+}
+
+/// `GET /metrics`: Prometheus text format. Counts only, no secrets and no
+/// per-device labels, so it is readable without a token like most exporters.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready while taking events: not during shutdown, not while the backlog is full.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    if state.engine.is_shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
+    }
+    match state.engine.check_backpressure() {
+        Ok(()) => (StatusCode::OK, "ready".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}

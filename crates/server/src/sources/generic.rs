@@ -1,0 +1,116 @@
+//! `kind: generic`: any JSON body (an object, or an array of objects, one event
+//! each), mapped to events by constants and JSONPaths from the config.
+
+use fleetbus_config::{Field, Mapping, Source};
+use fleetbus_event::{Defaults, Event};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+pub fn process(source: &Source, body: &[u8], defaults: &Defaults) -> Result<Vec<Event>, ApiError> {
+    let Some(mapping) = &source.mapping else {
+        return Err(ApiError::bad_request(format!(
+            "source {:?} has no mapping",
+            source.name
+        )));
+    };
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| map_one(mapping, item, defaults, &format!("[{i}]")))
+            .collect(),
+        other => Ok(vec![map_one(mapping, &other, defaults, "")?]),
+    }
+}
+
+fn lookup<'a>(path: &str, body: &'a Value) -> Option<&'a Value> {
+    // Paths were validated with the config; a failure here means no match.
+    fleetbus_config::jsonpath::parse(path)
+        .ok()
+        .and_then(|p| p.query(body).first())
+}
+
+fn text(field: &Field, body: &Value, name: &str, at: &str) -> Result<Option<String>, ApiError> {
+    match field {
+        Field::Const(c) => Ok(Some(c.clone())),
+        Field::Path(p) => match lookup(p, body) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "body{at}: mapping.{name} {p} must select a string, not an object or array"
+            ))),
+        },
+    }
+}
+
+fn map_one(m: &Mapping, body: &Value, defaults: &Defaults, at: &str) -> Result<Event, ApiError> {
+    let required = |field: &Field, name: &str| -> Result<String, ApiError> {
+        text(field, body, name, at)?.ok_or_else(|| {
+            let what = match field {
+                Field::Path(p) | Field::Const(p) => p,
+            };
+            ApiError::bad_request(format!("body{at}: mapping.{name} {what} matched nothing"))
+        })
+    };
+    let mut envelope = Map::new();
+    envelope.insert("source".into(), required(&m.source, "source")?.into());
+    envelope.insert(
+        "detail-type".into(),
+        required(&m.detail_type, "detail_type")?.into(),
+    );
+    let mut resources = Vec::new();
+    for field in &m.resources {
+        match field {
+            Field::Const(c) => resources.push(Value::String(c.clone())),
+            Field::Path(p) => match lookup(p, body) {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    resources.extend(items.iter().filter(|v| v.is_string()).cloned())
+                }
+                Some(Value::String(s)) => resources.push(Value::String(s.clone())),
+                Some(v) => resources.push(Value::String(v.to_string())),
+            },
+        }
+    }
+    envelope.insert("resources".into(), Value::Array(resources));
+    if let Some(f) = &m.id {
+        if let Some(id) = text(f, body, "id", at)? {
+            envelope.insert("id".into(), id.into());
+        }
+    }
+    if let Some(f) = &m.time {
+        if let Some(t) = text(f, body, "time", at)? {
+            envelope.insert("time".into(), t.into());
+        }
+    }
+    let detail = match &m.detail {
+        None => body.clone(),
+        Some(p) => lookup(p, body)
+            .cloned()
+            .unwrap_or(Value::Object(Map::new())),
+    };
+    let detail = match detail {
+        Value::Object(_) => detail,
+        other => {
+            let mut wrapped = Map::new();
+            wrapped.insert("value".into(), other);
+            Value::Object(wrapped)
+        }
+    };
+    envelope.insert("detail".into(), detail);
+    Event::from_value(Value::Object(envelope), defaults)
+        .map_err(|e| ApiError::from(e).with_prefix(at))
+}
+
+impl ApiError {
+    fn with_prefix(mut self, at: &str) -> ApiError {
+        if !at.is_empty() {
+            self.message = format!("body{at}: {}", self.message);
+        }
+        self
+    }
+}
