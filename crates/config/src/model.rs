@@ -670,12 +670,14 @@ fn check_pattern(p: &Value, o: &Origin, name: &str, cx: &mut Ctx<'_>) -> Option<
         },
         other => other.clone(),
     };
-    if !value.is_object() {
-        cx.errors
-            .push(o.error(&[key(name)], "invalid pattern: must be a JSON object"));
-        return None;
+    match fleetbus_pattern::Pattern::from_value(&value) {
+        Ok(_) => Some(value),
+        Err(e) => {
+            cx.errors
+                .push(o.error(&[key(name)], format!("invalid pattern: {e}")));
+            None
+        }
     }
-    Some(value)
 }
 
 /// Which target fields each kind accepts, beyond the common ones.
