@@ -10,18 +10,10 @@ use fleetbus_event::{Event, EventError, Meta, MAX_EVENT_BYTES};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
-use crate::{authorized, sources, AppState};
+use crate::{api_auth, authorized, sources, AppState};
 
 /// One entry's result before the engine sees it.
 type Prepared = Result<(Event, Meta), (&'static str, String)>;
-
-fn api_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if authorized(headers, &state.config().server.api_tokens) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
 
 /// Puts prepared entries and answers `{"FailedEntryCount", "Entries"}`.
 async fn answer(state: &AppState, entries: Vec<Prepared>) -> Result<Json<Value>, ApiError> {

@@ -93,6 +93,15 @@ pub(crate) fn authorized(headers: &HeaderMap, tokens: &[Secret]) -> bool {
     bool::from(ok)
 }
 
+/// Checks the management API's bearer token (`server.api_tokens`).
+pub(crate) fn api_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if authorized(headers, &state.config().server.api_tokens) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
     let limit = state.config().server.max_body_bytes as usize;

@@ -9,15 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::{authorized, AppState};
-
-fn api_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if authorized(headers, &state.config().server.api_tokens) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
+use crate::{api_auth, AppState};
 
 /// `POST /v1/admin/reload`.
 pub async fn reload(
