@@ -120,7 +120,11 @@ fn build(engine: &str, pats: &[(u32, String)]) -> Box<dyn Engine> {
             Box::new(m)
         }
         _ => {
-            let mut q = quamina::Quamina::<u32>::new();
+            // The default 10 MiB automaton budget is too small for 10,000 patterns.
+            let mut q = quamina::QuaminaBuilder::<u32>::new()
+                .with_arena_byte_budget(1 << 30)
+                .build()
+                .expect("quamina builder");
             for (n, p) in pats {
                 q.add_pattern(*n, p).expect("quamina add");
             }

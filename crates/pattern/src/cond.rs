@@ -297,7 +297,7 @@ impl AnythingBut {
             (AnythingBut::Wildcard(ws), Scalar::Str(s)) => !ws.iter().any(|w| w.matches(s)),
             (AnythingBut::EqIc(ps), Scalar::Str(s)) => {
                 let f = fold_case(s);
-                !ps.iter().any(|p| *p == f)
+                !ps.contains(&f)
             }
             _ => false,
         }

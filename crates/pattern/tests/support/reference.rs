@@ -8,10 +8,20 @@ use serde_json::{Map, Value};
 
 /// Whether `pattern` matches `event` (both parsed JSON).
 pub fn matches(pattern: &Value, event: &Value) -> bool {
+    matches_prepared(pattern, event, &leaf_paths(event))
+}
+
+/// The event's leaf paths, computed once per event for [`matches_prepared`].
+pub fn leaf_paths(event: &Value) -> HashSet<Vec<String>> {
     let mut leaves = HashSet::new();
     collect_leaf_paths(event, &mut Vec::new(), &mut leaves);
+    leaves
+}
+
+/// [`matches`] with the event's leaf paths already computed.
+pub fn matches_prepared(pattern: &Value, event: &Value, leaves: &HashSet<Vec<String>>) -> bool {
     match pattern {
-        Value::Object(p) => object(p, Some(event), &mut Vec::new(), &leaves),
+        Value::Object(p) => object(p, Some(event), &mut Vec::new(), leaves),
         _ => false,
     }
 }
