@@ -2,6 +2,8 @@
 //! checked against counts computed by the independent tree-walking reference evaluator
 //! of the pattern crate's tests, over a small generated event file.
 
+// Shared with the pattern crate's property tests, which use the other entry points.
+#[allow(dead_code)]
 #[path = "../../pattern/tests/support/reference.rs"]
 mod reference;
 
