@@ -45,15 +45,16 @@ fn syntax(offset: usize, reason: &'static str) -> EventError {
 const HI: u64 = 0x8080_8080_8080_8080;
 const LO: u64 = 0x0101_0101_0101_0101;
 
-/// True when any byte of `w` is `"`, `\` or a control character.
+/// Nonzero when any byte of `w` is `"`, `\` or a control character; the lowest set bit
+/// is in the first such byte (bits above it may be false positives from borrows).
 #[inline]
-fn special(w: u64) -> bool {
+fn special(w: u64) -> u64 {
     let ctrl = w.wrapping_sub(LO * 0x20) & !w & HI;
     let q = w ^ (LO * b'"' as u64);
     let q = q.wrapping_sub(LO) & !q & HI;
     let bs = w ^ (LO * b'\\' as u64);
     let bs = bs.wrapping_sub(LO) & !bs & HI;
-    (ctrl | q | bs) != 0
+    ctrl | q | bs
 }
 
 impl<'a> Cursor<'a> {
@@ -96,7 +97,10 @@ impl<'a> Cursor<'a> {
             while i + 8 <= b.len() {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(&b[i..i + 8]);
-                if special(u64::from_le_bytes(w)) {
+                let m = special(u64::from_le_bytes(w));
+                if m != 0 {
+                    // Jump straight to the first special byte.
+                    i += (m.trailing_zeros() / 8) as usize;
                     break;
                 }
                 i += 8;
