@@ -167,6 +167,9 @@ sources:
       detail_type: $.kind
       resources: ["$.device"]
       id: $.uid
+  - name: devlogs
+    kind: unified-log
+    tokens: ["${{file:source-token}}"]
 rules:
   - name: all
     event_pattern: {{source: [{{anything-but: {{prefix: "fleetbus."}}}}]}}

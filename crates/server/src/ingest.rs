@@ -303,6 +303,7 @@ fn parse_values(body: &[u8]) -> Result<Vec<Value>, ApiError> {
 pub async fn source(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -318,7 +319,13 @@ pub async fn source(
         return Err(ApiError::unauthorized());
     }
     check_intake(&state)?;
-    let events = sources::process(source, &headers, &body, &state.engine.defaults())?;
+    let events = sources::process(
+        source,
+        &headers,
+        uri.query(),
+        &body,
+        &state.engine.defaults(),
+    )?;
     let ingest = format!("source/{}", source.name);
     let entries = events
         .into_iter()

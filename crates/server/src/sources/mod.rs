@@ -2,6 +2,7 @@
 //! events. One module per kind.
 
 mod generic;
+mod unified_log;
 
 use axum::http::HeaderMap;
 use fleetbus_config::{Source, SourceKind};
@@ -13,12 +14,13 @@ use crate::error::ApiError;
 pub fn process(
     source: &Source,
     headers: &HeaderMap,
+    query: Option<&str>,
     body: &[u8],
     defaults: &Defaults,
 ) -> Result<Vec<Event>, ApiError> {
-    let _ = headers;
     match source.kind {
         SourceKind::Generic => generic::process(source, body, defaults),
+        SourceKind::UnifiedLog => unified_log::process(headers, query, body, defaults),
         other => Err(ApiError::new(
             axum::http::StatusCode::NOT_IMPLEMENTED,
             "NotImplemented",
