@@ -77,6 +77,22 @@ impl SqliteStore {
         Ok(SqliteStore { conn })
     }
 
+    /// Runs a query selecting `(seq, body)` rows and decodes each stored event.
+    fn collect_events(
+        stmt: &mut rusqlite::CachedStatement<'_>,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = stmt.query_map(params, |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, body) = row?;
+            out.push(Self::parse_event(seq, &body)?);
+        }
+        Ok(out)
+    }
+
     fn parse_event(seq: i64, body: &str) -> Result<StoredEvent, StoreError> {
         serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
             seq,
@@ -299,15 +315,7 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.seq, e.body FROM resources r JOIN events e ON e.seq = r.seq WHERE r.resource = ?1 ORDER BY r.seq DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![resource, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, body) = row?;
-            out.push(Self::parse_event(seq, &body)?);
-        }
-        Ok(out)
+        Self::collect_events(&mut stmt, params![resource, limit as i64])
     }
 
     fn events_between(
@@ -319,15 +327,7 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, body FROM events WHERE received_at >= ?1 AND received_at < ?2 ORDER BY seq LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![from, to, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, body) = row?;
-            out.push(Self::parse_event(seq, &body)?);
-        }
-        Ok(out)
+        Self::collect_events(&mut stmt, params![from, to, limit as i64])
     }
 
     fn prune(
