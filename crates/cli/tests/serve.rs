@@ -478,7 +478,7 @@ fn retries_dead_letters_and_redrive() {
         assert_eq!(got[0].0, json!({"device": "C02R", "what": "Notify"}));
         assert_eq!(got[0].1, format!("{id}:to-api:api"));
     }
-    wait_for("success outcome", Duration::from_secs(5), || {
+    wait_for("success outcome", Duration::from_secs(20), || {
         lines(&dir.path().join("outcomes.log"))
             .iter()
             .any(|e| e["detail"]["target"] == "api" && e["detail"]["attempts"] == 3)
@@ -732,6 +732,50 @@ fn kill_9_loses_no_acknowledged_event() {
     eprintln!(
         "kill -9 after {millis} ms: {} acknowledged events, all stored and delivered",
         acked.len()
+    );
+    server.stop();
+}
+
+#[test]
+fn unified_log_source_puts_device_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    let server = Server::start(dir.path());
+    let ulog = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ulog/fixtures/softwareupdate.ndjson"),
+    )
+    .unwrap();
+    let (status, body) = server.post(
+        "/v1/sources/devlogs?serial=C02LOG",
+        Some(SOURCE_TOKEN),
+        "application/x-ndjson",
+        &ulog,
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    let extracted = body["Entries"].as_array().unwrap().len();
+    assert!(extracted > 0, "{body}");
+    assert_eq!(body["FailedEntryCount"], 0, "{body}");
+    // Without a device serial the batch is refused whole.
+    let (status, body) = server.post(
+        "/v1/sources/devlogs",
+        Some(SOURCE_TOKEN),
+        "application/x-ndjson",
+        &ulog,
+        &[],
+    );
+    assert_eq!(status, 400, "{body}");
+    // The events are on the device's timeline (the catch-all rule here skips fleetbus.* sources).
+    let (status, timeline) = server.get("/v1/timeline?resource=device/C02LOG&limit=1000");
+    assert_eq!(status, 200);
+    let events = timeline["events"].as_array().unwrap();
+    assert_eq!(events.len(), extracted, "{timeline}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["event"]["source"] == "fleetbus.ulog"),
+        "{timeline}"
     );
     server.stop();
 }
