@@ -42,7 +42,10 @@ pub(crate) fn get_device(conn: &Connection, serial: &str) -> rusqlite::Result<Op
     .optional()
 }
 
-pub(crate) fn serial_for_udid_in(conn: &Connection, udid: &str) -> rusqlite::Result<Option<String>> {
+pub(crate) fn serial_for_udid_in(
+    conn: &Connection,
+    udid: &str,
+) -> rusqlite::Result<Option<String>> {
     conn.query_row(
         "SELECT serial FROM udids WHERE udid = ?1",
         [udid.trim()],
@@ -172,7 +175,11 @@ fn claim_udid(conn: &Connection, udid: &str, serial: &str, now: &str) -> Result<
 impl AssetStore {
     /// Creates or merges into the device `u.serial` (see [`DeviceUpdate`] for the rules);
     /// a UDID in the update is also recorded in the UDID map. Returns the stored device.
-    pub fn upsert_device(&self, u: &DeviceUpdate, now: OffsetDateTime) -> Result<Device, AssetError> {
+    pub fn upsert_device(
+        &self,
+        u: &DeviceUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Device, AssetError> {
         let now = timestamp(now)?;
         self.write("upsert_device", |tx| upsert_device_in(tx, u, &now))
     }
@@ -248,7 +255,12 @@ impl AssetStore {
 
     /// Records that `udid` belongs to `serial` and sets it on the device, creating the
     /// device if it is not known yet.
-    pub fn link_udid(&self, udid: &str, serial: &str, now: OffsetDateTime) -> Result<(), AssetError> {
+    pub fn link_udid(
+        &self,
+        udid: &str,
+        serial: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), AssetError> {
         let update = DeviceUpdate {
             serial: key("serial", serial)?.to_string(),
             udid: Some(key("udid", udid)?.to_string()),
@@ -324,8 +336,14 @@ mod tests {
         let s = store();
         let now = datetime!(2024-05-01 10:00 UTC);
         s.link_udid("UDID-1", "SERIALA", now).unwrap();
-        assert_eq!(s.serial_for_udid("UDID-1").unwrap().as_deref(), Some("SERIALA"));
-        assert_eq!(s.device("SERIALA").unwrap().unwrap().udid.as_deref(), Some("UDID-1"));
+        assert_eq!(
+            s.serial_for_udid("UDID-1").unwrap().as_deref(),
+            Some("SERIALA")
+        );
+        assert_eq!(
+            s.device("SERIALA").unwrap().unwrap().udid.as_deref(),
+            Some("UDID-1")
+        );
 
         s.upsert_device(
             &DeviceUpdate {
@@ -335,7 +353,10 @@ mod tests {
             now,
         )
         .unwrap();
-        assert_eq!(s.device_by_udid("UDID-1").unwrap().unwrap().serial, "SERIALB");
+        assert_eq!(
+            s.device_by_udid("UDID-1").unwrap().unwrap().serial,
+            "SERIALB"
+        );
         assert_eq!(s.device("SERIALA").unwrap().unwrap().udid, None);
 
         // Clearing the UDID forgets the link.
@@ -375,9 +396,16 @@ mod tests {
             .unwrap();
         }
         let serials = |f: DeviceFilter| -> Vec<String> {
-            s.list_devices(&f).unwrap().into_iter().map(|d| d.serial).collect()
+            s.list_devices(&f)
+                .unwrap()
+                .into_iter()
+                .map(|d| d.serial)
+                .collect()
         };
-        assert_eq!(serials(DeviceFilter::default()), ["A1", "A2", "A3", "A4", "A5"]);
+        assert_eq!(
+            serials(DeviceFilter::default()),
+            ["A1", "A2", "A3", "A4", "A5"]
+        );
         let below = |v: &str| DeviceFilter {
             os_below: Some(v.into()),
             ..DeviceFilter::default()

@@ -37,10 +37,18 @@ pub enum AssetError {
     #[error("command `{uuid}` is already in the ledger")]
     DuplicateCommand { uuid: String },
     /// Deliberately carries no PIN: neither the stored one nor the new one.
-    #[error("a different pin is already escrowed for command `{command_uuid}` on device `{serial}`")]
-    PinConflict { serial: String, command_uuid: String },
+    #[error(
+        "a different pin is already escrowed for command `{command_uuid}` on device `{serial}`"
+    )]
+    PinConflict {
+        serial: String,
+        command_uuid: String,
+    },
     #[error("cannot escrow an empty pin for command `{command_uuid}` on device `{serial}`")]
-    EmptyPin { serial: String, command_uuid: String },
+    EmptyPin {
+        serial: String,
+        command_uuid: String,
+    },
     #[error("csv import rejected, nothing written ({} problem{}): {}",
         problems.len(), if problems.len() == 1 { "" } else { "s" }, summarize(problems))]
     Csv { problems: Vec<CsvProblem> },
@@ -50,9 +58,7 @@ impl AssetError {
     /// A busy or locked database may succeed on a later attempt; nothing else will.
     pub fn is_retryable(&self) -> bool {
         match self {
-            AssetError::Sqlite { source, .. } | AssetError::Open { source, .. } => {
-                is_busy(source)
-            }
+            AssetError::Sqlite { source, .. } | AssetError::Open { source, .. } => is_busy(source),
             _ => false,
         }
     }

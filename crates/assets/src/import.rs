@@ -383,11 +383,17 @@ mod tests {
         assert_eq!(ada.tags, ["eng", "berlin"]);
         assert_eq!(ada.user_id.as_deref(), Some("ada"));
         assert_eq!(ada.notes.as_deref(), Some("spare charger"));
-        assert_eq!(store.serial_for_udid("U-1").unwrap().as_deref(), Some("C02AAA"));
+        assert_eq!(
+            store.serial_for_udid("U-1").unwrap().as_deref(),
+            Some("C02AAA")
+        );
         // Without a username, the email becomes the user id.
         let grace = store.user("grace@example.com").unwrap().unwrap();
         assert_eq!(grace.devices.len(), 1);
-        assert_eq!(store.user("ada").unwrap().unwrap().user.name.as_deref(), Some("Ada Lovelace"));
+        assert_eq!(
+            store.user("ada").unwrap().unwrap().user.name.as_deref(),
+            Some("Ada Lovelace")
+        );
     }
 
     #[test]
@@ -404,7 +410,10 @@ mod tests {
             )
             .unwrap();
         store
-            .import_csv("serial,user_email\nC02BBB,grace@example.com\n".as_bytes(), NOW)
+            .import_csv(
+                "serial,user_email\nC02BBB,grace@example.com\n".as_bytes(),
+                NOW,
+            )
             .unwrap();
         assert_eq!(store.user("grace").unwrap().unwrap().devices.len(), 1);
         assert_eq!(store.list_users().unwrap().len(), 1);
@@ -437,7 +446,9 @@ mod tests {
                 "line 6: expected 3 fields like the header, found 2",
             ]
         );
-        assert!(err.to_string().starts_with("csv import rejected, nothing written (4 problems): line 3"));
+        assert!(err
+            .to_string()
+            .starts_with("csv import rejected, nothing written (4 problems): line 3"));
         assert!(store.list_devices(&Default::default()).unwrap().is_empty());
         assert_eq!(store.serial_for_udid("U-6").unwrap(), None);
     }
@@ -453,7 +464,9 @@ mod tests {
         let (_, result) = import("serial,Serial Number\n");
         let err = result.unwrap_err().to_string();
         assert!(
-            err.contains("line 1, column 2 (`Serial Number`): names the same field as column 1 (`serial`)"),
+            err.contains(
+                "line 1, column 2 (`Serial Number`): names the same field as column 1 (`serial`)"
+            ),
             "{err}"
         );
         let (_, result) = import("");
@@ -466,7 +479,11 @@ mod tests {
         let err = store
             .import_csv(&b"serial,name\nC02AAA,caf\xe9\n"[..], NOW)
             .unwrap_err();
-        assert!(err.to_string().contains("line 2, column 2 (`name`): not valid utf-8"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 2, column 2 (`name`): not valid utf-8"),
+            "{err}"
+        );
     }
 
     fn csvish() -> impl Strategy<Value = Vec<u8>> {

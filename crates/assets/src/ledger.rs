@@ -282,15 +282,24 @@ mod tests {
             .escrow_pin("S1", "c2", "000111", datetime!(2024-05-03 10:00 UTC))
             .unwrap_err();
         let text = format!("{err} {err:?}");
-        assert!(!text.contains("775120") && !text.contains("000111"), "{text}");
+        assert!(
+            !text.contains("775120") && !text.contains("000111"),
+            "{text}"
+        );
         let err = s.escrow_pin("S1", "c3", " ", datetime!(2024-05-03 10:00 UTC));
         assert!(matches!(err, Err(AssetError::EmptyPin { .. })));
 
         let pins = s.escrowed_pins("S1").unwrap();
-        let got: Vec<_> = pins.iter().map(|p| (p.command_uuid.as_str(), p.pin.as_str())).collect();
+        let got: Vec<_> = pins
+            .iter()
+            .map(|p| (p.command_uuid.as_str(), p.pin.as_str()))
+            .collect();
         assert_eq!(got, [("c2", "775120"), ("c1", "482913")]);
         let debug = format!("{:?} {:#?}", pins[0], pins);
-        assert!(!debug.contains("775120") && !debug.contains("482913"), "{debug}");
+        assert!(
+            !debug.contains("775120") && !debug.contains("482913"),
+            "{debug}"
+        );
         assert!(s.escrowed_pins("S2").unwrap().is_empty());
     }
 }

@@ -24,8 +24,8 @@ use time::{OffsetDateTime, UtcOffset};
 
 pub use error::{AssetError, CsvProblem};
 pub use model::{
-    CommandRecord, Device, DeviceFilter, DeviceUpdate, EscrowedPin, ImportReport, User,
-    UserUpdate, UserWithDevices,
+    CommandRecord, Device, DeviceFilter, DeviceUpdate, EscrowedPin, ImportReport, User, UserUpdate,
+    UserWithDevices,
 };
 pub use version::compare_versions;
 

@@ -106,7 +106,8 @@ mod tests {
         crate::AssetStore::open(&path).unwrap();
 
         let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
         drop(conn);
         let err = crate::AssetStore::open(&path).unwrap_err();
         assert!(matches!(err, AssetError::NewerSchema { found, .. } if found == VERSION + 1));

@@ -35,7 +35,10 @@ fn email_key(email: &str) -> String {
 }
 
 /// The id of the first user (by id) with this email, ignoring case.
-pub(crate) fn user_id_by_email_in(conn: &Connection, email: &str) -> rusqlite::Result<Option<String>> {
+pub(crate) fn user_id_by_email_in(
+    conn: &Connection,
+    email: &str,
+) -> rusqlite::Result<Option<String>> {
     conn.query_row(
         "SELECT id FROM users WHERE email_key = ?1 ORDER BY id LIMIT 1",
         [email_key(email)],
@@ -177,7 +180,10 @@ mod tests {
             )
             .unwrap();
         }
-        let found = s.user_by_email("ada.lovelace@example.com").unwrap().unwrap();
+        let found = s
+            .user_by_email("ada.lovelace@example.com")
+            .unwrap()
+            .unwrap();
         assert_eq!(found.user, user);
         let serials: Vec<_> = found.devices.iter().map(|d| d.serial.as_str()).collect();
         assert_eq!(serials, ["S1", "S2"]);
