@@ -286,10 +286,20 @@ fn parse(input: impl Read) -> Result<(Vec<ImportRow>, Vec<String>), Vec<CsvProbl
 }
 
 impl AssetStore {
-    /// Imports an inventory CSV (see the module docs for the accepted columns). A user
-    /// column creates or updates the user (id = username; without a username, the
+    /// Imports an inventory CSV whose first row is a header. Headers match ignoring case,
+    /// spaces, underscores and dashes: fleetbus names (`serial`, `udid`, `name`, `model`,
+    /// `os_version`, `os_build`, `enrollment_state`, `enrolled_at`, `last_seen`,
+    /// `user_id`, `user_email`, `user_name`, `tags` separated by `;`, `notes`) or a Jamf
+    /// Pro computer export ("Serial Number", "Computer Name", "Model", "Operating System
+    /// Version", "Operating System Build", "UDID", "Username", "Email Address", "Full
+    /// Name"). One-word "Username" is the user id; "user_name" is the display name.
+    /// Other columns are ignored and listed in the report.
+    ///
+    /// A user column creates or updates the user (id = username; without a username, the
     /// existing user with that email, else the email itself) and assigns the device.
-    /// Empty cells keep stored values. All or nothing: any problem writes nothing.
+    /// Empty cells keep stored values; blank rows are skipped. All or nothing: an empty
+    /// serial, a serial or UDID repeated in the file, a row with the wrong number of
+    /// fields or invalid UTF-8 rejects the file with every problem listed.
     pub fn import_csv(
         &self,
         input: impl Read,
