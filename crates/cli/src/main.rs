@@ -25,6 +25,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// The dead-letter queue of a running server.
     Dlq(commands::dlq::Args),
+    /// The asset store of a running server: devices, users, CSV import, MDM commands.
+    Assets(commands::assets::Args),
     /// Check a configuration file or directory and report every error.
     Validate(commands::validate::Args),
     /// Configuration helpers (JSON Schema for editors).
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => commands::serve::run(args),
         Command::Dlq(args) => commands::dlq::run(args),
+        Command::Assets(args) => commands::assets::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::TestPattern(args) => commands::pattern::test(args),

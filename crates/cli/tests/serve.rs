@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[path = "serve/mdm_workflows.rs"]
+mod mdm_workflows;
+
 const TOKEN: &str = "test-api-token";
 const SOURCE_TOKEN: &str = "test-source-token";
 

@@ -174,7 +174,93 @@ pub enum TargetSpec {
         max_bytes: u64,
         keep: u32,
     },
+    Mdm(MdmTarget),
+    Assets {
+        /// Device fields (names of `fleetbus_assets::DeviceUpdate`); `serial` is required.
+        device: BTreeMap<String, Field>,
+        /// User fields (names of `fleetbus_assets::UserUpdate`); `id` is required.
+        user: BTreeMap<String, Field>,
+    },
 }
+
+/// The MDM server an mdm target enqueues commands through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MdmServer {
+    NanoMdm,
+    MicroMdm,
+}
+
+impl MdmServer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MdmServer::NanoMdm => "nanomdm",
+            MdmServer::MicroMdm => "micromdm",
+        }
+    }
+}
+
+/// `kind: mdm`: a command template sent to devices through an MDM server.
+#[derive(Debug, Clone)]
+pub struct MdmTarget {
+    pub server: MdmServer,
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    pub api_key: Secret,
+    pub push: bool,
+    /// The command's `RequestType`.
+    pub request_type: String,
+    /// The `Command` keys other than `RequestType`; strings may hold placeholders.
+    pub payload: serde_json::Map<String, Value>,
+    pub devices: DeviceSelector,
+    /// Placeholder name -> JSONPath into the event.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Placeholders an mdm command template may use besides its `variables`.
+pub const MDM_BUILTIN_PLACEHOLDERS: [&str; 8] = [
+    "pin",
+    "device.serial",
+    "device.udid",
+    "device.name",
+    "device.model",
+    "device.os_version",
+    "device.user_id",
+    "command_uuid",
+];
+
+/// Which devices an mdm target addresses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceSelector {
+    /// JSONPath to UDIDs in the event.
+    pub udid: Option<String>,
+    /// JSONPath to serial numbers in the event.
+    pub serial: Option<String>,
+    /// JSONPath to a user id in the event.
+    pub user: Option<String>,
+    pub os_below: Option<String>,
+    pub tag: Option<String>,
+    pub enrolled_only: bool,
+}
+
+/// Device fields a `kind: assets` target may set.
+pub const ASSET_DEVICE_FIELDS: [&str; 13] = [
+    "serial",
+    "udid",
+    "name",
+    "model",
+    "os_version",
+    "os_build",
+    "enrollment_state",
+    "enrolled_at",
+    "user_id",
+    "tags",
+    "add_tags",
+    "last_seen",
+    "notes",
+];
+
+/// User fields a `kind: assets` target may set.
+pub const ASSET_USER_FIELDS: [&str; 4] = ["id", "email", "name", "status"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tls {
@@ -689,6 +775,17 @@ fn kind_fields(kind: TargetKind) -> &'static [&'static str] {
         TargetKind::Exec => &["command", "env", "emit_events", "timeout"],
         TargetKind::Bus => &["bus"],
         TargetKind::Log => &["path", "max_bytes", "keep"],
+        TargetKind::Mdm => &[
+            "server",
+            "url",
+            "api_key",
+            "push",
+            "mdm_command",
+            "devices",
+            "variables",
+            "timeout",
+        ],
+        TargetKind::Assets => &["device", "user"],
     }
 }
 
@@ -708,12 +805,12 @@ fn validate_target(
         }
         cx.errors.push(o.error(
             &[],
-            "missing required field kind (expected one of http, slack, email, exec, bus, log)",
+            "missing required field kind (expected one of http, slack, email, exec, bus, log, mdm, assets)",
         ));
         return None;
     };
     let allowed = kind_fields(kind);
-    let present: [(&str, bool); 17] = [
+    let present: [(&str, bool); 25] = [
         ("url", t.url.is_some()),
         ("method", t.method.is_some()),
         ("headers", t.headers.is_some()),
@@ -731,6 +828,14 @@ fn validate_target(
         ("max_bytes", t.max_bytes.is_some()),
         ("keep", t.keep.is_some()),
         ("rate_limit", false),
+        ("server", t.server.is_some()),
+        ("api_key", t.api_key.is_some()),
+        ("push", t.push.is_some()),
+        ("mdm_command", t.mdm_command.is_some()),
+        ("devices", t.devices.is_some()),
+        ("variables", t.variables.is_some()),
+        ("device", t.device.is_some()),
+        ("user", t.user.is_some()),
     ];
     for (name, is_set) in present {
         if is_set && !allowed.contains(&name) {
@@ -949,6 +1054,8 @@ fn validate_target(
             max_bytes: t.max_bytes.unwrap_or(64 * 1024 * 1024),
             keep: t.keep.unwrap_or(5),
         },
+        TargetKind::Mdm => TargetSpec::Mdm(validate_mdm(t, o, &require, cx)),
+        TargetKind::Assets => validate_assets(t, o, cx),
     };
     (cx.errors.len() == errors_before).then(|| Target {
         id: t.id.clone(),
@@ -969,6 +1076,8 @@ fn kind_name(kind: TargetKind) -> &'static str {
         TargetKind::Exec => "exec",
         TargetKind::Bus => "bus",
         TargetKind::Log => "log",
+        TargetKind::Mdm => "mdm",
+        TargetKind::Assets => "assets",
     }
 }
 
@@ -1073,4 +1182,236 @@ pub fn placeholders(template: &str) -> Vec<&str> {
         }
     }
     out
+}
+
+/// `kind: mdm`: the server, the command template (checked against Apple's schema
+/// now, so a typo fails the load, not the first delivery) and the device selector.
+fn validate_mdm(
+    t: &RawTarget,
+    o: &Origin,
+    require: &dyn Fn(&mut Ctx<'_>, &str, bool),
+    cx: &mut Ctx<'_>,
+) -> MdmTarget {
+    require(cx, "server", t.server.is_some());
+    require(cx, "url", t.url.is_some());
+    require(cx, "api_key", t.api_key.is_some());
+    require(cx, "mdm_command", t.mdm_command.is_some());
+    require(cx, "devices", t.devices.is_some());
+    let server = match t.server.as_deref() {
+        Some("nanomdm") | None => MdmServer::NanoMdm,
+        Some("micromdm") => MdmServer::MicroMdm,
+        Some(other) => {
+            cx.errors.push(o.error(
+                &[key("server")],
+                format!("unknown MDM server {other:?} (expected nanomdm or micromdm)"),
+            ));
+            MdmServer::NanoMdm
+        }
+    };
+    let url = t.url.clone().unwrap_or_default();
+    if t.url.is_some() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        cx.errors.push(o.error(
+            &[key("url")],
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    let api_key = t
+        .api_key
+        .as_deref()
+        .map(|k| cx.secret(o, &[key("api_key")], k))
+        .unwrap_or_else(Secret::empty);
+    let mut variables = BTreeMap::new();
+    for (name, path) in t.variables.iter().flatten() {
+        match field(path, o, &[key("variables"), key(name)], cx) {
+            Field::Path(p) => {
+                variables.insert(name.clone(), p);
+            }
+            Field::Const(c) => cx.errors.push(o.error(
+                &[key("variables"), key(name)],
+                format!("{c:?} must be a JSONPath starting with $"),
+            )),
+        }
+    }
+    let mut payload = t.mdm_command.clone().unwrap_or_default();
+    let request_type = match payload.remove("RequestType") {
+        Some(Value::String(r)) => r,
+        Some(other) => {
+            cx.errors.push(o.error(
+                &[key("mdm_command"), key("RequestType")],
+                format!("must be a string, found {other}"),
+            ));
+            String::new()
+        }
+        None => {
+            if t.mdm_command.is_some() {
+                cx.errors.push(o.error(
+                    &[key("mdm_command")],
+                    "missing required key RequestType (e.g. DeviceLock)",
+                ));
+            }
+            String::new()
+        }
+    };
+    if !request_type.is_empty() {
+        check_mdm_command(&request_type, &payload, &variables, o, cx);
+    }
+    let devices = t
+        .devices
+        .as_ref()
+        .map(|d| {
+            let dp = [key("devices")];
+            let path = |p: &Option<String>, name: &str, cx: &mut Ctx<'_>| {
+                p.as_deref()
+                    .map(|p| match field(p, o, &[dp[0].clone(), key(name)], cx) {
+                        Field::Path(p) => p,
+                        Field::Const(c) => {
+                            cx.errors.push(o.error(
+                                &[key("devices"), key(name)],
+                                format!("{c:?} must be a JSONPath starting with $"),
+                            ));
+                            c
+                        }
+                    })
+            };
+            let selector = DeviceSelector {
+                udid: path(&d.udid, "udid", cx),
+                serial: path(&d.serial, "serial", cx),
+                user: path(&d.user, "user", cx),
+                os_below: d.os_below.clone(),
+                tag: d.tag.clone(),
+                enrolled_only: d.enrolled_only.unwrap_or(true),
+            };
+            if selector.udid.is_some() && selector.serial.is_some() && selector.user.is_some() {
+                cx.errors.push(o.error(
+                    &dp,
+                    "user cannot be combined with udid and serial (pick the event's devices or the user's)",
+                ));
+            }
+            selector
+        })
+        .unwrap_or_default();
+    MdmTarget {
+        server,
+        url: url.trim_end_matches('/').to_owned(),
+        api_key,
+        push: t.push.unwrap_or(true),
+        request_type,
+        payload,
+        devices,
+        variables,
+    }
+}
+
+/// Checks the template against the catalog with every placeholder still in place;
+/// placeholders must name a variable or a built-in.
+fn check_mdm_command(
+    request_type: &str,
+    payload: &serde_json::Map<String, Value>,
+    variables: &BTreeMap<String, String>,
+    o: &Origin,
+    cx: &mut Ctx<'_>,
+) {
+    let mut strings = Vec::new();
+    collect_strings(&Value::Object(payload.clone()), &mut strings);
+    for s in strings {
+        for name in placeholders(&s) {
+            if !variables.contains_key(name) && !MDM_BUILTIN_PLACEHOLDERS.contains(&name) {
+                let mut known: Vec<&str> = variables.keys().map(String::as_str).collect();
+                known.extend(MDM_BUILTIN_PLACEHOLDERS);
+                cx.errors.push(o.error(
+                    &[key("mdm_command")],
+                    format!(
+                        "unknown placeholder <{name}> (declare it under variables, or use one of: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    match fleetbus_mdm::validate_command_payload(request_type, &Value::Object(payload.clone())) {
+        Ok(()) => {}
+        Err(fleetbus_mdm::MdmError::InvalidPayload { problems, .. }) => {
+            for p in problems {
+                let mut at = vec![key("mdm_command")];
+                at.extend(problem_path(&p.path));
+                cx.errors.push(o.error(&at, p.to_string()));
+            }
+        }
+        Err(e) => cx
+            .errors
+            .push(o.error(&[key("mdm_command"), key("RequestType")], e.to_string())),
+    }
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(m) => m.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
+/// `Settings[0].DeviceName` -> key, index, key.
+fn problem_path(path: &str) -> Vec<PathSeg> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            out.push(key(&rest[..i]));
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                if let Ok(n) = rest[1..end].parse() {
+                    out.push(PathSeg::Index(n));
+                }
+                rest = &rest[end + 1..];
+            }
+        } else {
+            out.push(key(rest));
+        }
+    }
+    out
+}
+
+/// `kind: assets`: field mappings for the device and/or the user record.
+fn validate_assets(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> TargetSpec {
+    if t.device.is_none() && t.user.is_none() {
+        cx.errors.push(o.error(
+            &[],
+            "missing required field device or user (kind assets needs at least one)",
+        ));
+    }
+    let mapped = |section: &str,
+                  fields: &Option<BTreeMap<String, String>>,
+                  allowed: &[&str],
+                  required: &str,
+                  cx: &mut Ctx<'_>| {
+        let mut out = BTreeMap::new();
+        let Some(fields) = fields else {
+            return out;
+        };
+        for (name, text) in fields {
+            if !allowed.contains(&name.as_str()) {
+                cx.errors.push(o.key_error(
+                    &[key(section), key(name)],
+                    format!(
+                        "unknown {section} field (expected one of: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            out.insert(name.clone(), field(text, o, &[key(section), key(name)], cx));
+        }
+        if !fields.contains_key(required) {
+            cx.errors.push(o.error(
+                &[key(section)],
+                format!("missing required field {required} (it says which record to update)"),
+            ));
+        }
+        out
+    };
+    let device = mapped("device", &t.device, &ASSET_DEVICE_FIELDS, "serial", cx);
+    let user = mapped("user", &t.user, &ASSET_USER_FIELDS, "id", cx);
+    TargetSpec::Assets { device, user }
 }

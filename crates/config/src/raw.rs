@@ -175,6 +175,8 @@ pub enum TargetKind {
     Exec,
     Bus,
     Log,
+    Mdm,
+    Assets,
 }
 
 /// A target. Fields apply to the kinds named in their description.
@@ -225,6 +227,42 @@ pub struct RawTarget {
     pub max_bytes: Option<u64>,
     /// log: rotated files kept.
     pub keep: Option<u32>,
+    /// mdm: `nanomdm` or `micromdm`; `url` is the server's base URL.
+    pub server: Option<String>,
+    /// mdm: the server's API key (a secret reference).
+    pub api_key: Option<String>,
+    /// mdm: send an APNs push after enqueueing (default true; NanoMDM only).
+    pub push: Option<bool>,
+    /// mdm: the `Command` dictionary with its `RequestType`, checked against Apple's
+    /// schema; string values may hold `<name>` placeholders.
+    pub mdm_command: Option<serde_json::Map<String, Value>>,
+    /// mdm: which devices get the command.
+    pub devices: Option<RawDevices>,
+    /// mdm: placeholder values, each a JSONPath into the event.
+    pub variables: Option<BTreeMap<String, String>>,
+    /// assets: device fields to set, each a constant or a JSONPath into the event.
+    pub device: Option<BTreeMap<String, String>>,
+    /// assets: user fields to set, each a constant or a JSONPath into the event.
+    pub user: Option<BTreeMap<String, String>>,
+}
+
+/// Where an mdm target's devices come from: paths into the event, asset-store
+/// queries, or both (the queries then filter).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevices {
+    /// JSONPath to a UDID (or a list of them) in the event.
+    pub udid: Option<String>,
+    /// JSONPath to a serial number (or a list); the UDID comes from the asset store.
+    pub serial: Option<String>,
+    /// JSONPath to a user id: all of that user's devices in the asset store.
+    pub user: Option<String>,
+    /// Only devices whose OS version is below this one, e.g. `14.6`.
+    pub os_below: Option<String>,
+    /// Only devices with this tag.
+    pub tag: Option<String>,
+    /// Only devices enrolled now (default true for asset-store queries).
+    pub enrolled_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -187,3 +187,74 @@ proptest! {
         let _ = load_str("p.yaml", &text, Path::new("/nonexistent"));
     }
 }
+
+#[test]
+fn mdm_and_assets_targets_are_checked_against_the_schema() {
+    let text = r#"
+rules:
+  - name: lock
+    event_pattern: {source: [idp]}
+    targets:
+      - id: lock
+        kind: mdm
+        server: nanomdm
+        url: http://127.0.0.1:9000/
+        api_key: ${env:PATH}
+        mdm_command: {RequestType: DeviceLock, PIN: <pin>, Message: "Locked: <reason>"}
+        variables: {reason: $.detail.reason}
+        devices: {user: $.detail.user.id}
+      - id: record
+        kind: assets
+        user: {id: $.detail.user.id, status: deactivated}
+"#;
+    let config =
+        load_str("c.yaml", text, Path::new("/nonexistent")).unwrap_or_else(|e| panic!("{e}"));
+    let targets = &config.rules[0].targets;
+    let TargetSpec::Mdm(m) = &targets[0].spec else {
+        panic!("{:?}", targets[0].spec)
+    };
+    assert_eq!(m.url, "http://127.0.0.1:9000");
+    assert_eq!(m.request_type, "DeviceLock");
+    assert_eq!(m.devices.user.as_deref(), Some("$.detail.user.id"));
+    assert!(m.devices.enrolled_only);
+    assert!(matches!(&targets[1].spec, TargetSpec::Assets { user, .. } if user.len() == 2));
+
+    let errors = errors_of(
+        r#"
+rules:
+  - name: bad
+    event_pattern: {source: [idp]}
+    targets:
+      - id: t
+        kind: mdm
+        server: jamf
+        url: http://127.0.0.1:9000
+        api_key: ${env:PATH}
+        mdm_command: {RequestType: ScheduleOSUpdate, Updates: [{InstallAction: InstallSoon, ProductKey: 3}], Colour: <nope>}
+        devices: {udid: $.detail.udid, os_below: "14"}
+      - id: a
+        kind: assets
+        device: {name: $.detail.name, colour: blue}
+      - id: x
+        kind: mdm
+        url: http://127.0.0.1:9000
+        api_key: ${env:PATH}
+        devices: {tag: x}
+        mdm_command: {RequestType: DeviceLok}
+"#,
+    );
+    assert_eq!(
+        errors,
+        vec![
+            "c.yaml:8:17: rules[0].targets[0].server: unknown MDM server \"jamf\" (expected nanomdm or micromdm)",
+            "c.yaml:11:22: rules[0].targets[0].mdm_command: unknown placeholder <nope> (declare it under variables, or use one of: pin, device.serial, device.udid, device.name, device.model, device.os_version, device.user_id, command_uuid)",
+            "c.yaml:11:118: rules[0].targets[0].mdm_command.Colour: unknown key Colour (allowed: Updates)",
+            "c.yaml:11:80: rules[0].targets[0].mdm_command.Updates[0].InstallAction: key Updates[0].InstallAction has value \"InstallSoon\" which is not allowed (allowed: Default, DownloadOnly, InstallASAP, NotifyOnly, InstallLater, InstallForceRestart)",
+            "c.yaml:11:105: rules[0].targets[0].mdm_command.Updates[0].ProductKey: key Updates[0].ProductKey must be a string, found an integer",
+            "c.yaml:15:39: rules[0].targets[1].device.colour: unknown device field (expected one of: serial, udid, name, model, os_version, os_build, enrollment_state, enrolled_at, user_id, tags, add_tags, last_seen, notes)",
+            "c.yaml:15:17: rules[0].targets[1].device: missing required field serial (it says which record to update)",
+            "c.yaml:16:9: rules[0].targets[2]: missing required field server (kind mdm needs it)",
+            "c.yaml:21:36: rules[0].targets[2].mdm_command.RequestType: unknown request type \"DeviceLok\"",
+        ]
+    );
+}

@@ -36,6 +36,8 @@ pub struct Settings {
     pub region: String,
     /// How long shutdown waits for deliveries in flight.
     pub shutdown_grace: Duration,
+    /// The asset store the mdm and assets targets use.
+    pub assets: Option<fleetbus_assets::AssetStore>,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
             account: config.server.account.clone(),
             region: config.server.region.clone(),
             shutdown_grace: Duration::from_secs(10),
+            assets: None,
         }
     }
 }
@@ -439,6 +442,7 @@ impl Engine {
                     target: &job.target,
                     attempt,
                     idempotency_key: &key,
+                    assets: self.inner.settings.assets.as_ref(),
                 };
                 entry.target.deliver(&payload, &ctx).await
             }

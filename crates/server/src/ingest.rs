@@ -319,17 +319,10 @@ pub async fn source(
         return Err(ApiError::unauthorized());
     }
     check_intake(&state)?;
-    let events = sources::process(
-        source,
-        &headers,
-        uri.query(),
-        &body,
-        &state.engine.defaults(),
-    )?;
-    let ingest = format!("source/{}", source.name);
-    let entries = events
+    let entries = sources::process(&state, source, &headers, uri.query(), &body)
+        .await?
         .into_iter()
-        .map(|e| Ok((e, Meta::ingested(source.bus.clone(), ingest.clone()))))
+        .map(Ok)
         .collect();
     answer(&state, entries).await
 }

@@ -6,6 +6,7 @@
 //! constant time; tokens are never logged. Bodies are bounded; an answer is 2xx only
 //! once the events are durable.
 
+mod assets;
 mod error;
 mod ingest;
 mod manage;
@@ -34,6 +35,8 @@ pub struct AppState {
     config: Arc<RwLock<Arc<Config>>>,
     config_path: Option<PathBuf>,
     metrics: Option<PrometheusHandle>,
+    /// Devices, users, the MDM command ledger; `None` serves no asset endpoints.
+    pub assets: Option<fleetbus_assets::AssetStore>,
 }
 
 impl AppState {
@@ -48,7 +51,14 @@ impl AppState {
             config: Arc::new(RwLock::new(Arc::new(config))),
             config_path,
             metrics,
+            assets: None,
         }
+    }
+
+    /// Serves the asset API and links MDM webhooks through this store.
+    pub fn with_assets(mut self, assets: fleetbus_assets::AssetStore) -> AppState {
+        self.assets = Some(assets);
+        self
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -72,16 +82,40 @@ impl AppState {
     }
 }
 
-/// True when the request carries one of `tokens` as a bearer token.
+/// True when the request carries one of `tokens` as a bearer token, or as the
+/// password of HTTP Basic auth (MDM servers' webhooks can only send credentials
+/// from the URL's userinfo, e.g. `http://fleetbus:TOKEN@host/v1/sources/nanomdm`).
 pub(crate) fn authorized(headers: &HeaderMap, tokens: &[Secret]) -> bool {
-    let Some(given) = headers
+    let Some(header) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
     else {
+        return false;
+    };
+    let basic;
+    let given = if let Some(b) = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+    {
+        b
+    } else if let Some(encoded) = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))
+    {
+        use base64::Engine as _;
+        let Some(decoded) = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+        else {
+            return false;
+        };
+        let Some((_, password)) = decoded.split_once(':') else {
+            return false;
+        };
+        basic = password.to_owned();
+        &basic
+    } else {
         return false;
     };
     let mut ok = subtle::Choice::from(0u8);
@@ -115,6 +149,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dlq/redrive", post(manage::dlq_redrive))
         .route("/v1/events/{id}", get(manage::event))
         .route("/v1/timeline", get(manage::timeline))
+        .route("/v1/assets/devices", get(assets::list_devices))
+        .route(
+            "/v1/assets/devices/{serial}",
+            get(assets::device).put(assets::put_device),
+        )
+        .route("/v1/assets/users", get(assets::list_users))
+        .route(
+            "/v1/assets/users/{id}",
+            get(assets::user).put(assets::put_user),
+        )
+        .route("/v1/assets/import", post(assets::import))
+        .route("/v1/mdm/commands/{uuid}", get(assets::command))
         .route("/metrics", get(manage::metrics))
         .route("/healthz", get(manage::healthz))
         .route("/readyz", get(manage::readyz))

@@ -99,6 +99,7 @@ mod tests {
             target: "t",
             attempt: 1,
             idempotency_key: "id:r:t",
+            assets: None,
         }
     }
 

@@ -303,6 +303,7 @@ mod tests {
             target: "handler",
             attempt: 2,
             idempotency_key: "k:enrolled:handler",
+            assets: None,
         }
     }
 

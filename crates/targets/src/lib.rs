@@ -9,11 +9,13 @@
 
 pub mod transform;
 
+mod assets;
 mod bus;
 mod email;
 mod exec;
 mod http;
 mod log;
+mod mdm;
 mod slack;
 mod tls;
 
@@ -22,6 +24,7 @@ use std::collections::BTreeMap;
 use fleetbus_config::{Auth, Target, TargetSpec};
 use fleetbus_event::{Event, StoredEvent};
 
+pub use crate::mdm::{ENQUEUED as MDM_ENQUEUED, MDM_SOURCE};
 pub use crate::transform::{apply, Payload, TransformError};
 
 /// What a delivery needs to know beside the payload.
@@ -37,6 +40,8 @@ pub struct DeliveryContext<'a> {
     pub attempt: u32,
     /// Stable across retries of the same (event, rule, target): `<event id>:<rule>:<target>`.
     pub idempotency_key: &'a str,
+    /// The asset store, for the mdm and assets targets.
+    pub assets: Option<&'a fleetbus_assets::AssetStore>,
 }
 
 /// A successful delivery.
@@ -110,6 +115,8 @@ pub enum TargetImpl {
     Exec(exec::ExecTarget),
     Bus(bus::BusTarget),
     Log(log::LogTarget),
+    Mdm(mdm::MdmTargetImpl),
+    Assets(assets::AssetsTarget),
 }
 
 impl TargetImpl {
@@ -170,6 +177,12 @@ impl TargetImpl {
                 max_bytes,
                 keep,
             } => TargetImpl::Log(log::LogTarget::new(path.as_ref(), *max_bytes, *keep)),
+            TargetSpec::Mdm(spec) => {
+                TargetImpl::Mdm(mdm::MdmTargetImpl::new(&target.id, spec, target.timeout)?)
+            }
+            TargetSpec::Assets { device, user } => {
+                TargetImpl::Assets(assets::AssetsTarget::new(device, user))
+            }
         })
     }
 
@@ -182,6 +195,8 @@ impl TargetImpl {
             TargetImpl::Exec(_) => "exec",
             TargetImpl::Bus(_) => "bus",
             TargetImpl::Log(_) => "log",
+            TargetImpl::Mdm(_) => "mdm",
+            TargetImpl::Assets(_) => "assets",
         }
     }
 
@@ -198,6 +213,9 @@ impl TargetImpl {
             TargetImpl::Exec(t) => t.deliver(payload, ctx).await,
             TargetImpl::Bus(t) => t.deliver(payload, ctx),
             TargetImpl::Log(t) => t.deliver(payload).await,
+            // Both read the event itself: their "input" is the command or the mapping.
+            TargetImpl::Mdm(t) => t.deliver(ctx).await,
+            TargetImpl::Assets(t) => t.deliver(ctx),
         }
     }
 }

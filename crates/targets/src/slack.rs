@@ -117,6 +117,7 @@ mod tests {
             target: "t",
             attempt: 1,
             idempotency_key: "k",
+            assets: None,
         };
         assert_eq!(
             summary(&ctx),

@@ -156,7 +156,7 @@ pub fn parse_path(path: &str) -> Result<JsonPath, TransformError> {
 }
 
 /// The value a path selects: one match as is, several as an array, none as None.
-fn select(path: &JsonPath, doc: &Value) -> Option<Value> {
+pub(crate) fn select(path: &JsonPath, doc: &Value) -> Option<Value> {
     let nodes = path.query(doc).all();
     match nodes.len() {
         0 => None,

@@ -45,6 +45,7 @@ fn ctx<'a>(e: &'a StoredEvent, key: &'a str) -> DeliveryContext<'a> {
         target: "t1",
         attempt: 1,
         idempotency_key: key,
+        assets: None,
     }
 }
 

@@ -1,32 +1,20 @@
 //! `fleetbus dlq list|redrive`: the dead-letter queue of a running server, through
 //! its authenticated API.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::Value;
 
+use super::http::{Api, ServerArgs};
 use super::output::Output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: Command,
-    /// Configuration of the server (its listen address and first API token).
-    #[arg(
-        short,
-        long,
-        default_value = "fleetbus.yaml",
-        env = "FLEETBUS_CONFIG",
-        global = true
-    )]
-    config: PathBuf,
-    /// Server URL (default: http://<server.listen>).
-    #[arg(long, env = "FLEETBUS_URL", global = true)]
-    url: Option<String>,
-    #[arg(long, value_enum, default_value_t, global = true)]
-    output: Output,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -41,16 +29,7 @@ enum Command {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = fleetbus_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let base = args
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.server.listen));
-    let token = config
-        .server
-        .api_tokens
-        .first()
-        .context("server.api_tokens is empty: no token to call the API with")?;
+    let api = Api::from_args(&args.server)?;
     let (method, path, body) = match &args.command {
         Command::List { limit } => ("GET", format!("/v1/dlq?limit={limit}"), None),
         Command::Redrive { ids } if ids.is_empty() => ("POST", "/v1/dlq/redrive".to_owned(), None),
@@ -60,8 +39,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(serde_json::json!({ "ids": ids }).to_string()),
         ),
     };
-    let answer = super::http::call(&base, method, &path, token.expose(), body.as_deref())?;
-    if args.output == Output::Json {
+    let answer = match method {
+        "GET" => api.get(&path)?,
+        _ => api.post(&path, body.as_deref())?,
+    };
+    if args.server.output == Output::Json {
         println!("{answer}");
         return Ok(ExitCode::SUCCESS);
     }

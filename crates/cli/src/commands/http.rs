@@ -1,7 +1,80 @@
 //! A small blocking HTTP client for commands that talk to a running server.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context};
 use serde_json::Value;
+
+use super::output::Output;
+
+/// Where the running server is, for commands that call its API.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Configuration of the server (its listen address and first API token).
+    #[arg(
+        short,
+        long,
+        default_value = "fleetbus.yaml",
+        env = "FLEETBUS_CONFIG",
+        global = true
+    )]
+    pub config: PathBuf,
+    /// Server URL (default: http://<server.listen>).
+    #[arg(long, env = "FLEETBUS_URL", global = true)]
+    pub url: Option<String>,
+    #[arg(long, value_enum, default_value_t, global = true)]
+    pub output: Output,
+}
+
+/// The server's base URL and the API token to call it with.
+pub struct Api {
+    base: String,
+    token: String,
+}
+
+impl Api {
+    pub fn from_args(args: &ServerArgs) -> anyhow::Result<Api> {
+        let config = fleetbus_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let base = args
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.server.listen));
+        let token = config
+            .server
+            .api_tokens
+            .first()
+            .context("server.api_tokens is empty: no token to call the API with")?
+            .expose()
+            .to_owned();
+        Ok(Api { base, token })
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        call(&self.base, "GET", path, &self.token, None)
+    }
+
+    pub fn post(&self, path: &str, body: Option<&str>) -> anyhow::Result<Value> {
+        call(&self.base, "POST", path, &self.token, body)
+    }
+
+    /// POST with a body of another content type (CSV).
+    pub fn post_as(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let response = agent()
+            .post(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .header("Content-Type", content_type)
+            .send(body);
+        answer(&url, response)
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
 
 /// Calls the API with a bearer token; a non-2xx answer is an error carrying the
 /// server's JSON message.
@@ -12,10 +85,7 @@ pub fn call(
     token: &str,
     body: Option<&str>,
 ) -> anyhow::Result<Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let auth = format!("Bearer {token}");
     let response = match (method, body) {
@@ -27,6 +97,13 @@ pub fn call(
             .send(b),
         (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
     };
+    answer(&url, response)
+}
+
+fn answer(
+    url: &str,
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> anyhow::Result<Value> {
     let mut response = response.with_context(|| format!("calling {url}"))?;
     let status = response.status();
     let text = response

@@ -1,6 +1,7 @@
 //! One module per command family; each exposes clap `Args` and a `run` returning the
 //! process exit code.
 
+pub mod assets;
 pub mod config;
 pub mod dlq;
 pub mod http;

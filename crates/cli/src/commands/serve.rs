@@ -79,7 +79,12 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
         .and_then(|b| b.install_recorder().ok());
     let store = SqliteStore::open(&data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let engine = Engine::start(&config, Box::new(store), Settings::from_config(&config)).await?;
+    let assets_path = data_dir.join("assets.db");
+    let assets = fleetbus_assets::AssetStore::open(&assets_path)
+        .with_context(|| format!("opening the asset store {}", assets_path.display()))?;
+    let mut settings = Settings::from_config(&config);
+    settings.assets = Some(assets.clone());
+    let engine = Engine::start(&config, Box::new(store), settings).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -87,7 +92,8 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
     tracing::info!(listen = %local, data = %data_dir.display(), rules = config.rules.len(), sources = config.sources.len(), "fleetbus serving");
     // A line for scripts and tests that start fleetbus on port 0.
     println!("listening on {local}");
-    let state = AppState::new(engine.clone(), config, Some(args.config.clone()), metrics);
+    let state = AppState::new(engine.clone(), config, Some(args.config.clone()), metrics)
+        .with_assets(assets);
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(handle_signals(state.clone(), shutdown.clone()));
     fleetbus_server::serve(listener, state, shutdown.clone())

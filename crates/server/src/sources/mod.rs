@@ -1,30 +1,43 @@
 //! Source processors: one request to a configured source becomes zero or more
-//! events. One module per kind.
+//! events, each with its metadata. One module per kind.
 
 mod generic;
+mod mdm;
 mod unified_log;
 
 use axum::http::HeaderMap;
 use fleetbus_config::{Source, SourceKind};
-use fleetbus_event::{Defaults, Event};
+use fleetbus_event::{Event, Meta};
 
 use crate::error::ApiError;
+use crate::AppState;
 
 /// Turns a request body into events for `source`.
-pub fn process(
+pub async fn process(
+    state: &AppState,
     source: &Source,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
-    defaults: &Defaults,
-) -> Result<Vec<Event>, ApiError> {
+) -> Result<Vec<(Event, Meta)>, ApiError> {
+    let defaults = state.engine.defaults();
+    let ingest = format!("source/{}", source.name);
+    let plain = |events: Vec<Event>| {
+        events
+            .into_iter()
+            .map(|e| (e, Meta::ingested(source.bus.clone(), ingest.clone())))
+            .collect()
+    };
     match source.kind {
-        SourceKind::Generic => generic::process(source, body, defaults),
-        SourceKind::UnifiedLog => unified_log::process(headers, query, body, defaults),
-        other => Err(ApiError::new(
-            axum::http::StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            format!("source kind {other:?} has no processor in this build"),
-        )),
+        SourceKind::Generic => Ok(plain(generic::process(source, body, &defaults)?)),
+        SourceKind::UnifiedLog => Ok(plain(unified_log::process(
+            headers, query, body, &defaults,
+        )?)),
+        SourceKind::Nanomdm => {
+            mdm::process(state, mdm::Server::NanoMdm, body, &source.bus, &ingest).await
+        }
+        SourceKind::Micromdm => {
+            mdm::process(state, mdm::Server::MicroMdm, body, &source.bus, &ingest).await
+        }
     }
 }

@@ -1,0 +1,668 @@
+//! The three shipped MDM workflows end to end: the real binary, a loopback HTTP
+//! server playing NanoMDM (checks the API key and the command plist, answers as
+//! NanoMDM does) whose webhooks the test sends back, a Slack receiver, and the asset
+//! store filled through `fleetbus assets import`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::{receiver, wait_for, Server, SOURCE_TOKEN, TOKEN};
+
+const MDM_KEY: &str = "nanomdm-test-key";
+
+/// One enqueue call the fake NanoMDM accepted.
+#[derive(Debug, Clone)]
+struct Enqueued {
+    ids: Vec<String>,
+    command: fleetbus_mdm::Command,
+    push: bool,
+}
+
+struct FakeNanoMdm {
+    url: String,
+    calls: Arc<Mutex<Vec<Enqueued>>>,
+    refused: Arc<Mutex<Vec<String>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl FakeNanoMdm {
+    fn start() -> FakeNanoMdm {
+        use axum::http::{HeaderMap, StatusCode, Uri};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let calls: Arc<Mutex<Vec<Enqueued>>> = Arc::default();
+        let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("nanomdm:{MDM_KEY}"))
+        );
+        let (c, r) = (calls.clone(), refused.clone());
+        let app = axum::Router::new().route(
+            "/v1/enqueue/{ids}",
+            axum::routing::put(
+                move |axum::extract::Path(ids): axum::extract::Path<String>,
+                      uri: Uri,
+                      headers: HeaderMap,
+                      body: axum::body::Bytes| {
+                    let (c, r, expected) = (c.clone(), r.clone(), expected.clone());
+                    async move {
+                        if headers.get("authorization").and_then(|v| v.to_str().ok())
+                            != Some(expected.as_str())
+                        {
+                            r.lock().unwrap().push("bad credentials".into());
+                            return (StatusCode::UNAUTHORIZED, "unauthorized".to_string());
+                        }
+                        let command = match fleetbus_mdm::parse_command(&body) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                r.lock().unwrap().push(e.to_string());
+                                return (StatusCode::BAD_REQUEST, e.to_string());
+                            }
+                        };
+                        let ids: Vec<String> = ids.split(',').map(str::to_owned).collect();
+                        let push = !uri.query().unwrap_or("").contains("nopush=1");
+                        let status: serde_json::Map<String, Value> = ids
+                            .iter()
+                            .map(|id| (id.clone(), json!({"push_result": format!("push-{id}")})))
+                            .collect();
+                        let answer = json!({
+                            "status": status,
+                            "no_push": !push,
+                            "command_uuid": command.command_uuid,
+                            "request_type": command.request_type,
+                        });
+                        c.lock().unwrap().push(Enqueued { ids, command, push });
+                        (StatusCode::OK, answer.to_string())
+                    }
+                },
+            ),
+        );
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeNanoMdm {
+            url,
+            calls,
+            refused,
+            _rt: rt,
+        }
+    }
+
+    fn calls(&self) -> Vec<Enqueued> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn calls_of(&self, request_type: &str) -> Vec<Enqueued> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.command.request_type == request_type)
+            .collect()
+    }
+}
+
+fn plist_b64(body: &str) -> String {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\">\n<dict>\n{body}\n</dict>\n</plist>\n"
+    );
+    base64::engine::general_purpose::STANDARD.encode(xml)
+}
+
+fn authenticate(udid: &str, serial: &str) -> Value {
+    json!({
+        "topic": "mdm.Authenticate",
+        "event_id": format!("auth-{udid}"),
+        "created_at": "2026-11-23T09:15:02Z",
+        "checkin_event": {
+            "udid": udid,
+            "ids": {"id": udid, "type": "Device"},
+            "raw_payload": plist_b64(&format!(
+                "<key>BuildVersion</key><string>23F79</string>
+<key>DeviceName</key><string>MacBook Pro</string>
+<key>MessageType</key><string>Authenticate</string>
+<key>Model</key><string>Mac14,7</string>
+<key>OSVersion</key><string>14.5</string>
+<key>SerialNumber</key><string>{serial}</string>
+<key>Topic</key><string>com.apple.mgmt.External.e0bd1eac</string>
+<key>UDID</key><string>{udid}</string>"
+            )),
+        }
+    })
+}
+
+/// The first TokenUpdate: NanoMDM's enrollment. It carries no serial number.
+fn first_token_update(udid: &str) -> Value {
+    json!({
+        "topic": "mdm.TokenUpdate",
+        "event_id": format!("tu-{udid}"),
+        "created_at": "2026-11-23T09:15:04Z",
+        "checkin_event": {
+            "udid": udid,
+            "ids": {"id": udid, "type": "Device"},
+            "token_update_tally": 1,
+            "raw_payload": plist_b64(&format!(
+                "<key>MessageType</key><string>TokenUpdate</string>
+<key>PushMagic</key><string>728F8670-4934-4A30-BADF-7B43C261FC14</string>
+<key>Token</key><data>c3FyHWhjG3tmSA55LFFIQg==</data>
+<key>Topic</key><string>com.apple.mgmt.External.e0bd1eac</string>
+<key>UDID</key><string>{udid}</string>"
+            )),
+        }
+    })
+}
+
+/// A device's report for a command, as NanoMDM forwards it.
+fn acknowledge(udid: &str, uuid: &str, status: &str, extra: &str) -> Value {
+    json!({
+        "topic": "mdm.Connect",
+        "event_id": format!("ack-{uuid}-{status}"),
+        "created_at": "2026-11-23T09:16:00Z",
+        "acknowledge_event": {
+            "udid": udid,
+            "ids": {"id": udid, "type": "Device"},
+            "status": status,
+            "command_uuid": uuid,
+            "raw_payload": plist_b64(&format!(
+                "<key>CommandUUID</key><string>{uuid}</string>
+<key>Status</key><string>{status}</string>
+<key>UDID</key><string>{udid}</string>{extra}"
+            )),
+        }
+    })
+}
+
+fn webhook(server: &Server, body: &Value) {
+    let (status, answer) = server.post(
+        "/v1/sources/nanomdm",
+        Some(SOURCE_TOKEN),
+        "application/json",
+        body.to_string().as_bytes(),
+        &[],
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["FailedEntryCount"], 0, "{answer}");
+}
+
+/// `fleetbus` with the test's config and server URL.
+fn cli(dir: &Path, server: &Server, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(args)
+        .arg("-c")
+        .arg(dir.join("fleetbus.yaml"))
+        .args(["--url", &server.base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fleetbus {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn timeline(server: &Server, resource: &str) -> Vec<Value> {
+    let (status, body) = server.get(&format!("/v1/timeline?resource={resource}"));
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().cloned().unwrap_or_default()
+}
+
+fn with_type<'a>(events: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event"]["detail-type"] == detail_type)
+        .collect()
+}
+
+fn setup(dir: &Path, rules: &str, mdm: &FakeNanoMdm, csv: &str) {
+    std::fs::write(dir.join("api-token"), TOKEN).unwrap();
+    std::fs::write(dir.join("source-token"), SOURCE_TOKEN).unwrap();
+    std::fs::write(dir.join("mdm-key"), MDM_KEY).unwrap();
+    std::fs::write(dir.join("inventory.csv"), csv).unwrap();
+    let config = format!(
+        r#"
+server:
+  data_dir: data
+  api_tokens: ["${{file:api-token}}"]
+sources:
+  - name: nanomdm
+    kind: nanomdm
+    tokens: ["${{file:source-token}}"]
+rules:
+{rules}
+"#
+    )
+    .replace("{mdm}", &mdm.url);
+    std::fs::write(dir.join("fleetbus.yaml"), config).unwrap();
+}
+
+const SERIAL_1: &str = "C02XK1JDJG5J";
+const UDID_1: &str = "0000FE00-5FDF-5EC4-8429-15640684C489";
+
+#[test]
+fn enrollment_names_the_device_posts_to_slack_and_links_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let slack = receiver();
+    std::fs::write(dir.path().join("slack-url"), format!("{}/hook", slack.url)).unwrap();
+    let rules = r#"
+  - name: enrolled
+    event_pattern:
+      source: [mdm.nanomdm]
+      detail-type: [MDM Check-in]
+      detail: {action: [enroll]}
+    targets:
+      - id: record
+        kind: assets
+        device:
+          serial: $.detail.device.serial
+          udid: $.detail.device.udid
+          enrollment_state: enrolled
+          enrolled_at: $.time
+      - id: name-it
+        kind: mdm
+        server: nanomdm
+        url: {mdm}
+        api_key: ${file:mdm-key}
+        devices: {udid: $.detail.device.udid, serial: $.detail.device.serial}
+        mdm_command:
+          RequestType: Settings
+          Settings: [{Item: DeviceName, DeviceName: <device.name>}]
+      - id: slack
+        kind: slack
+        url: ${file:slack-url}
+        input_transformer:
+          input_paths_map: {serial: $.detail.device.serial}
+          input_template: '{"text": "Enrolled <serial>"}'
+"#;
+    // A Jamf Pro inventory export: the name comes from here.
+    let csv = format!(
+        "Serial Number,Computer Name,Model,Operating System Version,Username,Email Address\n{SERIAL_1},Ada's MacBook Pro,MacBook Pro (14-inch),14.5,ada,ada@example.com\n"
+    );
+    setup(dir.path(), rules, &mdm, &csv);
+    let server = Server::start(dir.path());
+    let imported = cli(
+        dir.path(),
+        &server,
+        &[
+            "assets",
+            "import",
+            dir.path().join("inventory.csv").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(imported.trim(), "imported 1 device(s) and 1 user(s)");
+
+    // Authenticate teaches the UDID -> serial mapping; the TokenUpdate has only the UDID.
+    webhook(&server, &authenticate(UDID_1, SERIAL_1));
+    webhook(&server, &first_token_update(UDID_1));
+
+    wait_for("the Settings command", Duration::from_secs(20), || {
+        !mdm.calls_of("Settings").is_empty()
+    });
+    let call = &mdm.calls_of("Settings")[0];
+    assert_eq!(call.ids, vec![UDID_1]);
+    assert!(call.push);
+    let payload = call.command.payload_json();
+    assert_eq!(
+        payload["Settings"],
+        json!([{"Item": "DeviceName", "DeviceName": "Ada's MacBook Pro"}])
+    );
+    let uuid = call.command.command_uuid.clone();
+
+    wait_for("the Slack post", Duration::from_secs(20), || {
+        !slack.bodies.lock().unwrap().is_empty()
+    });
+    assert_eq!(
+        slack.bodies.lock().unwrap()[0].0,
+        json!({"text": format!("Enrolled {SERIAL_1}")})
+    );
+
+    wait_for("the asset update", Duration::from_secs(20), || {
+        server.get(&format!("/v1/assets/devices/{SERIAL_1}")).1["enrollment_state"] == "enrolled"
+    });
+    let (_, device) = server.get(&format!("/v1/assets/devices/{SERIAL_1}"));
+    assert_eq!(device["udid"], UDID_1);
+    assert_eq!(device["user_id"], "ada");
+    assert_eq!(device["enrolled_at"], "2026-11-23T09:15:04Z");
+    assert_eq!(device["commands"][0]["command_uuid"], json!(uuid));
+
+    let (_, metrics) = server.get("/metrics");
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("fleetbus_mdm_commands_enqueued_total")
+                && l.contains("request_type=\"Settings\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+
+    // The device acknowledges: the result names the request type and links its cause.
+    webhook(&server, &acknowledge(UDID_1, &uuid, "Acknowledged", ""));
+    let events = timeline(&server, &format!("device/{SERIAL_1}"));
+    let enroll = with_type(&events, "MDM Check-in")
+        .into_iter()
+        .find(|e| e["event"]["detail"]["action"] == "enroll")
+        .expect("the enroll event is on the device's timeline")
+        .clone();
+    let results = with_type(&events, "MDM Command Result");
+    assert_eq!(results.len(), 1, "{events:#?}");
+    let result = results[0];
+    assert_eq!(
+        result["event"]["detail"]["command"]["request_type"],
+        "Settings"
+    );
+    assert_eq!(
+        result["event"]["detail"]["command"]["status"],
+        "Acknowledged"
+    );
+    assert_eq!(result["event"]["detail"]["command"]["rule"], "enrolled");
+    assert_eq!(result["meta"]["causation_id"], enroll["event"]["id"]);
+    assert_eq!(result["meta"]["hop"], 1);
+    // The enqueue itself is on the timeline too, and the user's.
+    assert_eq!(with_type(&events, "MDM Command Enqueued").len(), 1);
+    assert_eq!(
+        with_type(&timeline(&server, "user/ada"), "MDM Command Result").len(),
+        1
+    );
+    let ledger = cli(
+        dir.path(),
+        &server,
+        &["assets", "command", &uuid, "--output", "json"],
+    );
+    let ledger: Value = serde_json::from_str(&ledger).unwrap();
+    assert_eq!(ledger["status"], "Acknowledged");
+    assert_eq!(ledger["event_id"], enroll["event"]["id"]);
+    assert!(mdm.refused.lock().unwrap().is_empty());
+    server.stop();
+}
+
+#[test]
+fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let slack = receiver();
+    std::fs::write(dir.path().join("slack-url"), format!("{}/hook", slack.url)).unwrap();
+    let rules = r#"
+  - name: offboard
+    event_pattern: {detail-type: [User Deactivated]}
+    targets:
+      - id: record
+        kind: assets
+        user: {id: $.detail.user.id, status: deactivated}
+      - id: lock
+        kind: mdm
+        server: nanomdm
+        url: {mdm}
+        api_key: ${file:mdm-key}
+        devices: {user: $.detail.user.id}
+        variables: {reason: $.detail.reason}
+        mdm_command:
+          RequestType: DeviceLock
+          PIN: <pin>
+          Message: "This Mac is locked (<reason>). Call IT."
+  - name: lock-report
+    event_pattern:
+      source: [fleetbus.mdm]
+      detail-type: [MDM Command Enqueued]
+      detail: {command: {request_type: [DeviceLock]}}
+    targets:
+      - id: slack
+        kind: slack
+        url: ${file:slack-url}
+        input_transformer:
+          input_paths_map: {serial: $.detail.device.serial}
+          input_template: '{"text": "Locked <serial>"}'
+"#;
+    let csv = "serial,udid,name,os_version,enrollment_state,user_id,user_email\n\
+        C02AAAAAAAA1,UDID-GRACE-1,Grace MBP,14.5,enrolled,grace,grace@example.com\n\
+        C02AAAAAAAA2,UDID-GRACE-2,Grace Air,15.1,enrolled,grace,grace@example.com\n\
+        C02BBBBBBBB1,UDID-ALAN-1,Alan MBP,14.5,enrolled,alan,alan@example.com\n";
+    setup(dir.path(), rules, &mdm, csv);
+    let server = Server::start(dir.path());
+    cli(
+        dir.path(),
+        &server,
+        &[
+            "assets",
+            "import",
+            dir.path().join("inventory.csv").to_str().unwrap(),
+        ],
+    );
+
+    server.put_events(json!([{
+        "Source": "idp.okta",
+        "DetailType": "User Deactivated",
+        "Detail": json!({"user": {"id": "grace", "email": "grace@example.com"}, "reason": "offboarding"}).to_string(),
+        "Resources": ["user/grace"],
+    }]));
+
+    wait_for("two DeviceLock commands", Duration::from_secs(20), || {
+        mdm.calls_of("DeviceLock").len() >= 2
+    });
+    wait_for("two Slack reports", Duration::from_secs(20), || {
+        slack.bodies.lock().unwrap().len() >= 2
+    });
+    let locks = mdm.calls_of("DeviceLock");
+    assert_eq!(locks.len(), 2, "{locks:?}");
+    let mut locked: Vec<String> = locks.iter().map(|c| c.ids.join(",")).collect();
+    locked.sort();
+    assert_eq!(locked, vec!["UDID-GRACE-1", "UDID-GRACE-2"]);
+    let mut pins = Vec::new();
+    for (call, serial) in [
+        ("UDID-GRACE-1", "C02AAAAAAAA1"),
+        ("UDID-GRACE-2", "C02AAAAAAAA2"),
+    ] {
+        let call = locks.iter().find(|c| c.ids == [call]).unwrap();
+        let payload = call.command.payload_json();
+        let pin = payload["PIN"].as_str().unwrap().to_owned();
+        assert!(
+            pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()),
+            "{pin}"
+        );
+        assert_eq!(
+            payload["Message"],
+            "This Mac is locked (offboarding). Call IT."
+        );
+        // Escrowed in the device record, readable through the authenticated API only.
+        let (_, device) = server.get(&format!("/v1/assets/devices/{serial}"));
+        assert_eq!(device["escrowed_pins"][0]["pin"], json!(pin), "{device}");
+        assert_eq!(
+            device["escrowed_pins"][0]["command_uuid"],
+            json!(call.command.command_uuid)
+        );
+        pins.push(pin);
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let unauthenticated = agent
+        .get(format!("{}/v1/assets/devices/C02AAAAAAAA1", server.base))
+        .call()
+        .unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+
+    let mut reports: Vec<Value> = slack
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.0.clone())
+        .collect();
+    reports.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        reports,
+        vec![
+            json!({"text": "Locked C02AAAAAAAA1"}),
+            json!({"text": "Locked C02AAAAAAAA2"})
+        ]
+    );
+    let (_, user) = server.get("/v1/assets/users/grace");
+    assert_eq!(user["status"], "deactivated");
+    assert_eq!(user["devices"].as_array().map(Vec::len), Some(2));
+    // Alan's Mac was not touched.
+    assert!(server.get("/v1/assets/devices/C02BBBBBBBB1").1["commands"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+
+    // Every step is on the user's timeline and on each device's; no PIN anywhere.
+    wait_for("the delivery outcomes", Duration::from_secs(20), || {
+        with_type(
+            &timeline(&server, "user/grace"),
+            "Target Delivery Succeeded",
+        )
+        .len()
+            >= 2
+    });
+    let user_events = timeline(&server, "user/grace");
+    assert_eq!(with_type(&user_events, "User Deactivated").len(), 1);
+    assert_eq!(with_type(&user_events, "MDM Command Enqueued").len(), 2);
+    for serial in ["C02AAAAAAAA1", "C02AAAAAAAA2"] {
+        let events = timeline(&server, &format!("device/{serial}"));
+        let enqueued = with_type(&events, "MDM Command Enqueued");
+        assert_eq!(enqueued.len(), 1, "{events:#?}");
+        assert_eq!(enqueued[0]["event"]["detail"]["pin_escrowed"], true);
+    }
+    let all = serde_json::to_string(&user_events).unwrap();
+    for pin in &pins {
+        assert!(
+            !all.contains(&format!("\"{pin}\"")),
+            "a PIN leaked into an event"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn scheduled_os_update_nudge_retries_not_now_and_reports_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let slack = receiver();
+    let command = r#"
+          RequestType: ScheduleOSUpdate
+          Updates: [{ProductVersion: "14.6.1", InstallAction: InstallLater, MaxUserDeferrals: 3, Priority: High}]"#;
+    std::fs::write(dir.path().join("slack-url"), format!("{}/hook", slack.url)).unwrap();
+    let rules = format!(
+        r#"
+  - name: os-nudge
+    schedule: cron(* * * * ? *)
+    targets:
+      - id: nudge
+        kind: mdm
+        server: nanomdm
+        url: {{mdm}}
+        api_key: ${{file:mdm-key}}
+        devices: {{os_below: "14.6"}}
+        mdm_command:{command}
+  - name: os-nudge-retry
+    event_pattern:
+      source: [mdm.nanomdm]
+      detail-type: [MDM Command Result]
+      detail: {{command: {{request_type: [ScheduleOSUpdate], status: [NotNow]}}}}
+    targets:
+      - id: again
+        kind: mdm
+        server: nanomdm
+        url: {{mdm}}
+        api_key: ${{file:mdm-key}}
+        devices: {{udid: $.detail.device.udid}}
+        mdm_command:{command}
+  - name: os-nudge-report
+    event_pattern:
+      source: [mdm.nanomdm]
+      detail-type: [MDM Command Result]
+      detail: {{command: {{request_type: [ScheduleOSUpdate], status: [Error]}}}}
+    targets:
+      - id: slack
+        kind: slack
+        url: ${{file:slack-url}}
+        input_transformer:
+          input_paths_map:
+            serial: $.detail.device.serial
+            why: $.detail.command.error_chain[0].localized_description
+          input_template: '{{"text": "OS update failed on <serial>: <why>"}}'
+"#
+    );
+    let csv = "serial,udid,os_version,enrollment_state\n\
+        C02OLD000001,UDID-OLD-1,14.2,enrolled\n\
+        C02OLD000002,UDID-OLD-2,13.6.1,enrolled\n\
+        C02NEW000001,UDID-NEW-1,15.1,enrolled\n\
+        C02GONE00001,UDID-GONE-1,12.7,unenrolled\n";
+    setup(dir.path(), &rules, &mdm, csv);
+    let server = Server::start(dir.path());
+    cli(
+        dir.path(),
+        &server,
+        &[
+            "assets",
+            "import",
+            dir.path().join("inventory.csv").to_str().unwrap(),
+        ],
+    );
+
+    // The cron rule fires at the next minute boundary.
+    wait_for("the scheduled nudge", Duration::from_secs(75), || {
+        mdm.calls_of("ScheduleOSUpdate").len() >= 2
+    });
+    let first = mdm.calls_of("ScheduleOSUpdate");
+    let mut targeted: Vec<String> = first.iter().take(2).map(|c| c.ids.join(",")).collect();
+    targeted.sort();
+    assert_eq!(targeted, vec!["UDID-OLD-1", "UDID-OLD-2"]);
+    assert_eq!(
+        first[0].command.payload_json()["Updates"],
+        json!([{"ProductVersion": "14.6.1", "InstallAction": "InstallLater", "MaxUserDeferrals": 3, "Priority": "High"}])
+    );
+    let uuid_of = |udid: &str| {
+        first
+            .iter()
+            .find(|c| c.ids == [udid])
+            .unwrap()
+            .command
+            .command_uuid
+            .clone()
+    };
+
+    // Old-1 says NotNow: the retry rule sends the update again.
+    webhook(
+        &server,
+        &acknowledge("UDID-OLD-1", &uuid_of("UDID-OLD-1"), "NotNow", ""),
+    );
+    wait_for("the retried command", Duration::from_secs(20), || {
+        server.get("/v1/assets/devices/C02OLD000001").1["commands"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["rule"] == "os-nudge-retry"))
+    });
+
+    // Old-2 reports an error: Slack hears why.
+    let error_chain = "<key>ErrorChain</key><array><dict>
+<key>ErrorCode</key><integer>12021</integer>
+<key>ErrorDomain</key><string>MCMDMErrorDomain</string>
+<key>LocalizedDescription</key><string>The update is not available</string>
+</dict></array>";
+    webhook(
+        &server,
+        &acknowledge("UDID-OLD-2", &uuid_of("UDID-OLD-2"), "Error", error_chain),
+    );
+    wait_for("the error report", Duration::from_secs(20), || {
+        !slack.bodies.lock().unwrap().is_empty()
+    });
+    assert_eq!(
+        slack.bodies.lock().unwrap()[0].0,
+        json!({"text": "OS update failed on C02OLD000002: The update is not available"})
+    );
+    assert!(mdm.calls().iter().all(|c| !c
+        .ids
+        .iter()
+        .any(|i| i == "UDID-NEW-1" || i == "UDID-GONE-1")));
+    assert!(mdm.refused.lock().unwrap().is_empty());
+    server.stop();
+}

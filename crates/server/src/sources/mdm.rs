@@ -1,0 +1,177 @@
+//! `kind: nanomdm` and `kind: micromdm`: the MDM server's webhook.
+//!
+//! Each webhook event becomes an `MDM Check-in` or `MDM Command Result` event
+//! (source `mdm.nanomdm` / `mdm.micromdm`) on `device/<serial>`. The asset store
+//! keeps the UDID -> serial mapping (learnt from any message that carries both, such
+//! as Authenticate), so later messages that carry only the UDID land on the same
+//! timeline. A command result is looked up in the command ledger: it gains the
+//! request type, the rule and target that sent it, and a causation link to the event
+//! that triggered the command (one hop further, so result -> command loops stop at
+//! the hop limit).
+
+use fleetbus_assets::AssetStore;
+use fleetbus_event::{Event, Meta};
+use fleetbus_mdm::webhook::{self, WebhookEvent};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Which server's webhook format.
+#[derive(Debug, Clone, Copy)]
+pub enum Server {
+    NanoMdm,
+    MicroMdm,
+}
+
+impl Server {
+    fn source(self) -> &'static str {
+        match self {
+            Server::NanoMdm => "mdm.nanomdm",
+            Server::MicroMdm => "mdm.micromdm",
+        }
+    }
+}
+
+pub async fn process(
+    state: &AppState,
+    server: Server,
+    body: &[u8],
+    bus: &str,
+    ingest: &str,
+) -> Result<Vec<(Event, Meta)>, ApiError> {
+    let parsed = match server {
+        Server::NanoMdm => webhook::nanomdm::parse(body),
+        Server::MicroMdm => webhook::micromdm::parse(body),
+    }
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let assets = state.assets.clone();
+    // The asset store is synchronous SQLite: keep it off the async workers.
+    let linked = tokio::task::spawn_blocking(move || {
+        parsed
+            .into_iter()
+            .map(|we| link(assets.as_ref(), we))
+            .collect::<Result<Vec<_>, ApiError>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("asset lookup task failed: {e}")))??;
+    let defaults = state.engine.defaults();
+    let mut out = Vec::with_capacity(linked.len());
+    for (we, resources, cause) in linked {
+        metrics::counter!(
+            "fleetbus_mdm_webhook_events_total",
+            "server" => server.source(),
+            "detail_type" => we.detail_type.clone()
+        )
+        .increment(1);
+        let mut envelope = json!({
+            "source": server.source(),
+            "detail-type": we.detail_type,
+            "resources": resources,
+            "detail": we.detail,
+        });
+        if let Some(t) = we.created_at.as_deref().filter(|t| is_rfc3339(t)) {
+            envelope["time"] = json!(t);
+        }
+        if let Some(id) = &we.event_id {
+            // The sender's id makes a re-sent webhook a duplicate within the window.
+            envelope["id"] = json!(id);
+        }
+        let event = Event::from_value(envelope, &defaults).map_err(ApiError::from)?;
+        let mut meta = Meta::ingested(bus.to_owned(), ingest.to_owned());
+        if let Some(cause_id) = cause {
+            let hop = match state.engine.event(cause_id.clone()).await {
+                Ok(Some(c)) => c.meta.hop + 1,
+                _ => 1,
+            };
+            meta.causation_id = Some(cause_id);
+            meta.hop = hop;
+        }
+        out.push((event, meta));
+    }
+    Ok(out)
+}
+
+/// Fills the serial from the UDID mapping (and records the mapping), adds the
+/// command ledger's facts; returns the event, its resources and its cause.
+fn link(
+    assets: Option<&AssetStore>,
+    mut we: WebhookEvent,
+) -> Result<(WebhookEvent, Vec<String>, Option<String>), ApiError> {
+    let Some(assets) = assets else {
+        let resources = we.resource().into_iter().collect();
+        return Ok((we, resources, None));
+    };
+    let now = OffsetDateTime::now_utc();
+    let store = |e: fleetbus_assets::AssetError| {
+        ApiError::new(
+            if e.is_retryable() {
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            },
+            "AssetStoreError",
+            format!("asset store: {e}"),
+        )
+    };
+    match (&we.udid, &we.serial) {
+        (Some(udid), Some(serial)) => assets.link_udid(udid, serial, now).map_err(store)?,
+        (Some(udid), None) => {
+            if let Some(serial) = assets.serial_for_udid(udid).map_err(store)? {
+                if let Some(device) = we.detail.get_mut("device").and_then(Value::as_object_mut) {
+                    device.insert("serial".into(), json!(serial));
+                }
+                we.serial = Some(serial);
+            }
+        }
+        _ => {}
+    }
+    let mut resources: Vec<String> = we.resource().into_iter().collect();
+    if let Some(user) = we
+        .serial
+        .as_deref()
+        .map(|s| assets.device(s))
+        .transpose()
+        .map_err(store)?
+        .flatten()
+        .and_then(|d| d.user_id)
+    {
+        resources.push(format!("user/{user}"));
+    }
+    let mut cause = None;
+    if let (Some(uuid), Some(status)) = (
+        we.command_uuid.clone(),
+        we.detail
+            .pointer("/command/status")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    ) {
+        if let Some(record) = assets
+            .complete_command(&uuid, &status, now)
+            .map_err(store)?
+        {
+            if let Some(command) = we.detail.get_mut("command").and_then(Value::as_object_mut) {
+                command
+                    .entry("request_type")
+                    .or_insert_with(|| json!(record.request_type));
+                if let Some(r) = &record.rule {
+                    command.insert("rule".into(), json!(r));
+                }
+                if let Some(t) = &record.target {
+                    command.insert("target".into(), json!(t));
+                }
+                if let Some(e) = &record.event_id {
+                    command.insert("caused_by".into(), json!(e));
+                }
+                command.insert("enqueued_at".into(), json!(record.enqueued_at));
+            }
+            cause = record.event_id;
+        }
+    }
+    Ok((we, resources, cause))
+}
+
+fn is_rfc3339(t: &str) -> bool {
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok()
+}

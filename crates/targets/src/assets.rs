@@ -1,0 +1,108 @@
+//! `kind: assets`: update a device and/or a user record in the asset store from the
+//! event, by field mappings (constants or JSONPaths). A path that matches nothing
+//! leaves that field as it is, so one rule can feed partial facts from many sources.
+
+use std::collections::BTreeMap;
+
+use fleetbus_assets::{DeviceUpdate, UserUpdate};
+use fleetbus_config::Field;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::transform::{parse_path, select};
+use crate::{Delivered, DeliveryContext, DeliveryError};
+
+#[derive(Debug)]
+pub struct AssetsTarget {
+    device: BTreeMap<String, Field>,
+    user: BTreeMap<String, Field>,
+}
+
+impl AssetsTarget {
+    pub(crate) fn new(device: &BTreeMap<String, Field>, user: &BTreeMap<String, Field>) -> Self {
+        AssetsTarget {
+            device: device.clone(),
+            user: user.clone(),
+        }
+    }
+
+    pub(crate) fn deliver(&self, ctx: &DeliveryContext<'_>) -> Result<Delivered, DeliveryError> {
+        let assets = ctx.assets.ok_or_else(|| {
+            DeliveryError::Permanent("assets target: no asset store is configured".into())
+        })?;
+        let doc = ctx.event.event.to_value();
+        let now = OffsetDateTime::now_utc();
+        let mut done = Vec::new();
+        if !self.user.is_empty() {
+            let fields = resolve(&self.user, &doc)?;
+            let mut object = serde_json::Map::new();
+            for (k, v) in fields {
+                object.insert(k, v);
+            }
+            let update: UserUpdate = serde_json::from_value(Value::Object(object))
+                .map_err(|e| DeliveryError::Permanent(format!("user fields: {e}")))?;
+            if update.id.is_empty() {
+                return Err(DeliveryError::Permanent(
+                    "user.id matched nothing in the event".into(),
+                ));
+            }
+            assets.upsert_user(&update, now).map_err(store_error)?;
+            done.push(format!("user {}", update.id));
+        }
+        if !self.device.is_empty() {
+            let fields = resolve(&self.device, &doc)?;
+            let mut object = serde_json::Map::new();
+            for (k, v) in fields {
+                // Tags may come as one string; the record keeps a list.
+                let v = match (k.as_str(), v) {
+                    ("tags" | "add_tags", Value::String(s)) => Value::Array(vec![Value::String(s)]),
+                    (_, v) => v,
+                };
+                object.insert(k, v);
+            }
+            let update: DeviceUpdate = serde_json::from_value(Value::Object(object))
+                .map_err(|e| DeliveryError::Permanent(format!("device fields: {e}")))?;
+            if update.serial.is_empty() {
+                return Err(DeliveryError::Permanent(
+                    "device.serial matched nothing in the event".into(),
+                ));
+            }
+            assets.upsert_device(&update, now).map_err(store_error)?;
+            done.push(format!("device {}", update.serial));
+        }
+        Ok(Delivered {
+            status: format!("updated {}", done.join(", ")),
+            emitted: Vec::new(),
+        })
+    }
+}
+
+/// Field values: constants as strings, paths as the JSON they select (scalars other
+/// than strings become text, since every record field is text).
+fn resolve(
+    fields: &BTreeMap<String, Field>,
+    doc: &Value,
+) -> Result<Vec<(String, Value)>, DeliveryError> {
+    let mut out = Vec::new();
+    for (name, field) in fields {
+        let value = match field {
+            Field::Const(c) => Value::String(c.clone()),
+            Field::Path(p) => match select(&parse_path(p)?, doc) {
+                None | Some(Value::Null) => continue,
+                Some(Value::Number(n)) => Value::String(n.to_string()),
+                Some(Value::Bool(b)) => Value::String(b.to_string()),
+                Some(v) => v,
+            },
+        };
+        out.push((name.clone(), value));
+    }
+    Ok(out)
+}
+
+pub(crate) fn store_error(e: fleetbus_assets::AssetError) -> DeliveryError {
+    if e.is_retryable() {
+        DeliveryError::Retryable(format!("asset store: {e}"))
+    } else {
+        DeliveryError::Permanent(format!("asset store: {e}"))
+    }
+}

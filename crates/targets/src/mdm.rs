@@ -1,0 +1,537 @@
+//! `kind: mdm`: enqueue an Apple MDM command for each selected device through a
+//! NanoMDM or MicroMDM server, and keep the command ledger.
+//!
+//! Per device: the command template's placeholders are filled (event variables,
+//! the device's asset record, a generated PIN), the command is validated against
+//! the catalog, enqueued, and recorded in the ledger so the later acknowledgement
+//! (which carries only the CommandUUID) can be linked back to this delivery.
+//!
+//! Retries are safe: a device's CommandUUID is derived from the delivery's
+//! idempotency key, devices already in the ledger are skipped, and a PIN escrowed
+//! for that CommandUUID is reused. The PIN is escrowed *before* the enqueue call, so
+//! a crash can never leave a device locked with a PIN nobody knows.
+
+use std::collections::BTreeSet;
+
+use fleetbus_assets::{AssetStore, CommandRecord, Device, DeviceFilter};
+use fleetbus_config::{MdmServer, MdmTarget};
+use fleetbus_event::{Defaults, Event};
+use fleetbus_mdm::enqueue::{self, HttpRequest};
+use fleetbus_mdm::CommandBuilder;
+use reqwest::Client;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+use crate::assets::store_error;
+use crate::http::{read_body, request_error, status_error};
+use crate::transform::{parse_path, select};
+use crate::{BuildError, Delivered, DeliveryContext, DeliveryError};
+
+/// Source of the events an mdm target emits, one per enqueued command.
+pub const MDM_SOURCE: &str = "fleetbus.mdm";
+/// Detail-type of those events.
+pub const ENQUEUED: &str = "MDM Command Enqueued";
+
+#[derive(Debug)]
+pub struct MdmTargetImpl {
+    spec: MdmTarget,
+    client: Client,
+}
+
+/// A device to address: its UDID and, when the asset store knows it, its record.
+struct Addressee {
+    udid: String,
+    record: Option<Device>,
+}
+
+impl MdmTargetImpl {
+    pub(crate) fn new(
+        id: &str,
+        spec: &MdmTarget,
+        timeout: std::time::Duration,
+    ) -> Result<Self, BuildError> {
+        crate::http::parse_url(id, &spec.url)?;
+        Ok(MdmTargetImpl {
+            spec: spec.clone(),
+            client: crate::http::client(id, timeout)?,
+        })
+    }
+
+    pub(crate) async fn deliver(
+        &self,
+        ctx: &DeliveryContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
+        let assets = ctx.assets.ok_or_else(|| {
+            DeliveryError::Permanent("mdm target: no asset store is configured".into())
+        })?;
+        let doc = ctx.event.event.to_value();
+        let devices = self.devices(assets, &doc)?;
+        let vars = self.variables(&doc)?;
+        let mut emitted = Vec::new();
+        let mut already = 0;
+        let mut failures = Vec::new();
+        for device in &devices {
+            let uuid = command_uuid(ctx.idempotency_key, &device.udid);
+            if assets.command(&uuid).map_err(store_error)?.is_some() {
+                already += 1;
+                continue;
+            }
+            match self.send(assets, ctx, device, &uuid, &vars).await {
+                Ok(event) => emitted.push((ctx.event.meta.bus.clone(), event)),
+                Err(e) => failures.push((device.udid.clone(), e)),
+            }
+        }
+        let sent = emitted.len();
+        if !failures.is_empty() {
+            let retryable = failures.iter().any(|(_, e)| e.is_retryable());
+            let detail: Vec<String> = failures
+                .iter()
+                .map(|(udid, e)| format!("{udid}: {e}"))
+                .collect();
+            let msg = format!(
+                "{} of {} devices failed ({} enqueued now, {already} before): {}",
+                failures.len(),
+                devices.len(),
+                sent,
+                detail.join("; ")
+            );
+            // The enqueued devices are in the ledger; a retry skips them.
+            return Err(if retryable {
+                DeliveryError::Retryable(msg)
+            } else {
+                DeliveryError::Permanent(msg)
+            });
+        }
+        Ok(Delivered {
+            status: format!(
+                "enqueued {} {} for {} device{}",
+                sent + already,
+                self.spec.request_type,
+                devices.len(),
+                if devices.len() == 1 { "" } else { "s" }
+            ),
+            emitted,
+        })
+    }
+
+    /// The devices this delivery addresses, deduplicated by UDID.
+    fn devices(&self, assets: &AssetStore, doc: &Value) -> Result<Vec<Addressee>, DeliveryError> {
+        let sel = &self.spec.devices;
+        let mut out: Vec<Addressee> = Vec::new();
+        let from_event = sel.udid.is_some() || sel.serial.is_some() || sel.user.is_some();
+        if let Some(path) = &sel.udid {
+            let udids = strings_at(path, doc)?;
+            let serials = match &sel.serial {
+                Some(p) => strings_at(p, doc)?,
+                None => Vec::new(),
+            };
+            for (i, udid) in udids.into_iter().enumerate() {
+                let record = match serials.get(i) {
+                    Some(s) => assets.device(s).map_err(store_error)?,
+                    None => assets.device_by_udid(&udid).map_err(store_error)?,
+                };
+                out.push(Addressee { udid, record });
+            }
+        } else if let Some(path) = &sel.serial {
+            for serial in strings_at(path, doc)? {
+                let record = assets.device(&serial).map_err(store_error)?;
+                let udid = record.as_ref().and_then(|d| d.udid.clone()).ok_or_else(|| {
+                    DeliveryError::Permanent(format!(
+                        "device {serial:?} has no UDID in the asset store (it has not checked in yet)"
+                    ))
+                })?;
+                out.push(Addressee { udid, record });
+            }
+        }
+        if let Some(path) = &sel.user {
+            for user in strings_at(path, doc)? {
+                let found = assets.user(&user).map_err(store_error)?;
+                for d in found.map(|u| u.devices).unwrap_or_default() {
+                    if let Some(udid) = d.udid.clone() {
+                        out.push(Addressee {
+                            udid,
+                            record: Some(d),
+                        });
+                    } else {
+                        tracing::warn!(
+                            target: "fleetbus::mdm",
+                            device = %d.serial,
+                            user = %user,
+                            "device has no UDID yet; no command sent to it"
+                        );
+                    }
+                }
+            }
+        }
+        if !from_event {
+            let filter = DeviceFilter {
+                user_id: None,
+                tag: sel.tag.clone(),
+                os_below: sel.os_below.clone(),
+                enrolled_only: sel.enrolled_only,
+            };
+            for d in assets.list_devices(&filter).map_err(store_error)? {
+                if let Some(udid) = d.udid.clone() {
+                    out.push(Addressee {
+                        udid,
+                        record: Some(d),
+                    });
+                }
+            }
+        } else {
+            // The selector's filters narrow what the event named.
+            out.retain(|a| keep(a.record.as_ref(), sel));
+        }
+        let mut seen = BTreeSet::new();
+        out.retain(|a| seen.insert(a.udid.clone()));
+        Ok(out)
+    }
+
+    fn variables(&self, doc: &Value) -> Result<Map<String, Value>, DeliveryError> {
+        let mut vars = Map::new();
+        for (name, path) in &self.spec.variables {
+            let compiled = parse_path(path)?;
+            let value = select(&compiled, doc).ok_or_else(|| {
+                DeliveryError::Permanent(format!(
+                    "variable {name}: {path} matches nothing in the event"
+                ))
+            })?;
+            vars.insert(name.clone(), value);
+        }
+        Ok(vars)
+    }
+
+    /// Builds, escrows, enqueues and records one device's command.
+    async fn send(
+        &self,
+        assets: &AssetStore,
+        ctx: &DeliveryContext<'_>,
+        device: &Addressee,
+        uuid: &str,
+        event_vars: &Map<String, Value>,
+    ) -> Result<Event, DeliveryError> {
+        let serial = device
+            .record
+            .as_ref()
+            .map(|d| Some(d.serial.clone()))
+            .map(Ok)
+            .unwrap_or_else(|| assets.serial_for_udid(&device.udid))
+            .map_err(store_error)?;
+        let escrow_key = serial.clone().unwrap_or_else(|| device.udid.clone());
+        let mut vars = event_vars.clone();
+        vars.insert("device.udid".into(), json!(device.udid));
+        vars.insert("command_uuid".into(), json!(uuid));
+        if let Some(s) = &serial {
+            vars.insert("device.serial".into(), json!(s));
+        }
+        if let Some(d) = &device.record {
+            for (k, v) in [
+                ("device.name", &d.name),
+                ("device.model", &d.model),
+                ("device.os_version", &d.os_version),
+                ("device.user_id", &d.user_id),
+            ] {
+                if let Some(v) = v {
+                    vars.insert(k.into(), json!(v));
+                }
+            }
+        }
+        let uses_pin = mentions(&Value::Object(self.spec.payload.clone()), "pin");
+        if uses_pin {
+            let existing = assets
+                .escrowed_pins(&escrow_key)
+                .map_err(store_error)?
+                .into_iter()
+                .find(|p| p.command_uuid == uuid);
+            let pin = match existing {
+                Some(p) => p.pin,
+                None => {
+                    let pin = generate_pin();
+                    assets
+                        .escrow_pin(&escrow_key, uuid, &pin, OffsetDateTime::now_utc())
+                        .map_err(store_error)?;
+                    pin
+                }
+            };
+            vars.insert("pin".into(), json!(pin));
+        }
+        let payload = fill(&Value::Object(self.spec.payload.clone()), &vars)
+            .map_err(DeliveryError::Permanent)?;
+        let Value::Object(payload) = payload else {
+            unreachable!("filling an object yields an object")
+        };
+        let command = CommandBuilder::new(&self.spec.request_type)
+            .command_uuid(uuid)
+            .payload(payload)
+            .build()
+            .map_err(|e| DeliveryError::Permanent(format!("command: {e}")))?;
+        let key = self.spec.api_key.expose();
+        let request = match self.spec.server {
+            MdmServer::NanoMdm => {
+                enqueue::nanomdm::enqueue_request(&command, &[&device.udid], key, self.spec.push)
+            }
+            MdmServer::MicroMdm => enqueue::micromdm::enqueue_request(&command, &device.udid, key),
+        }
+        .map_err(|e| DeliveryError::Permanent(format!("enqueue request: {e}")))?;
+        let answer = self.call(request).await?;
+        let mut warnings = Vec::new();
+        if self.spec.server == MdmServer::NanoMdm {
+            if let Ok(result) = enqueue::nanomdm::parse_result(&answer) {
+                // A push error still leaves the command queued for the next check-in.
+                if let Some(e) = result.errors.iter().find(|e| e.contains("command_error")) {
+                    return Err(DeliveryError::Permanent(format!("nanomdm: {e}")));
+                }
+                warnings = result.errors;
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        assets
+            .record_command(&CommandRecord {
+                command_uuid: uuid.to_owned(),
+                request_type: self.spec.request_type.clone(),
+                udid: device.udid.clone(),
+                serial: serial.clone(),
+                rule: Some(ctx.rule.to_owned()),
+                target: Some(ctx.target.to_owned()),
+                event_id: Some(ctx.event.event.id.clone()),
+                enqueued_at: rfc3339(now),
+                status: None,
+                completed_at: None,
+            })
+            .map_err(store_error)?;
+        metrics::counter!(
+            "fleetbus_mdm_commands_enqueued_total",
+            "server" => self.spec.server.as_str(),
+            "request_type" => self.spec.request_type.clone()
+        )
+        .increment(1);
+        let mut resources = vec![format!(
+            "device/{}",
+            serial.as_deref().unwrap_or(&device.udid)
+        )];
+        if let Some(user) = device.record.as_ref().and_then(|d| d.user_id.as_ref()) {
+            resources.push(format!("user/{user}"));
+        }
+        let mut device_detail = json!({"udid": device.udid});
+        if let Some(s) = &serial {
+            device_detail["serial"] = json!(s);
+        }
+        let detail = json!({
+            "scope": "device",
+            "action": "command_enqueued",
+            "server": self.spec.server.as_str(),
+            "rule": ctx.rule,
+            "target": ctx.target,
+            "device": device_detail,
+            "command": {"request_type": self.spec.request_type, "command_uuid": uuid},
+            "pin_escrowed": uses_pin,
+            "warnings": warnings,
+        });
+        let defaults = Defaults {
+            account: ctx.event.event.account.clone(),
+            region: ctx.event.event.region.clone(),
+            now,
+        };
+        Event::from_value(
+            json!({
+                "source": MDM_SOURCE,
+                "detail-type": ENQUEUED,
+                "resources": resources,
+                "detail": detail,
+            }),
+            &defaults,
+        )
+        .map_err(|e| DeliveryError::Permanent(format!("enqueued event: {e}")))
+    }
+
+    async fn call(&self, request: HttpRequest) -> Result<Vec<u8>, DeliveryError> {
+        let url = format!("{}{}", self.spec.url, request.path);
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| DeliveryError::Permanent(format!("method: {e}")))?;
+        let mut builder = self.client.request(method, &url);
+        for (k, v) in &request.headers {
+            builder = builder.header(k, v);
+        }
+        let response = builder
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| request_error(&e, false))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_body(response).await;
+        if !status.is_success() {
+            return Err(status_error(status, retry_after.as_deref(), &body));
+        }
+        Ok(body)
+    }
+}
+
+/// True when the selector's filters let this device through.
+fn keep(record: Option<&Device>, sel: &fleetbus_config::DeviceSelector) -> bool {
+    let Some(d) = record else {
+        // Nothing known to filter on: only an unfiltered selector keeps it.
+        return sel.os_below.is_none() && sel.tag.is_none();
+    };
+    if let Some(min) = &sel.os_below {
+        match &d.os_version {
+            Some(v) if fleetbus_assets::compare_versions(v, min).is_lt() => {}
+            _ => return false,
+        }
+    }
+    if let Some(tag) = &sel.tag {
+        if !d.tags.contains(tag) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Strings at a JSONPath: one string, or an array of strings.
+fn strings_at(path: &str, doc: &Value) -> Result<Vec<String>, DeliveryError> {
+    let compiled = parse_path(path)?;
+    match select(&compiled, doc) {
+        Some(Value::String(s)) => Ok(vec![s]),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(DeliveryError::Permanent(format!(
+                    "{path} holds {other}, not a string"
+                ))),
+            })
+            .collect(),
+        Some(other) => Err(DeliveryError::Permanent(format!(
+            "{path} holds {other}, not a string or a list of strings"
+        ))),
+        None => Err(DeliveryError::Permanent(format!(
+            "{path} matches nothing in the event"
+        ))),
+    }
+}
+
+/// Stable across retries of the same delivery to the same device.
+pub(crate) fn command_uuid(idempotency_key: &str, udid: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("fleetbus-mdm:{idempotency_key}:{udid}").as_bytes(),
+    )
+    .to_string()
+    .to_uppercase()
+}
+
+/// Six random digits from the operating system's CSPRNG (via a v4 UUID's 122 random
+/// bits; the modulo bias over 2^64 is negligible).
+fn generate_pin() -> String {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+    format!("{:06}", n % 1_000_000)
+}
+
+/// True when any string in `v` holds the placeholder `<name>`.
+fn mentions(v: &Value, name: &str) -> bool {
+    match v {
+        Value::String(s) => fleetbus_config::placeholders(s).contains(&name),
+        Value::Array(items) => items.iter().any(|i| mentions(i, name)),
+        Value::Object(m) => m.values().any(|i| mentions(i, name)),
+        _ => false,
+    }
+}
+
+/// Replaces placeholders in every string. A string that is exactly one placeholder
+/// takes the variable's JSON value (so numbers and booleans keep their type);
+/// otherwise values are spliced in as text.
+pub(crate) fn fill(v: &Value, vars: &Map<String, Value>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) => {
+            let names = fleetbus_config::placeholders(s);
+            if names.is_empty() {
+                return Ok(v.clone());
+            }
+            if names.len() == 1 && s.len() == names[0].len() + 2 {
+                return vars.get(names[0]).cloned().ok_or_else(|| missing(names[0]));
+            }
+            let mut out = s.clone();
+            for name in names {
+                let value = vars.get(name).ok_or_else(|| missing(name))?;
+                let text = match value {
+                    Value::String(t) => t.clone(),
+                    other => other.to_string(),
+                };
+                out = out.replace(&format!("<{name}>"), &text);
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| fill(i, vars))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, i) in m {
+                out.insert(k.clone(), fill(i, vars)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+fn missing(name: &str) -> String {
+    match name.strip_prefix("device.") {
+        Some(field) => {
+            format!("placeholder <{name}>: the device's {field} is not in the asset store")
+        }
+        None => format!("placeholder <{name}> has no value"),
+    }
+}
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_keeps_types_for_whole_placeholders() {
+        let vars: Map<String, Value> =
+            serde_json::from_value(json!({"n": 3, "name": "Ada's Mac", "pin": "012345"})).unwrap();
+        let t = json!({"MaxUserDeferrals": "<n>", "DeviceName": "<name>", "Message": "pin <pin> for <name>", "Other": 1});
+        assert_eq!(
+            fill(&t, &vars).unwrap(),
+            json!({"MaxUserDeferrals": 3, "DeviceName": "Ada's Mac", "Message": "pin 012345 for Ada's Mac", "Other": 1})
+        );
+        let err = fill(&json!({"DeviceName": "<device.name>"}), &vars).unwrap_err();
+        assert_eq!(
+            err,
+            "placeholder <device.name>: the device's name is not in the asset store"
+        );
+    }
+
+    #[test]
+    fn pins_are_six_digits_and_vary() {
+        let pins: BTreeSet<String> = (0..50).map(|_| generate_pin()).collect();
+        assert!(pins
+            .iter()
+            .all(|p| p.len() == 6 && p.bytes().all(|b| b.is_ascii_digit())));
+        assert!(pins.len() > 40, "{pins:?}");
+    }
+
+    #[test]
+    fn command_uuids_are_stable_per_delivery_and_device() {
+        let a = command_uuid("e1:r:t", "UDID-1");
+        assert_eq!(a, command_uuid("e1:r:t", "UDID-1"));
+        assert_ne!(a, command_uuid("e1:r:t", "UDID-2"));
+        assert_ne!(a, command_uuid("e2:r:t", "UDID-1"));
+        assert_eq!(a, a.to_uppercase());
+    }
+}
