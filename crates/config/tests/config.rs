@@ -258,3 +258,29 @@ rules:
         ]
     );
 }
+
+#[test]
+fn the_shipped_mdm_workflows_validate_beside_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    for f in ["fleetbus.yaml", "mdm-workflows.yaml"] {
+        std::fs::copy(examples.join(f), dir.path().join(f)).unwrap();
+    }
+    for f in std::fs::read_dir(examples.join("secrets")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join("secrets").join(f.file_name())).unwrap();
+    }
+    let config = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
+    for want in ["enrolled", "offboard", "lock-report", "os-nudge", "os-nudge-retry", "os-nudge-report"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    let mdm_targets = config
+        .rules
+        .iter()
+        .flat_map(|r| &r.targets)
+        .filter(|t| matches!(t.spec, TargetSpec::Mdm(_)))
+        .count();
+    assert_eq!(mdm_targets, 4);
+}
