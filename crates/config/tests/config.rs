@@ -273,7 +273,14 @@ fn the_shipped_mdm_workflows_validate_beside_the_sample() {
     }
     let config = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
-    for want in ["enrolled", "offboard", "lock-report", "os-nudge", "os-nudge-retry", "os-nudge-report"] {
+    for want in [
+        "enrolled",
+        "offboard",
+        "lock-report",
+        "os-nudge",
+        "os-nudge-retry",
+        "os-nudge-report",
+    ] {
         assert!(names.contains(&want), "{names:?}");
     }
     let mdm_targets = config

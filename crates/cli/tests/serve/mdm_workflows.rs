@@ -26,6 +26,8 @@ struct Enqueued {
 struct FakeNanoMdm {
     url: String,
     calls: Arc<Mutex<Vec<Enqueued>>>,
+    /// MicroMDM's `POST /v1/commands` bodies.
+    micromdm: Arc<Mutex<Vec<Value>>>,
     refused: Arc<Mutex<Vec<String>>>,
     _rt: tokio::runtime::Runtime,
 }
@@ -48,8 +50,32 @@ impl FakeNanoMdm {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("nanomdm:{MDM_KEY}"))
         );
+        let micromdm: Arc<Mutex<Vec<Value>>> = Arc::default();
         let (c, r) = (calls.clone(), refused.clone());
-        let app = axum::Router::new().route(
+        let (m, mr) = (micromdm.clone(), refused.clone());
+        let micro_auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("micromdm:{MDM_KEY}"))
+        );
+        let micro = axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (m, r, expected) = (m.clone(), mr.clone(), micro_auth.clone());
+            async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok())
+                    != Some(expected.as_str())
+                {
+                    r.lock().unwrap().push("bad micromdm credentials".into());
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+                    r.lock().unwrap().push("micromdm body is not JSON".into());
+                    return (StatusCode::BAD_REQUEST, String::new());
+                };
+                let answer = json!({"payload": {"command_uuid": v["command_uuid"], "command": {"request_type": v["request_type"]}}});
+                m.lock().unwrap().push(v);
+                (StatusCode::CREATED, answer.to_string())
+            }
+        });
+        let app = axum::Router::new().route("/v1/commands", micro).route(
             "/v1/enqueue/{ids}",
             axum::routing::put(
                 move |axum::extract::Path(ids): axum::extract::Path<String>,
@@ -93,6 +119,7 @@ impl FakeNanoMdm {
         FakeNanoMdm {
             url,
             calls,
+            micromdm,
             refused,
             _rt: rt,
         }
@@ -181,8 +208,12 @@ fn acknowledge(udid: &str, uuid: &str, status: &str, extra: &str) -> Value {
 }
 
 fn webhook(server: &Server, body: &Value) {
+    webhook_to(server, "nanomdm", body)
+}
+
+fn webhook_to(server: &Server, source: &str, body: &Value) {
     let (status, answer) = server.post(
-        "/v1/sources/nanomdm",
+        &format!("/v1/sources/{source}"),
         Some(SOURCE_TOKEN),
         "application/json",
         body.to_string().as_bytes(),
@@ -235,6 +266,9 @@ server:
 sources:
   - name: nanomdm
     kind: nanomdm
+    tokens: ["${{file:source-token}}"]
+  - name: micromdm
+    kind: micromdm
     tokens: ["${{file:source-token}}"]
 rules:
 {rules}
@@ -663,6 +697,74 @@ fn scheduled_os_update_nudge_retries_not_now_and_reports_errors() {
         .ids
         .iter()
         .any(|i| i == "UDID-NEW-1" || i == "UDID-GONE-1")));
+    assert!(mdm.refused.lock().unwrap().is_empty());
+    server.stop();
+}
+
+#[test]
+fn micromdm_in_and_out_with_basic_auth_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let rules = r#"
+  - name: inventory-on-enroll
+    event_pattern:
+      source: [mdm.micromdm]
+      detail: {action: [enroll]}
+    targets:
+      - id: ask
+        kind: mdm
+        server: micromdm
+        url: {mdm}
+        api_key: ${file:mdm-key}
+        devices: {udid: $.detail.device.udid}
+        mdm_command: {RequestType: DeviceInformation, Queries: [Model, OSVersion]}
+"#;
+    setup(dir.path(), rules, &mdm, "serial\n");
+    let server = Server::start(dir.path());
+    // MicroMDM's webhook URL carries the token as userinfo: Basic auth.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("fleetbus:{SOURCE_TOKEN}"))
+    );
+    let (status, _) = server.post(
+        "/v1/sources/micromdm",
+        None,
+        "application/json",
+        authenticate(UDID_1, SERIAL_1).to_string().as_bytes(),
+        &[("Authorization", "Basic Zm9vOndyb25n")],
+    );
+    assert_eq!(status, 401);
+    let (status, answer) = server.post(
+        "/v1/sources/micromdm",
+        None,
+        "application/json",
+        authenticate(UDID_1, SERIAL_1).to_string().as_bytes(),
+        &[("Authorization", &basic)],
+    );
+    assert_eq!(status, 200, "{answer}");
+    webhook_to(&server, "micromdm", &first_token_update(UDID_1));
+    wait_for("the MicroMDM command", Duration::from_secs(20), || {
+        !mdm.micromdm.lock().unwrap().is_empty()
+    });
+    let sent = mdm.micromdm.lock().unwrap()[0].clone();
+    assert_eq!(sent["udid"], UDID_1);
+    assert_eq!(sent["request_type"], "DeviceInformation");
+    assert_eq!(sent["queries"], json!(["Model", "OSVersion"]));
+    let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
+    let answer = "<key>QueryResponses</key><dict><key>Model</key><string>Mac14,7</string><key>OSVersion</key><string>14.5</string></dict>";
+    webhook_to(
+        &server,
+        "micromdm",
+        &acknowledge(UDID_1, &uuid, "Acknowledged", answer),
+    );
+    let events = timeline(&server, &format!("device/{SERIAL_1}"));
+    let results = with_type(&events, "MDM Command Result");
+    assert_eq!(results.len(), 1, "{events:#?}");
+    let command = &results[0]["event"]["detail"]["command"];
+    assert_eq!(command["request_type"], "DeviceInformation");
+    assert_eq!(command["query_responses"]["OSVersion"], "14.5");
+    assert_eq!(results[0]["event"]["source"], "mdm.micromdm");
+    assert!(results[0]["meta"]["causation_id"].is_string());
     assert!(mdm.refused.lock().unwrap().is_empty());
     server.stop();
 }
