@@ -240,6 +240,8 @@ pub struct DeviceSelector {
     pub os_below: Option<String>,
     pub tag: Option<String>,
     pub enrolled_only: bool,
+    /// Explicitly every device of the asset store.
+    pub all: bool,
 }
 
 /// Device fields a `kind: assets` target may set.
@@ -1280,7 +1282,25 @@ fn validate_mdm(
                 os_below: d.os_below.clone(),
                 tag: d.tag.clone(),
                 enrolled_only: d.enrolled_only.unwrap_or(true),
+                all: d.all.unwrap_or(false),
             };
+            let named = selector.udid.is_some()
+                || selector.serial.is_some()
+                || selector.user.is_some()
+                || selector.os_below.is_some()
+                || selector.tag.is_some();
+            if !named && !selector.all {
+                cx.errors.push(o.error(
+                    &dp,
+                    "names no devices (give udid, serial, user, os_below or tag; all: true addresses every device)",
+                ));
+            }
+            if selector.all && (selector.udid.is_some() || selector.serial.is_some() || selector.user.is_some()) {
+                cx.errors.push(o.error(
+                    &[key("devices"), key("all")],
+                    "cannot be combined with udid, serial or user",
+                ));
+            }
             if selector.udid.is_some() && selector.serial.is_some() && selector.user.is_some() {
                 cx.errors.push(o.error(
                     &dp,

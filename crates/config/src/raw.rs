@@ -263,6 +263,9 @@ pub struct RawDevices {
     pub tag: Option<String>,
     /// Only devices enrolled now (default true for asset-store queries).
     pub enrolled_only: Option<bool>,
+    /// Every device in the asset store (narrowed by the filters above). Must be
+    /// said explicitly: an empty selector is an error, never "the whole fleet".
+    pub all: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -241,6 +241,13 @@ rules:
         api_key: ${env:PATH}
         devices: {tag: x}
         mdm_command: {RequestType: DeviceLok}
+      - id: y
+        kind: mdm
+        server: micromdm
+        url: http://127.0.0.1:9000
+        api_key: ${env:PATH}
+        devices: {}
+        mdm_command: {RequestType: DeviceLock}
 "#,
     );
     assert_eq!(
@@ -255,6 +262,7 @@ rules:
             "c.yaml:15:17: rules[0].targets[1].device: missing required field serial (it says which record to update)",
             "c.yaml:16:9: rules[0].targets[2]: missing required field server (kind mdm needs it)",
             "c.yaml:21:36: rules[0].targets[2].mdm_command.RequestType: unknown request type \"DeviceLok\"",
+            "c.yaml:27:18: rules[0].targets[3].devices: names no devices (give udid, serial, user, os_below or tag; all: true addresses every device)",
         ]
     );
 }
