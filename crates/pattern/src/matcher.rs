@@ -27,10 +27,52 @@ const NO_FIELD: u32 = u32::MAX;
 
 #[derive(Default, Clone)]
 struct Node {
-    keys: Vec<Box<[u8]>>,
-    kids: Vec<u32>,
-    map: Option<FxHashMap<Box<[u8]>, u32>>,
+    /// Children by name; the name's head and length reject most mismatches without
+    /// touching the rest of the name.
+    kids: Vec<Kid>,
+    /// With many children: (head, length) to the first of `kids` with them (chained by
+    /// `Kid::next`).
+    map: Option<FxHashMap<(u64, u32), u32>>,
     field: u32,
+}
+
+#[derive(Clone)]
+struct Kid {
+    head: u64,
+    len: u32,
+    node: u32,
+    /// Next kid with the same (head, length), or `NO_KID`.
+    next: u32,
+    name: Box<[u8]>,
+}
+
+const NO_KID: u32 = u32::MAX;
+/// Children beyond which a node looks names up by hash instead of a linear scan.
+const LINEAR_KIDS: usize = 8;
+
+/// The first eight bytes of `key`, zero-padded, as a little-endian word.
+#[inline(always)]
+fn head(key: &[u8]) -> u64 {
+    let n = key.len();
+    if n >= 8 {
+        u64::from_le_bytes(key[..8].try_into().expect("8 bytes"))
+    } else if n >= 4 {
+        // Two overlapping 4-byte reads; the shared bytes are equal, so OR is exact.
+        let lo = u32::from_le_bytes(key[..4].try_into().expect("4 bytes"));
+        let hi = u32::from_le_bytes(key[n - 4..].try_into().expect("4 bytes"));
+        u64::from(lo) | (u64::from(hi) << (8 * (n - 4)))
+    } else if n > 0 {
+        u64::from(key[0]) | (u64::from(key[n / 2]) << (8 * (n / 2))) | (u64::from(key[n - 1]) << (8 * (n - 1)))
+    } else {
+        0
+    }
+}
+
+impl Kid {
+    #[inline(always)]
+    fn is(&self, h: u64, key: &[u8]) -> bool {
+        self.head == h && self.len as usize == key.len() && (key.len() <= 8 || self.name[8..] == key[8..])
+    }
 }
 
 /// Hash map from an exact key to the hits it triggers, bucketed by key length for prefix
@@ -111,15 +153,19 @@ impl PathTrie for [Node] {
     #[inline]
     fn child(&self, node: u32, key: &[u8]) -> Option<u32> {
         let n = &self[node as usize];
+        let h = head(key);
         if let Some(m) = &n.map {
-            return m.get(key).copied();
-        }
-        for (k, &kid) in n.keys.iter().zip(&n.kids) {
-            if **k == *key {
-                return Some(kid);
+            let mut i = *m.get(&(h, key.len() as u32))?;
+            while i != NO_KID {
+                let k = &n.kids[i as usize];
+                if k.is(h, key) {
+                    return Some(k.node);
+                }
+                i = k.next;
             }
+            return None;
         }
-        None
+        n.kids.iter().find(|k| k.is(h, key)).map(|k| k.node)
     }
     #[inline]
     fn has_children(&self, node: u32) -> bool {
@@ -128,6 +174,39 @@ impl PathTrie for [Node] {
     #[inline]
     fn is_leaf(&self, node: u32) -> bool {
         self[node as usize].field != NO_FIELD
+    }
+}
+
+impl Node {
+    fn add_kid(&mut self, name: &[u8], node: u32) {
+        let h = head(name);
+        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+        self.kids.push(Kid {
+            head: h,
+            len,
+            node,
+            next: NO_KID,
+            name: name.into(),
+        });
+        if self.map.is_none() && self.kids.len() > LINEAR_KIDS {
+            // Many siblings: switch from a linear scan to a hash map.
+            let mut map = FxHashMap::default();
+            for i in 0..self.kids.len() - 1 {
+                self.chain(&mut map, i);
+            }
+            self.map = Some(map);
+        }
+        if let Some(mut map) = self.map.take() {
+            self.chain(&mut map, self.kids.len() - 1);
+            self.map = Some(map);
+        }
+    }
+
+    fn chain(&mut self, map: &mut FxHashMap<(u64, u32), u32>, i: usize) {
+        let k = &mut self.kids[i];
+        if let Some(first) = map.insert((k.head, k.len), i as u32) {
+            k.next = first;
+        }
     }
 }
 
@@ -381,15 +460,7 @@ impl<N: Clone + Eq + Hash> Matcher<N> {
                         field: NO_FIELD,
                         ..Node::default()
                     });
-                    let n = &mut self.nodes[node as usize];
-                    n.keys.push(k.into());
-                    n.kids.push(id);
-                    if let Some(m) = &mut n.map {
-                        m.insert(k.into(), id);
-                    } else if n.kids.len() > 8 {
-                        // Many siblings: switch from a linear scan to a hash map.
-                        n.map = Some(n.keys.iter().cloned().zip(n.kids.iter().copied()).collect());
-                    }
+                    self.nodes[node as usize].add_kid(k, id);
                     id
                 }
             };
