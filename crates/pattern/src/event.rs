@@ -34,7 +34,20 @@ pub(crate) struct Scanner {
 
 struct Cursor<'a> {
     b: &'a [u8],
+    /// The same bytes, checked to be UTF-8.
+    s: &'a str,
     i: usize,
+}
+
+/// `bytes` as text: checked 16 bytes at a time for the all-ASCII case, by the standard
+/// library otherwise.
+fn text(bytes: &[u8]) -> Result<&str, EventError> {
+    if find::ascii(bytes) {
+        // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).map_err(|e| syntax(e.valid_up_to(), "invalid UTF-8"))
+    }
 }
 
 fn syntax(offset: usize, reason: &'static str) -> EventError {
@@ -58,6 +71,17 @@ mod find {
             .iter()
             .position(|&c| is_special(c))
             .unwrap_or(b.len().saturating_sub(i))
+    }
+
+    /// Whether every byte is below 0x80.
+    pub(super) fn ascii(b: &[u8]) -> bool {
+        let mut i = 0;
+        let mut any = 0u32;
+        while i + 16 <= b.len() {
+            any |= wide::high(b, i);
+            i += 16;
+        }
+        any == 0 && b[i..].is_ascii()
     }
 
     #[inline]
@@ -92,6 +116,12 @@ mod find {
                 let ctl = _mm_cmpeq_epi8(_mm_max_epu8(v, lim), lim);
                 _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, bs), ctl)) as u32
             }
+        }
+
+        #[inline(always)]
+        pub(in super::super) fn high(b: &[u8], i: usize) -> u32 {
+            // SAFETY: SSE2 is part of the x86_64 baseline; no memory is touched.
+            unsafe { _mm_movemask_epi8(load(b, i)) as u32 }
         }
 
         /// Class masks of a 64-byte block: (quotes, backslashes, control bytes, brackets).
@@ -134,6 +164,9 @@ mod find {
         pub(in super::super) fn special(b: &[u8], i: usize) -> u32 {
             mask(&b[i..i + 16], super::is_special)
         }
+        pub(in super::super) fn high(b: &[u8], i: usize) -> u32 {
+            mask(&b[i..i + 16], |c| c >= 0x80)
+        }
         pub(in super::super) fn block(chunk: &[u8; 64]) -> (u64, u64, u64, u64) {
             let mut m = (0u64, 0u64, 0u64, 0u64);
             for (n, &c) in chunk.iter().enumerate() {
@@ -170,12 +203,6 @@ fn string_end(b: &[u8], mut i: usize) -> Result<(usize, bool), usize> {
             _ => return Err(i),
         }
     }
-}
-
-/// A scanned string body as text, or an error at its first invalid byte.
-#[inline]
-fn utf8(raw: &[u8], at: usize) -> Result<&str, EventError> {
-    std::str::from_utf8(raw).map_err(|e| syntax(at + e.valid_up_to(), "invalid UTF-8"))
 }
 
 /// Bit i of the result is the XOR of bits 0..=i of `x`.
@@ -407,14 +434,13 @@ impl<'a> Cursor<'a> {
             }
         }
         self.i = i;
-        std::str::from_utf8(&b[start..i]).map_err(|_| syntax(start, "invalid number"))
+        Ok(&self.s[start..i])
     }
 }
 
 /// Decodes the escapes of a scanned string body into `out`.
-fn unescape(raw: &[u8], at: usize, out: &mut String) -> Result<(), EventError> {
+fn unescape(raw: &str, at: usize, out: &mut String) -> Result<(), EventError> {
     out.clear();
-    let raw = utf8(raw, at)?;
     let mut chars = raw.char_indices();
     while let Some((pos, c)) = chars.next() {
         if c != '\\' {
@@ -475,7 +501,8 @@ impl Scanner {
         trie: &T,
         sink: &mut F,
     ) -> Result<(), EventError> {
-        let mut cur = Cursor { b: bytes, i: 0 };
+        let s = text(bytes)?;
+        let mut cur = Cursor { b: bytes, s, i: 0 };
         self.trail.clear();
         self.cut = 0;
         self.arrays = 0;
@@ -523,10 +550,10 @@ impl Scanner {
                 cur.i += 1;
                 let (a, z, esc) = cur.string_span()?;
                 if esc {
-                    unescape(&cur.b[a..z], a, &mut self.buf)?;
+                    unescape(&cur.s[a..z], a, &mut self.buf)?;
                     sink(node, Scalar::Str(&self.buf), &self.trail[..self.cut]);
                 } else {
-                    sink(node, Scalar::Str(utf8(&cur.b[a..z], a)?), &self.trail[..self.cut]);
+                    sink(node, Scalar::Str(&cur.s[a..z]), &self.trail[..self.cut]);
                 }
                 Ok(())
             }
@@ -583,7 +610,7 @@ impl Scanner {
             cur.expect(b'"', "expected a field name")?;
             let (a, z, esc) = cur.string_span()?;
             let child = if esc {
-                unescape(&cur.b[a..z], a, &mut self.keybuf)?;
+                unescape(&cur.s[a..z], a, &mut self.keybuf)?;
                 trie.child(node, self.keybuf.as_bytes())
             } else {
                 trie.child(node, &cur.b[a..z])
@@ -663,6 +690,7 @@ mod tests {
             assert_eq!(wide::block(&buf), portable::block(&buf));
             for i in 0..=48 {
                 assert_eq!(wide::special(&buf, i), portable::special(&buf, i));
+                assert_eq!(wide::high(&buf, i), portable::high(&buf, i));
             }
         }
     }
