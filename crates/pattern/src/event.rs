@@ -77,6 +77,10 @@ mod find {
     pub(super) fn ascii(b: &[u8]) -> bool {
         let mut i = 0;
         let mut any = 0u32;
+        while let Some(chunk) = b.get(i..i + 64) {
+            any |= wide::high64(chunk.try_into().expect("64-byte block"));
+            i += 64;
+        }
         while i + 16 <= b.len() {
             any |= wide::high(b, i);
             i += 16;
@@ -124,6 +128,14 @@ mod find {
             unsafe { _mm_movemask_epi8(load(b, i)) as u32 }
         }
 
+        /// Nonzero when some byte of the block is 0x80 or above.
+        #[inline(always)]
+        pub(in super::super) fn high64(chunk: &[u8; 64]) -> u32 {
+            let (a, b, c, d) = (load(chunk, 0), load(chunk, 16), load(chunk, 32), load(chunk, 48));
+            // SAFETY: SSE2 is part of the x86_64 baseline; no memory is touched.
+            unsafe { _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) as u32 }
+        }
+
         /// Class masks of a 64-byte block: (quotes, backslashes, control bytes, brackets).
         #[inline(always)]
         pub(in super::super) fn block(chunk: &[u8; 64]) -> (u64, u64, u64, u64) {
@@ -166,6 +178,9 @@ mod find {
         }
         pub(in super::super) fn high(b: &[u8], i: usize) -> u32 {
             mask(&b[i..i + 16], |c| c >= 0x80)
+        }
+        pub(in super::super) fn high64(chunk: &[u8; 64]) -> u32 {
+            u32::from(!chunk.is_ascii())
         }
         pub(in super::super) fn block(chunk: &[u8; 64]) -> (u64, u64, u64, u64) {
             let mut m = (0u64, 0u64, 0u64, 0u64);
@@ -688,6 +703,7 @@ mod tests {
                 *c = if k == round % 64 { (round / 8) as u8 } else { x as u8 };
             }
             assert_eq!(wide::block(&buf), portable::block(&buf));
+            assert_eq!(wide::high64(&buf) != 0, portable::high64(&buf) != 0);
             for i in 0..=48 {
                 assert_eq!(wide::special(&buf, i), portable::special(&buf, i));
                 assert_eq!(wide::high(&buf, i), portable::high(&buf, i));

@@ -24,15 +24,19 @@ pub const MAX_ARRAY_SEARCH_STEPS: usize = 100_000;
 type Hit = u32;
 
 const NO_FIELD: u32 = u32::MAX;
+/// Leaf id of a hit outside any array of objects (its position constrains nothing).
+const NO_LEAF: u32 = u32::MAX;
 
 #[derive(Default, Clone)]
 struct Node {
     /// Children by name; the name's head and length reject most mismatches without
     /// touching the rest of the name.
     kids: Vec<Kid>,
-    /// With many children: (head, length) to the first of `kids` with them (chained by
-    /// `Kid::next`).
-    map: Option<FxHashMap<(u64, u32), u32>>,
+    /// With many children: a hash table of (head, length) to the first of `kids` in that
+    /// bucket (the rest chained by `Kid::next`); empty for a linear scan.
+    table: Vec<u32>,
+    /// 64 minus log2 of the table size.
+    shift: u32,
     field: u32,
 }
 
@@ -154,18 +158,18 @@ impl PathTrie for [Node] {
     fn child(&self, node: u32, key: &[u8]) -> Option<u32> {
         let n = &self[node as usize];
         let h = head(key);
-        if let Some(m) = &n.map {
-            let mut i = *m.get(&(h, key.len() as u32))?;
-            while i != NO_KID {
-                let k = &n.kids[i as usize];
-                if k.is(h, key) {
-                    return Some(k.node);
-                }
-                i = k.next;
-            }
-            return None;
+        if n.table.is_empty() {
+            return n.kids.iter().find(|k| k.is(h, key)).map(|k| k.node);
         }
-        n.kids.iter().find(|k| k.is(h, key)).map(|k| k.node)
+        let mut i = n.table[bucket(h, key.len(), n.shift)];
+        while i != NO_KID {
+            let k = &n.kids[i as usize];
+            if k.is(h, key) {
+                return Some(k.node);
+            }
+            i = k.next;
+        }
+        None
     }
     #[inline]
     fn has_children(&self, node: u32) -> bool {
@@ -177,35 +181,32 @@ impl PathTrie for [Node] {
     }
 }
 
+/// Bucket of a name with head `h` and length `len` in a table of `1 << (64 - shift)`.
+#[inline(always)]
+fn bucket(h: u64, len: usize, shift: u32) -> usize {
+    ((h ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize
+}
+
 impl Node {
     fn add_kid(&mut self, name: &[u8], node: u32) {
-        let h = head(name);
-        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
         self.kids.push(Kid {
-            head: h,
-            len,
+            head: head(name),
+            len: u32::try_from(name.len()).unwrap_or(u32::MAX),
             node,
             next: NO_KID,
             name: name.into(),
         });
-        if self.map.is_none() && self.kids.len() > LINEAR_KIDS {
-            // Many siblings: switch from a linear scan to a hash map.
-            let mut map = FxHashMap::default();
-            for i in 0..self.kids.len() - 1 {
-                self.chain(&mut map, i);
+        if self.kids.len() > LINEAR_KIDS {
+            // Many siblings: rebuild the hash table at a load factor of at most 1/4.
+            let bits = (self.kids.len() * 4).next_power_of_two().trailing_zeros();
+            self.shift = 64 - bits;
+            self.table = vec![NO_KID; 1 << bits];
+            for i in 0..self.kids.len() {
+                let k = &mut self.kids[i];
+                let b = bucket(k.head, k.len as usize, self.shift);
+                k.next = self.table[b];
+                self.table[b] = i as u32;
             }
-            self.map = Some(map);
-        }
-        if let Some(mut map) = self.map.take() {
-            self.chain(&mut map, self.kids.len() - 1);
-            self.map = Some(map);
-        }
-    }
-
-    fn chain(&mut self, map: &mut FxHashMap<(u64, u32), u32>, i: usize) {
-        let k = &mut self.kids[i];
-        if let Some(first) = map.insert((k.head, k.len), i as u32) {
-            k.next = first;
         }
     }
 }
@@ -573,11 +574,16 @@ impl<N: Clone + Eq + Hash> Matcher<N> {
         let result = scanner.scan(event, nodes, &mut |node, v, trail| {
             let field = nodes[node as usize].field;
             s.present[field as usize] = gen;
-            let leaf = s.leaves.len() as u32;
-            let start = s.steps.len() as u32;
-            s.steps.extend_from_slice(trail);
-            s.leaves.push((start, trail.len() as u32));
             let arrayed = !trail.is_empty();
+            // Only leaves inside arrays of objects need their position kept.
+            let leaf = if arrayed {
+                let start = s.steps.len() as u32;
+                s.steps.extend_from_slice(trail);
+                s.leaves.push((start, trail.len() as u32));
+                (s.leaves.len() - 1) as u32
+            } else {
+                NO_LEAF
+            };
             let (stamp, mask, arr, touched, hits) = (
                 &mut s.stamp,
                 &mut s.mask,
@@ -660,8 +666,10 @@ fn consistent(branch: u32, s: &Scratch) -> bool {
             continue;
         }
         let slot = (hit & 63) as u8;
-        let (a, n) = s.leaves[leaf as usize];
-        let trail = &s.steps[a as usize..(a + n) as usize];
+        let trail = match s.leaves.get(leaf as usize) {
+            Some(&(a, n)) => &s.steps[a as usize..(a + n) as usize],
+            None => &[][..],
+        };
         let i = match slots.iter().position(|x| *x == slot) {
             Some(i) => i,
             None => {
