@@ -131,9 +131,16 @@ mod find {
         /// Nonzero when some byte of the block is 0x80 or above.
         #[inline(always)]
         pub(in super::super) fn high64(chunk: &[u8; 64]) -> u32 {
-            let (a, b, c, d) = (load(chunk, 0), load(chunk, 16), load(chunk, 32), load(chunk, 48));
+            let (a, b, c, d) = (
+                load(chunk, 0),
+                load(chunk, 16),
+                load(chunk, 32),
+                load(chunk, 48),
+            );
             // SAFETY: SSE2 is part of the x86_64 baseline; no memory is touched.
-            unsafe { _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) as u32 }
+            unsafe {
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d))) as u32
+            }
         }
 
         /// Class masks of a 64-byte block: (quotes, backslashes, control bytes, brackets).
@@ -331,7 +338,11 @@ impl<'a> Cursor<'a> {
             };
             let (q, bs, ctl, br) = find::wide::block(chunk);
             // Only the bytes before the first backslash are decided by this block.
-            let n = if bs == 0 { avail } else { (bs.trailing_zeros() as usize).min(avail) };
+            let n = if bs == 0 {
+                avail
+            } else {
+                (bs.trailing_zeros() as usize).min(avail)
+            };
             let keep = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
             let inside = prefix_xor(q & keep) ^ carry;
             if ctl & inside & keep != 0 {
@@ -700,7 +711,11 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                *c = if k == round % 64 { (round / 8) as u8 } else { x as u8 };
+                *c = if k == round % 64 {
+                    (round / 8) as u8
+                } else {
+                    x as u8
+                };
             }
             assert_eq!(wide::block(&buf), portable::block(&buf));
             assert_eq!(wide::high64(&buf) != 0, portable::high64(&buf) != 0);

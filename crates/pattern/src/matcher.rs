@@ -68,7 +68,9 @@ fn head(key: &[u8]) -> u64 {
         let hi = u32::from_le_bytes(key[n - 4..].try_into().expect("4 bytes"));
         u64::from(lo) | (u64::from(hi) << (8 * (n - 4)))
     } else if n > 0 {
-        u64::from(key[0]) | (u64::from(key[n / 2]) << (8 * (n / 2))) | (u64::from(key[n - 1]) << (8 * (n - 1)))
+        u64::from(key[0])
+            | (u64::from(key[n / 2]) << (8 * (n / 2)))
+            | (u64::from(key[n - 1]) << (8 * (n - 1)))
     } else {
         0
     }
@@ -77,7 +79,9 @@ fn head(key: &[u8]) -> u64 {
 impl Kid {
     #[inline(always)]
     fn is(&self, h: u64, key: &[u8]) -> bool {
-        self.head == h && self.len as usize == key.len() && (key.len() <= 8 || self.name[8..] == key[8..])
+        self.head == h
+            && self.len as usize == key.len()
+            && (key.len() <= 8 || self.name[8..] == key[8..])
     }
 }
 

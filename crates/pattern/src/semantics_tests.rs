@@ -456,15 +456,24 @@ fn bad_events_are_errors() {
     }
     // Tokens between the brackets of a skipped object or array are not parsed.
     for lax in [r#"{"b": [1,], "a": "1"}"#, r#"{"b": {"c" 1 2}, "a": "1"}"#] {
-        assert_eq!(mm.matches_for_event(lax.as_bytes()).unwrap(), vec![0], "{lax:?}");
+        assert_eq!(
+            mm.matches_for_event(lax.as_bytes()).unwrap(),
+            vec![0],
+            "{lax:?}"
+        );
         let p = Pattern::parse(r#"{"a": ["1"]}"#).unwrap();
-        assert!(explain(&p, lax.as_bytes()).is_err(), "explain is strict: {lax:?}");
+        assert!(
+            explain(&p, lax.as_bytes()).is_err(),
+            "explain is strict: {lax:?}"
+        );
     }
     let deep = format!("{{\"a\": {}1{}}}", "[".repeat(200), "]".repeat(200));
     assert!(mm.matches_for_event(deep.as_bytes()).is_err());
     assert!(mm.matches_for_event(&[b'{', 0xff, b'}']).is_err());
     assert!(mm.matches_for_event(b"{\"a\": \"\xff\"}").is_err());
-    assert!(mm.matches_for_event(b"{\"b\": \"\xff\", \"a\": \"1\"}").is_err());
+    assert!(mm
+        .matches_for_event(b"{\"b\": \"\xff\", \"a\": \"1\"}")
+        .is_err());
     assert!(mm.matches_for_event(b" {\"a\" : \"1\" } \n").unwrap() == vec![0]);
 }
 
@@ -504,7 +513,12 @@ fn many_sibling_fields_with_shared_heads() {
     // Enough siblings for the hashed lookup; names share their first eight bytes and
     // lengths, and short names overlap each other.
     let mut names: Vec<String> = (0..12).map(|i| format!("abcdefgh{i:02}")).collect();
-    names.extend(["a", "ab", "ba", "abc", "acb", "abcd", "abce", "abcdefg", "abcdefgh", "é", "aé"].map(String::from));
+    names.extend(
+        [
+            "a", "ab", "ba", "abc", "acb", "abcd", "abce", "abcdefg", "abcdefgh", "é", "aé",
+        ]
+        .map(String::from),
+    );
     for n in [3, names.len()] {
         let mut mm = Matcher::new();
         for name in &names[..n] {
