@@ -327,16 +327,27 @@ impl<'a> Cursor<'a> {
         let mut level = 0usize;
         let mut pad = [b' '; 64];
         loop {
-            let (chunk, avail) = match b.get(p..p + 64) {
-                Some(c) => (c.try_into().expect("64-byte block"), 64),
+            let (q, bs, ctl, br, avail) = match b.get(p..p + 64) {
+                Some(c) => {
+                    let (q, bs, ctl, br) = find::wide::block(c.try_into().expect("64-byte block"));
+                    (q, bs, ctl, br, 64)
+                }
+                None if b.len() >= 64 => {
+                    // Near the end: classify the last 64 bytes and shift `p` down to bit 0.
+                    let avail = b.len().saturating_sub(p);
+                    let tail = &b[b.len() - 64..];
+                    let (q, bs, ctl, br) = find::wide::block(tail.try_into().expect("64-byte block"));
+                    let sh = |m: u64| m.checked_shr((64 - avail) as u32).unwrap_or(0);
+                    (sh(q), sh(bs), sh(ctl), sh(br), avail)
+                }
                 None => {
                     let rest = b.get(p..).unwrap_or_default();
                     pad[..rest.len()].copy_from_slice(rest);
                     pad[rest.len()..].fill(b' ');
-                    (&pad, rest.len())
+                    let (q, bs, ctl, br) = find::wide::block(&pad);
+                    (q, bs, ctl, br, rest.len())
                 }
             };
-            let (q, bs, ctl, br) = find::wide::block(chunk);
             // Only the bytes before the first backslash are decided by this block.
             let n = if bs == 0 {
                 avail
@@ -353,7 +364,7 @@ impl<'a> Cursor<'a> {
             while brackets != 0 {
                 let j = brackets.trailing_zeros() as usize;
                 brackets &= brackets - 1;
-                let c = chunk[j];
+                let c = b[p + j];
                 if c == b'{' || c == b'[' {
                     if depth + level >= MAX_EVENT_DEPTH {
                         return Err(EventError::TooDeep(MAX_EVENT_DEPTH));
