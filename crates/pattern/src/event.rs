@@ -336,7 +336,8 @@ impl<'a> Cursor<'a> {
                     // Near the end: classify the last 64 bytes and shift `p` down to bit 0.
                     let avail = b.len().saturating_sub(p);
                     let tail = &b[b.len() - 64..];
-                    let (q, bs, ctl, br) = find::wide::block(tail.try_into().expect("64-byte block"));
+                    let (q, bs, ctl, br) =
+                        find::wide::block(tail.try_into().expect("64-byte block"));
                     let sh = |m: u64| m.checked_shr((64 - avail) as u32).unwrap_or(0);
                     (sh(q), sh(bs), sh(ctl), sh(br), avail)
                 }
