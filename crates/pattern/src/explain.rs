@@ -76,17 +76,18 @@ impl fmt::Display for Explanation {
     }
 }
 
+/// Names every path, so the scanner walks (and fully validates) the whole event.
 struct AllPaths;
 
 impl PathTrie for AllPaths {
     fn child(&self, _: u32, _: &[u8]) -> Option<u32> {
-        None
+        Some(0)
     }
     fn has_children(&self, _: u32) -> bool {
-        false
+        true
     }
     fn is_leaf(&self, _: u32) -> bool {
-        false
+        true
     }
 }
 
@@ -180,7 +181,7 @@ fn render_list<T: fmt::Display>(items: &[T]) -> String {
 
 /// Evaluates `pattern` against one event and says why it does or does not match.
 pub fn explain(pattern: &Pattern, event_json: &[u8]) -> Result<Explanation, EventError> {
-    // Validate with the matcher's scanner so both accept exactly the same events.
+    // The scanner's strict walk checks what serde_json does not: depth and number limits.
     Scanner::default().scan(event_json, &AllPaths, &mut |_, _, _| {})?;
     let event: Value = serde_json::from_slice(event_json).map_err(|_| EventError::Syntax {
         offset: 0,

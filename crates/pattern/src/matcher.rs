@@ -24,13 +24,65 @@ pub const MAX_ARRAY_SEARCH_STEPS: usize = 100_000;
 type Hit = u32;
 
 const NO_FIELD: u32 = u32::MAX;
+/// Leaf id of a hit outside any array of objects (its position constrains nothing).
+const NO_LEAF: u32 = u32::MAX;
 
 #[derive(Default, Clone)]
 struct Node {
-    keys: Vec<Box<[u8]>>,
-    kids: Vec<u32>,
-    map: Option<FxHashMap<Box<[u8]>, u32>>,
+    /// Children by name; the name's head and length reject most mismatches without
+    /// touching the rest of the name.
+    kids: Vec<Kid>,
+    /// With many children: a hash table of (head, length) to the first of `kids` in that
+    /// bucket (the rest chained by `Kid::next`); empty for a linear scan.
+    table: Vec<u32>,
+    /// 64 minus log2 of the table size.
+    shift: u32,
+    /// One bit per child (see [`filter_bit`]): a name whose bit is clear is no child.
+    filter: u64,
     field: u32,
+}
+
+#[derive(Clone)]
+struct Kid {
+    head: u64,
+    len: u32,
+    node: u32,
+    /// Next kid with the same (head, length), or `NO_KID`.
+    next: u32,
+    name: Box<[u8]>,
+}
+
+const NO_KID: u32 = u32::MAX;
+/// Children beyond which a node looks names up by hash instead of a linear scan.
+const LINEAR_KIDS: usize = 8;
+
+/// The first eight bytes of `key`, zero-padded, as a little-endian word.
+#[inline(always)]
+fn head(key: &[u8]) -> u64 {
+    let n = key.len();
+    if n >= 8 {
+        u64::from_le_bytes(key[..8].try_into().expect("8 bytes"))
+    } else if n >= 4 {
+        // Two overlapping 4-byte reads; the shared bytes are equal, so OR is exact.
+        let lo = u32::from_le_bytes(key[..4].try_into().expect("4 bytes"));
+        let hi = u32::from_le_bytes(key[n - 4..].try_into().expect("4 bytes"));
+        u64::from(lo) | (u64::from(hi) << (8 * (n - 4)))
+    } else if n > 0 {
+        u64::from(key[0])
+            | (u64::from(key[n / 2]) << (8 * (n / 2)))
+            | (u64::from(key[n - 1]) << (8 * (n - 1)))
+    } else {
+        0
+    }
+}
+
+impl Kid {
+    #[inline(always)]
+    fn is(&self, h: u64, key: &[u8]) -> bool {
+        self.head == h
+            && self.len as usize == key.len()
+            && (key.len() <= 8 || self.name[8..] == key[8..])
+    }
 }
 
 /// Hash map from an exact key to the hits it triggers, bucketed by key length for prefix
@@ -107,19 +159,22 @@ impl<N: Clone + Eq + Hash> Default for Matcher<N> {
     }
 }
 
+/// A bit chosen by a name's length and first byte; most names in an event are not
+/// children of the node being walked, and this rejects them in a few instructions.
+#[inline(always)]
+fn filter_bit(key: &[u8]) -> u64 {
+    let first = key.first().copied().unwrap_or(0) as usize;
+    1 << ((key.len().wrapping_mul(7) ^ first) & 63)
+}
+
 impl PathTrie for [Node] {
-    #[inline]
+    #[inline(always)]
     fn child(&self, node: u32, key: &[u8]) -> Option<u32> {
         let n = &self[node as usize];
-        if let Some(m) = &n.map {
-            return m.get(key).copied();
+        if n.filter & filter_bit(key) == 0 {
+            return None;
         }
-        for (k, &kid) in n.keys.iter().zip(&n.kids) {
-            if **k == *key {
-                return Some(kid);
-            }
-        }
-        None
+        n.find(key)
     }
     #[inline]
     fn has_children(&self, node: u32) -> bool {
@@ -128,6 +183,56 @@ impl PathTrie for [Node] {
     #[inline]
     fn is_leaf(&self, node: u32) -> bool {
         self[node as usize].field != NO_FIELD
+    }
+}
+
+impl Node {
+    #[inline(never)]
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let h = head(key);
+        if self.table.is_empty() {
+            return self.kids.iter().find(|k| k.is(h, key)).map(|k| k.node);
+        }
+        let mut i = self.table[bucket(h, key.len(), self.shift)];
+        while i != NO_KID {
+            let k = &self.kids[i as usize];
+            if k.is(h, key) {
+                return Some(k.node);
+            }
+            i = k.next;
+        }
+        None
+    }
+}
+
+/// Bucket of a name with head `h` and length `len` in a table of `1 << (64 - shift)`.
+#[inline(always)]
+fn bucket(h: u64, len: usize, shift: u32) -> usize {
+    ((h ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize
+}
+
+impl Node {
+    fn add_kid(&mut self, name: &[u8], node: u32) {
+        self.filter |= filter_bit(name);
+        self.kids.push(Kid {
+            head: head(name),
+            len: u32::try_from(name.len()).unwrap_or(u32::MAX),
+            node,
+            next: NO_KID,
+            name: name.into(),
+        });
+        if self.kids.len() > LINEAR_KIDS {
+            // Many siblings: rebuild the hash table at a load factor of at most 1/4.
+            let bits = (self.kids.len() * 4).next_power_of_two().trailing_zeros();
+            self.shift = 64 - bits;
+            self.table = vec![NO_KID; 1 << bits];
+            for i in 0..self.kids.len() {
+                let k = &mut self.kids[i];
+                let b = bucket(k.head, k.len as usize, self.shift);
+                k.next = self.table[b];
+                self.table[b] = i as u32;
+            }
+        }
     }
 }
 
@@ -381,15 +486,7 @@ impl<N: Clone + Eq + Hash> Matcher<N> {
                         field: NO_FIELD,
                         ..Node::default()
                     });
-                    let n = &mut self.nodes[node as usize];
-                    n.keys.push(k.into());
-                    n.kids.push(id);
-                    if let Some(m) = &mut n.map {
-                        m.insert(k.into(), id);
-                    } else if n.kids.len() > 8 {
-                        // Many siblings: switch from a linear scan to a hash map.
-                        n.map = Some(n.keys.iter().cloned().zip(n.kids.iter().copied()).collect());
-                    }
+                    self.nodes[node as usize].add_kid(k, id);
                     id
                 }
             };
@@ -502,11 +599,16 @@ impl<N: Clone + Eq + Hash> Matcher<N> {
         let result = scanner.scan(event, nodes, &mut |node, v, trail| {
             let field = nodes[node as usize].field;
             s.present[field as usize] = gen;
-            let leaf = s.leaves.len() as u32;
-            let start = s.steps.len() as u32;
-            s.steps.extend_from_slice(trail);
-            s.leaves.push((start, trail.len() as u32));
             let arrayed = !trail.is_empty();
+            // Only leaves inside arrays of objects need their position kept.
+            let leaf = if arrayed {
+                let start = s.steps.len() as u32;
+                s.steps.extend_from_slice(trail);
+                s.leaves.push((start, trail.len() as u32));
+                (s.leaves.len() - 1) as u32
+            } else {
+                NO_LEAF
+            };
             let (stamp, mask, arr, touched, hits) = (
                 &mut s.stamp,
                 &mut s.mask,
@@ -589,8 +691,10 @@ fn consistent(branch: u32, s: &Scratch) -> bool {
             continue;
         }
         let slot = (hit & 63) as u8;
-        let (a, n) = s.leaves[leaf as usize];
-        let trail = &s.steps[a as usize..(a + n) as usize];
+        let trail = match s.leaves.get(leaf as usize) {
+            Some(&(a, n)) => &s.steps[a as usize..(a + n) as usize],
+            None => &[][..],
+        };
         let i = match slots.iter().position(|x| *x == slot) {
             Some(i) => i,
             None => {

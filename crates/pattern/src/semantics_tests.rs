@@ -440,13 +440,40 @@ fn bad_events_are_errors() {
         r#"{"a": tru}"#,
         "{\"a\": \"\u{1}\"}",
         r#"{"a": "\ud800"}"#,
-        r#"{"b": [1,]}"#,
+        r#"{"a": [1,]}"#,
+        // Fields no pattern names are skipped by bracket depth, but their strings are
+        // still scanned and their brackets must pair up.
+        r#"{"b": "x"#,
+        r#"{"b": ["\x"]}"#,
+        "{\"b\": {\"c\": \"\u{1}\"}}",
+        r#"{"b": [1}, "a": "1"}"#,
+        r#"{"b": {"c": [1]]}"#,
+        r#"{"b": [[1]"#,
+        r#"{"b": tru}"#,
+        r#"{"b": 01}"#,
     ] {
         assert!(mm.matches_for_event(bad.as_bytes()).is_err(), "{bad:?}");
+    }
+    // Tokens between the brackets of a skipped object or array are not parsed.
+    for lax in [r#"{"b": [1,], "a": "1"}"#, r#"{"b": {"c" 1 2}, "a": "1"}"#] {
+        assert_eq!(
+            mm.matches_for_event(lax.as_bytes()).unwrap(),
+            vec![0],
+            "{lax:?}"
+        );
+        let p = Pattern::parse(r#"{"a": ["1"]}"#).unwrap();
+        assert!(
+            explain(&p, lax.as_bytes()).is_err(),
+            "explain is strict: {lax:?}"
+        );
     }
     let deep = format!("{{\"a\": {}1{}}}", "[".repeat(200), "]".repeat(200));
     assert!(mm.matches_for_event(deep.as_bytes()).is_err());
     assert!(mm.matches_for_event(&[b'{', 0xff, b'}']).is_err());
+    assert!(mm.matches_for_event(b"{\"a\": \"\xff\"}").is_err());
+    assert!(mm
+        .matches_for_event(b"{\"b\": \"\xff\", \"a\": \"1\"}")
+        .is_err());
     assert!(mm.matches_for_event(b" {\"a\" : \"1\" } \n").unwrap() == vec![0]);
 }
 
@@ -479,4 +506,30 @@ fn explain_names_field_wanted_and_had() {
     let ex = explain(&p, br#"{"a": [{"b": "x"}, {"c": "y"}]}"#).unwrap();
     assert!(!ex.matched && ex.branches[0].array_conflict);
     assert!(ex.to_string().contains("not within the same array element"));
+}
+
+#[test]
+fn many_sibling_fields_with_shared_heads() {
+    // Enough siblings for the hashed lookup; names share their first eight bytes and
+    // lengths, and short names overlap each other.
+    let mut names: Vec<String> = (0..12).map(|i| format!("abcdefgh{i:02}")).collect();
+    names.extend(
+        [
+            "a", "ab", "ba", "abc", "acb", "abcd", "abce", "abcdefg", "abcdefgh", "é", "aé",
+        ]
+        .map(String::from),
+    );
+    for n in [3, names.len()] {
+        let mut mm = Matcher::new();
+        for name in &names[..n] {
+            let p = serde_json::json!({ "d": { name.as_str(): ["v"] } });
+            mm.add_pattern(name.clone(), &Pattern::from_value(&p).unwrap())
+                .unwrap();
+        }
+        for name in &names[..n] {
+            let ev = serde_json::json!({ "d": { name.as_str(): "v", "abcdefgh99": "v", "abcdefgi": "v" } });
+            let got = mm.matches_for_event(ev.to_string().as_bytes()).unwrap();
+            assert_eq!(got, vec![name.clone()], "{name}");
+        }
+    }
 }

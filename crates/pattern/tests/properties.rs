@@ -200,3 +200,36 @@ fn reference_sanity() {
         &ev
     ));
 }
+
+/// JSON values whose strings are full of quotes, backslashes, brackets and non-ASCII text,
+/// long enough to cross the skipper's 64-byte blocks.
+fn nasty_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        4 => "[\"\\\\{}\\[\\]a-z\u{e9}\u{1F600} ,:]{0,90}".prop_map(Value::String),
+        1 => any::<i32>().prop_map(|n| json!(n)),
+        1 => Just(Value::Null),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z\"\\\\{]{0,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    /// Skipping a field no pattern names finds its exact end at every block alignment,
+    /// and cutting the event short anywhere is an error.
+    #[test]
+    fn skipped_values_end_where_they_should(v in nasty_value(), pad in 0usize..64, cut in any::<prop::sample::Index>()) {
+        let mut m = Matcher::new();
+        m.add_pattern(0, &Pattern::parse(r#"{"a": ["{"]}"#).unwrap()).unwrap();
+        let event = format!("{{{}\"x\": {}, \"a\": \"{{\"}}", " ".repeat(pad), v);
+        prop_assert_eq!(m.matches_for_event(event.as_bytes()).unwrap(), vec![0]);
+        let short = &event.as_bytes()[..cut.index(event.len())];
+        prop_assert!(m.matches_for_event(short).is_err());
+    }
+}
