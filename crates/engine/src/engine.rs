@@ -86,6 +86,11 @@ struct Finished {
 const READY_QUEUE: usize = 8192;
 /// Finished attempts waiting to be recorded; beyond it, delivery tasks wait.
 const FINISHED_QUEUE: usize = 4096;
+/// How long the recorder gathers finished attempts before committing them. Every
+/// commit is an fsync on the one writer, and an ingest commit queued behind an
+/// outcome-only commit waits for both: fewer, larger outcome commits keep the
+/// writer free for the requests someone is waiting on.
+const RECORD_GATHER: Duration = Duration::from_millis(5);
 /// Longest time between two scans of the store for due jobs.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -317,12 +322,13 @@ impl Engine {
             .map(|t| (rule.name.clone(), t.config.id.clone()))
             .collect();
         let json = event.to_json();
-        let new = NewEvent::new(StoredEvent { event, meta }, &json, jobs, Vec::new()).map_err(
-            |e| EngineError::Store {
-                message: e.to_string(),
-                retryable: false,
-            },
-        )?;
+        let new =
+            NewEvent::new(StoredEvent { event, meta }, &json, jobs, Vec::new()).map_err(|e| {
+                EngineError::Store {
+                    message: e.to_string(),
+                    retryable: false,
+                }
+            })?;
         let committed = self.inner.writer.commit(vec![new], Vec::new()).await?;
         if let Some((new, Appended::Stored { job_ids, .. })) = committed.into_iter().next() {
             self.enqueue(new, job_ids);
@@ -588,7 +594,10 @@ impl Engine {
             recorded,
         };
         if self.inner.finished.send(finished).await.is_err() || done.await.is_err() {
-            tracing::error!(job = job.id, "recording a delivery failed; it will be delivered again");
+            tracing::error!(
+                job = job.id,
+                "recording a delivery failed; it will be delivered again"
+            );
         }
     }
 
@@ -643,6 +652,15 @@ impl Engine {
             tokio::select! {
                 n = rx.recv_many(&mut batch, FINISHED_QUEUE) => if n == 0 { return },
                 _ = self.inner.tasks.wait(), if self.inner.shutdown.is_cancelled() => return,
+            }
+            if batch.len() < FINISHED_QUEUE && !self.inner.shutdown.is_cancelled() {
+                tokio::time::sleep(RECORD_GATHER).await;
+                while batch.len() < FINISHED_QUEUE {
+                    match rx.try_recv() {
+                        Ok(f) => batch.push(f),
+                        Err(_) => break,
+                    }
+                }
             }
             let mut updates = Vec::with_capacity(batch.len());
             let mut events = Vec::new();

@@ -58,9 +58,8 @@ impl Labelled {
     }
 
     pub(crate) fn latency(&self) -> &Histogram {
-        self.latency.get_or_init(|| {
-            metrics::histogram!("fleetbus_delivery_latency_seconds", &self.labels)
-        })
+        self.latency
+            .get_or_init(|| metrics::histogram!("fleetbus_delivery_latency_seconds", &self.labels))
     }
 }
 

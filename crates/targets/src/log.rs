@@ -79,10 +79,10 @@ impl LogTarget {
             } => {
                 let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                 write_file(&mut state, path, *max_bytes, *keep, &line).map_err(|e| {
-                        // The file is reopened next time, after whatever went wrong.
-                        *state = None;
-                        DeliveryError::Retryable(format!("cannot write {}: {e}", path.display()))
-                    })?;
+                    // The file is reopened next time, after whatever went wrong.
+                    *state = None;
+                    DeliveryError::Retryable(format!("cannot write {}: {e}", path.display()))
+                })?;
             }
         }
         Ok(Delivered {

@@ -66,7 +66,8 @@ CREATE TABLE IF NOT EXISTS suppressions (
 
 /// Per connection: WAL with an fsync per commit (FULL) is the durability promise;
 /// a 64 MiB page cache keeps the hot index pages off `pread`.
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;
+const PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;
     PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;
     PRAGMA journal_size_limit = 67108864;";
 
