@@ -12,11 +12,11 @@ use fleetbus_event::{Event, Meta, StoredEvent};
 use fleetbus_targets::{transform, DeliveryContext, DeliveryError};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::rules::{RuleSet, TargetEntry};
+use crate::rules::{Count, RuleSet, TargetEntry};
 use crate::store::{Appended, Counts, DlqEntry, Job, JobUpdate, Millis, NewEvent, Store};
 use crate::writer::{now_ms, Writer};
 use crate::{EngineError, PutError};
@@ -76,8 +76,24 @@ struct Ready {
     job: Job,
 }
 
+/// A finished attempt on its way to the store: the job's new state and the
+/// outcome event, committed together with those of other attempts.
+struct Finished {
+    update: JobUpdate,
+    outcome: Option<NewEvent>,
+    /// Answered once committed; dropped when the commit failed.
+    recorded: oneshot::Sender<()>,
+}
+
 /// Dispatcher wake-up queue size; beyond it, jobs are found by the store scan.
 const READY_QUEUE: usize = 8192;
+/// Finished attempts waiting to be recorded; beyond it, delivery tasks wait.
+const FINISHED_QUEUE: usize = 4096;
+/// How long the recorder gathers finished attempts before committing them. Every
+/// commit is an fsync on the one writer, and an ingest commit queued behind an
+/// outcome-only commit waits for both: fewer, larger outcome commits keep the
+/// writer free for the requests someone is waiting on.
+const RECORD_GATHER: Duration = Duration::from_millis(5);
 /// Longest time between two scans of the store for due jobs.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -88,6 +104,8 @@ struct Inner {
     backlog: AtomicU64,
     inflight: Mutex<HashSet<i64>>,
     ready: mpsc::Sender<Ready>,
+    finished: mpsc::Sender<Finished>,
+    backlog_gauge: metrics::Gauge,
     wake: Notify,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -113,6 +131,7 @@ impl Engine {
         let (writer, _thread) = Writer::spawn(store, settings.dedup_window.as_millis() as Millis);
         let counts = writer.read(|s| s.counts()).await?;
         let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
+        let (finished_tx, finished_rx) = mpsc::channel(FINISHED_QUEUE);
         let inner = Arc::new(Inner {
             writer,
             rules: RwLock::new(rules),
@@ -120,19 +139,24 @@ impl Engine {
             backlog: AtomicU64::new(counts.pending_jobs),
             inflight: Mutex::new(HashSet::new()),
             ready: ready_tx,
+            finished: finished_tx,
+            backlog_gauge: metrics::gauge!("fleetbus_delivery_backlog"),
             wake: Notify::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             schedules: Mutex::new(CancellationToken::new()),
             started: OffsetDateTime::now_utc(),
         });
-        metrics::gauge!("fleetbus_delivery_backlog").set(counts.pending_jobs as f64);
+        engine_backlog_set(&inner, counts.pending_jobs);
         let engine = Engine { inner };
         let dispatcher = engine.clone();
         engine
             .inner
             .tasks
             .spawn(async move { dispatcher.dispatch(ready_rx).await });
+        // Not tracked: delivery tasks wait on it while shutdown waits on them.
+        let recorder = engine.clone();
+        tokio::spawn(async move { recorder.record(finished_rx).await });
         engine.start_schedules();
         tracing::info!(
             pending_jobs = counts.pending_jobs,
@@ -140,6 +164,12 @@ impl Engine {
             "engine started"
         );
         Ok(engine)
+    }
+
+    /// A fresh event id: a UUID (v7), so ids given in one period sort together and
+    /// the store's id and dedup indexes grow at their end instead of at random pages.
+    pub fn new_event_id() -> String {
+        uuid::Uuid::now_v7().to_string()
     }
 
     /// Defaults for fields events leave out.
@@ -203,27 +233,32 @@ impl Engine {
             }
         }
         if !batch.is_empty() {
-            let appended = self.inner.writer.commit(batch.clone()).await?;
-            for ((slot, new), result) in ids.into_iter().zip(batch).zip(appended) {
-                let id = new.stored.event.id.clone();
-                answers[slot] = Some(Ok(match result {
-                    Appended::Duplicate => {
-                        metrics::counter!("fleetbus_events_duplicate_total").increment(1);
-                        PutOutcome::Duplicate { id }
-                    }
-                    Appended::Stored { job_ids, .. } => {
-                        metrics::counter!("fleetbus_events_stored_total", "bus" => new.stored.meta.bus.clone()).increment(1);
-                        let jobs = job_ids.len();
-                        self.enqueue(new, job_ids);
-                        PutOutcome::Stored { id, jobs }
-                    }
-                }));
+            let committed = self.inner.writer.commit(batch, Vec::new()).await?;
+            for (slot, (new, result)) in ids.into_iter().zip(committed) {
+                answers[slot] = Some(Ok(self.accepted(&rules, new, result)));
             }
         }
         Ok(answers
             .into_iter()
             .map(|a| a.unwrap_or(Err(PutError::Unmatchable("internal: no answer".into()))))
             .collect())
+    }
+
+    /// Counts a committed event and hands its jobs to the dispatcher.
+    fn accepted(&self, rules: &RuleSet, new: NewEvent, result: Appended) -> PutOutcome {
+        let id = new.stored.event.id.clone();
+        match result {
+            Appended::Duplicate => {
+                metrics::counter!("fleetbus_events_duplicate_total").increment(1);
+                PutOutcome::Duplicate { id }
+            }
+            Appended::Stored { job_ids, .. } => {
+                rules.count_stored(&new.stored.meta.bus);
+                let jobs = job_ids.len();
+                self.enqueue(new, job_ids);
+                PutOutcome::Stored { id, jobs }
+            }
+        }
     }
 
     fn prepare(&self, rules: &RuleSet, event: Event, meta: Meta) -> Result<NewEvent, PutError> {
@@ -252,12 +287,14 @@ impl Engine {
             };
             if rule.exempted(&json) {
                 tracing::info!(rule = %rule.name, event_id = %event.id, "rule suppressed by its exempt pattern");
-                metrics::counter!("fleetbus_rule_exempted_total", "rule" => rule.name.clone())
+                rule.metrics
+                    .counter(Count::Retried, "fleetbus_rule_exempted_total")
                     .increment(1);
                 suppressed.push(rule.name.clone());
                 continue;
             }
-            metrics::counter!("fleetbus_events_matched_total", "rule" => rule.name.clone())
+            rule.metrics
+                .counter(Count::Succeeded, "fleetbus_events_matched_total")
                 .increment(1);
             jobs.extend(
                 rule.targets
@@ -265,11 +302,9 @@ impl Engine {
                     .map(|t| (rule.name.clone(), t.config.id.clone())),
             );
         }
-        Ok(NewEvent {
-            stored: StoredEvent { event, meta },
-            jobs,
-            suppressed,
-        })
+        // The bytes just matched are the ones stored: the event is serialized once.
+        NewEvent::new(StoredEvent { event, meta }, &json, jobs, suppressed)
+            .map_err(|e| PutError::Unmatchable(e.to_string()))
     }
 
     /// Appends an event with jobs for every target of one rule, bypassing matching
@@ -289,13 +324,16 @@ impl Engine {
             .iter()
             .map(|t| (rule.name.clone(), t.config.id.clone()))
             .collect();
-        let new = NewEvent {
-            stored: StoredEvent { event, meta },
-            jobs,
-            suppressed: Vec::new(),
-        };
-        let appended = self.inner.writer.commit(vec![new.clone()]).await?;
-        if let Some(Appended::Stored { job_ids, .. }) = appended.into_iter().next() {
+        let json = event.to_json();
+        let new =
+            NewEvent::new(StoredEvent { event, meta }, &json, jobs, Vec::new()).map_err(|e| {
+                EngineError::Store {
+                    message: e.to_string(),
+                    retryable: false,
+                }
+            })?;
+        let committed = self.inner.writer.commit(vec![new], Vec::new()).await?;
+        if let Some((new, Appended::Stored { job_ids, .. })) = committed.into_iter().next() {
             self.enqueue(new, job_ids);
         }
         Ok(())
@@ -307,7 +345,7 @@ impl Engine {
         }
         let n = job_ids.len() as u64;
         let pending = self.inner.backlog.fetch_add(n, Ordering::Relaxed) + n;
-        metrics::gauge!("fleetbus_delivery_backlog").set(pending as f64);
+        engine_backlog_set(&self.inner, pending);
         let created_at = now_ms();
         for ((rule, target), id) in new.jobs.into_iter().zip(job_ids) {
             let job = Job {
@@ -340,7 +378,10 @@ impl Engine {
         }
     }
 
-    /// Starts due jobs from the store; returns when to scan next.
+    /// Starts due jobs from the store; returns when to scan next: at once when the
+    /// page was full, when the next retry falls due, or after [`SCAN_INTERVAL`].
+    /// Jobs due now but in flight are not a reason to scan again: scanning runs on
+    /// the writer thread, and every scan delays the commits queued behind it.
     async fn scan(&self) -> tokio::time::Instant {
         let inner = self.inner.clone();
         let result = self
@@ -352,7 +393,7 @@ impl Engine {
                     let inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
                     s.due_jobs(now, 1024, &|id| inflight.contains(&id))?
                 };
-                let next = s.next_due()?;
+                let next = s.next_due(now)?;
                 Ok((jobs, next))
             })
             .await;
@@ -422,7 +463,7 @@ impl Engine {
             .await;
             return;
         };
-        let Ok(_permit) = entry.concurrency.acquire().await else {
+        let Ok(permit) = entry.concurrency.acquire().await else {
             return;
         };
         entry.rate_slot().await;
@@ -447,10 +488,15 @@ impl Engine {
                 entry.target.deliver(&payload, &ctx).await
             }
         };
+        // The target is free for the next delivery while this outcome is recorded.
+        drop(permit);
         self.finish(&job, Some(&entry), result, started.elapsed())
             .await;
     }
 
+    /// Records an attempt's outcome: the job's new state and the outcome event go
+    /// to the recorder, which commits them with other attempts' in one transaction.
+    /// Returns once committed (or failed: the job then stays pending, delivered again).
     async fn finish(
         &self,
         job: &Job,
@@ -459,12 +505,23 @@ impl Engine {
         latency: Duration,
     ) {
         let attempts = job.attempts + 1;
-        let labels = [("rule", job.rule.clone()), ("target", job.target.clone())];
-        metrics::histogram!("fleetbus_delivery_latency_seconds", &labels)
-            .record(latency.as_secs_f64());
+        if let Some(entry) = entry {
+            entry.metrics.latency().record(latency.as_secs_f64());
+        } else {
+            let labels = [("rule", job.rule.clone()), ("target", job.target.clone())];
+            metrics::histogram!("fleetbus_delivery_latency_seconds", &labels)
+                .record(latency.as_secs_f64());
+        }
+        let count = |slot: Count, name: &'static str| match entry {
+            Some(entry) => entry.metrics.counter(slot, name).increment(1),
+            None => {
+                let labels = [("rule", job.rule.clone()), ("target", job.target.clone())];
+                metrics::counter!(name, &labels).increment(1)
+            }
+        };
         let (update, outcome) = match result {
             Ok(delivered) => {
-                metrics::counter!("fleetbus_deliveries_succeeded_total", &labels).increment(1);
+                count(Count::Succeeded, "fleetbus_deliveries_succeeded_total");
                 tracing::debug!(rule = %job.rule, target = %job.target, event_id = %job.event.event.id, status = %delivered.status, "delivered");
                 for (bus, event) in delivered.emitted {
                     let meta = Meta::caused_by(
@@ -501,8 +558,7 @@ impl Engine {
                     } else {
                         format!("gave up after {attempts} attempts; last error: {err}")
                     };
-                    metrics::counter!("fleetbus_deliveries_dead_lettered_total", &labels)
-                        .increment(1);
+                    count(Count::Dead, "fleetbus_deliveries_dead_lettered_total");
                     tracing::warn!(rule = %job.rule, target = %job.target, event_id = %job.event.event.id, attempts, error = %why, "delivery dead-lettered");
                     (
                         JobUpdate::Dead {
@@ -513,7 +569,7 @@ impl Engine {
                         Some((false, "dead-lettered".to_owned(), Some(why))),
                     )
                 } else {
-                    metrics::counter!("fleetbus_deliveries_retried_total", &labels).increment(1);
+                    count(Count::Retried, "fleetbus_deliveries_retried_total");
                     let delay = backoff(attempts);
                     tracing::info!(rule = %job.rule, target = %job.target, event_id = %job.event.event.id, attempts, retry_in_ms = delay.as_millis() as u64, error = %err, "delivery failed, will retry");
                     (
@@ -528,46 +584,124 @@ impl Engine {
                 }
             }
         };
-        let finished = !matches!(update, JobUpdate::Retry { .. });
-        if let Err(e) = self.inner.writer.update(update).await {
-            tracing::error!(error = %e, job = job.id, "recording a delivery failed; it will be delivered again");
-            return;
-        }
-        if finished {
-            let pending = self
-                .inner
-                .backlog
-                .fetch_sub(1, Ordering::Relaxed)
-                .saturating_sub(1);
-            metrics::gauge!("fleetbus_delivery_backlog").set(pending as f64);
-        } else {
-            self.inner.wake.notify_one();
-        }
         // Outcomes of outcome events would never end: they are not reported.
-        if let (Some((ok, status, error)), false) =
-            (outcome, job.event.event.source == DELIVERY_SOURCE)
-        {
-            let mut detail = Map::new();
-            detail.insert("rule".into(), json!(job.rule));
-            detail.insert("target".into(), json!(job.target));
-            detail.insert("event-id".into(), json!(job.event.event.id));
-            detail.insert("attempts".into(), json!(attempts));
-            detail.insert("status".into(), json!(status));
-            detail.insert("latency-ms".into(), json!(latency.as_secs_f64() * 1000.0));
-            if let Some(error) = error {
-                detail.insert("error".into(), json!(error));
+        let outcome = match (outcome, job.event.event.source == DELIVERY_SOURCE) {
+            (Some((ok, status, error)), false) => {
+                self.outcome_event(job, attempts, latency, ok, status, error)
             }
-            let detail_type = if ok {
-                "Target Delivery Succeeded"
-            } else {
-                "Target Delivery Failed"
-            };
-            let mut event = Event::new(DELIVERY_SOURCE, detail_type, detail);
-            event.account = job.event.event.account.clone();
-            event.region = job.event.event.region.clone();
-            event.resources = job.event.event.resources.clone();
-            let meta = Meta::caused_by(&job.event, job.event.meta.bus.clone(), "delivery");
-            self.put_derived(event, meta).await;
+            _ => None,
+        };
+        let (recorded, done) = oneshot::channel();
+        let finished = Finished {
+            update,
+            outcome,
+            recorded,
+        };
+        if self.inner.finished.send(finished).await.is_err() || done.await.is_err() {
+            tracing::error!(
+                job = job.id,
+                "recording a delivery failed; it will be delivered again"
+            );
+        }
+    }
+
+    /// The outcome event of an attempt, matched and ready to commit; `None` (with
+    /// a log line) when it cannot go on the bus, as for any derived event.
+    fn outcome_event(
+        &self,
+        job: &Job,
+        attempts: u32,
+        latency: Duration,
+        ok: bool,
+        status: String,
+        error: Option<String>,
+    ) -> Option<NewEvent> {
+        let mut detail = Map::new();
+        detail.insert("rule".into(), json!(job.rule));
+        detail.insert("target".into(), json!(job.target));
+        detail.insert("event-id".into(), json!(job.event.event.id));
+        detail.insert("attempts".into(), json!(attempts));
+        detail.insert("status".into(), json!(status));
+        detail.insert("latency-ms".into(), json!(latency.as_secs_f64() * 1000.0));
+        if let Some(error) = error {
+            detail.insert("error".into(), json!(error));
+        }
+        let detail_type = if ok {
+            "Target Delivery Succeeded"
+        } else {
+            "Target Delivery Failed"
+        };
+        let mut event = Event::new(DELIVERY_SOURCE, detail_type, detail);
+        event.id = Engine::new_event_id();
+        event.account = job.event.event.account.clone();
+        event.region = job.event.event.region.clone();
+        event.resources = job.event.event.resources.clone();
+        let meta = Meta::caused_by(&job.event, job.event.meta.bus.clone(), "delivery");
+        let id = event.id.clone();
+        match self.prepare(&self.rules(), event, meta) {
+            Ok(new) => Some(new),
+            Err(e) => {
+                tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus");
+                None
+            }
+        }
+    }
+
+    /// Commits finished attempts in batches: whatever finished while the previous
+    /// batch was committing goes in one writer command. Ends once shutdown has
+    /// closed the task tracker and every delivery task is done.
+    async fn record(self, mut rx: mpsc::Receiver<Finished>) {
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, FINISHED_QUEUE) => if n == 0 { return },
+                _ = self.inner.tasks.wait(), if self.inner.shutdown.is_cancelled() => return,
+            }
+            if batch.len() < FINISHED_QUEUE && !self.inner.shutdown.is_cancelled() {
+                tokio::time::sleep(RECORD_GATHER).await;
+                while batch.len() < FINISHED_QUEUE {
+                    match rx.try_recv() {
+                        Ok(f) => batch.push(f),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let mut updates = Vec::with_capacity(batch.len());
+            let mut events = Vec::new();
+            let mut replies = Vec::with_capacity(batch.len());
+            for f in batch.drain(..) {
+                updates.push(f.update);
+                events.extend(f.outcome);
+                replies.push(f.recorded);
+            }
+            let finished = updates
+                .iter()
+                .filter(|u| !matches!(u, JobUpdate::Retry { .. }))
+                .count() as u64;
+            let retried = finished < updates.len() as u64;
+            match self.inner.writer.commit(events, updates).await {
+                Ok(committed) => {
+                    let pending = self
+                        .inner
+                        .backlog
+                        .fetch_sub(finished, Ordering::Relaxed)
+                        .saturating_sub(finished);
+                    engine_backlog_set(&self.inner, pending);
+                    if retried {
+                        self.inner.wake.notify_one();
+                    }
+                    let rules = self.rules();
+                    for (new, result) in committed {
+                        self.accepted(&rules, new, result);
+                    }
+                    for reply in replies {
+                        let _ = reply.send(());
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, attempts = replies.len(), "recording delivery outcomes failed; they will be delivered again");
+                }
+            }
         }
     }
 
@@ -635,6 +769,7 @@ impl Engine {
             }
             let s = &self.inner.settings;
             let mut event = Event::new(SCHEDULER_SOURCE, "Scheduled Event", Map::new());
+            event.id = Engine::new_event_id();
             event.time = at;
             event.account = s.account.clone();
             event.region = s.region.clone();
@@ -682,7 +817,7 @@ impl Engine {
             .backlog
             .fetch_add(moved.len() as u64, Ordering::Relaxed)
             + moved.len() as u64;
-        metrics::gauge!("fleetbus_delivery_backlog").set(pending as f64);
+        engine_backlog_set(&self.inner, pending);
         self.inner.wake.notify_one();
         Ok(moved)
     }
@@ -714,6 +849,11 @@ impl Engine {
             tracing::warn!("deliveries still in flight at shutdown are left pending and will be retried on start");
         }
     }
+}
+
+/// Publishes the delivery backlog.
+fn engine_backlog_set(inner: &Inner, pending: u64) {
+    inner.backlog_gauge.set(pending as f64);
 }
 
 /// Exponential backoff with full jitter: 1 s doubling per attempt, capped at 5 min,

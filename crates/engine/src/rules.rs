@@ -2,12 +2,13 @@
 //! pattern, the exemptions, and the targets built once per configuration.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fleetbus_config::{Config, Schedule, Target};
 use fleetbus_pattern::{Matcher, Pattern};
 use fleetbus_targets::TargetImpl;
+use metrics::{Counter, Histogram};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -19,6 +20,47 @@ pub(crate) struct TargetEntry {
     pub target: TargetImpl,
     pub concurrency: Semaphore,
     limiter: Option<Mutex<(Duration, Instant)>>,
+    pub metrics: Labelled,
+}
+
+/// Metric handles for one rule or one (rule, target), each registered on first
+/// use: the hot path skips the registry's lookup by name and labels, and series
+/// that never happen never appear.
+pub(crate) struct Labelled {
+    labels: Vec<(&'static str, String)>,
+    handles: [OnceLock<Counter>; 3],
+    latency: OnceLock<Histogram>,
+}
+
+/// The counters a [`Labelled`] holds, by slot.
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    /// Per target: delivered; per rule: matched.
+    Succeeded = 0,
+    /// Per target: retried; per rule: exempted.
+    Retried = 1,
+    /// Per target: dead-lettered.
+    Dead = 2,
+}
+
+impl Labelled {
+    fn new(labels: Vec<(&'static str, String)>) -> Labelled {
+        Labelled {
+            labels,
+            handles: Default::default(),
+            latency: OnceLock::new(),
+        }
+    }
+
+    /// The counter in `slot`, named `name` the first time.
+    pub(crate) fn counter(&self, slot: Count, name: &'static str) -> &Counter {
+        self.handles[slot as usize].get_or_init(|| metrics::counter!(name, &self.labels))
+    }
+
+    pub(crate) fn latency(&self) -> &Histogram {
+        self.latency
+            .get_or_init(|| metrics::histogram!("fleetbus_delivery_latency_seconds", &self.labels))
+    }
 }
 
 impl TargetEntry {
@@ -43,6 +85,7 @@ pub(crate) struct CompiledRule {
     pub enabled: bool,
     exempt: Option<Matcher<u8>>,
     pub targets: Vec<Arc<TargetEntry>>,
+    pub metrics: Labelled,
 }
 
 impl CompiledRule {
@@ -59,6 +102,8 @@ pub(crate) struct RuleSet {
     pub rules: Vec<CompiledRule>,
     matchers: HashMap<String, Matcher<u32>>,
     targets: HashMap<(String, String), Arc<TargetEntry>>,
+    /// Per bus: `fleetbus_events_stored_total`.
+    stored: HashMap<String, Labelled>,
 }
 
 impl RuleSet {
@@ -108,6 +153,10 @@ impl RuleSet {
                     target,
                     concurrency: Semaphore::new(t.concurrency as usize),
                     limiter,
+                    metrics: Labelled::new(vec![
+                        ("rule", rule.name.clone()),
+                        ("target", t.id.clone()),
+                    ]),
                 });
                 targets.insert((rule.name.clone(), t.id.clone()), entry.clone());
                 built.push(entry);
@@ -119,12 +168,19 @@ impl RuleSet {
                 enabled: rule.enabled,
                 exempt,
                 targets: built,
+                metrics: Labelled::new(vec![("rule", rule.name.clone())]),
             });
         }
+        let stored = config
+            .buses
+            .iter()
+            .map(|b| (b.clone(), Labelled::new(vec![("bus", b.clone())])))
+            .collect();
         Ok(RuleSet {
             rules,
             matchers,
             targets,
+            stored,
         })
     }
 
@@ -137,6 +193,17 @@ impl RuleSet {
         match self.matchers.get(bus) {
             None => Ok(Vec::new()),
             Some(m) => m.matches_for_event(event_json).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Counts an event stored on `bus`.
+    pub(crate) fn count_stored(&self, bus: &str) {
+        match self.stored.get(bus) {
+            Some(m) => m
+                .counter(Count::Succeeded, "fleetbus_events_stored_total")
+                .increment(1),
+            None => metrics::counter!("fleetbus_events_stored_total", "bus" => bus.to_owned())
+                .increment(1),
         }
     }
 

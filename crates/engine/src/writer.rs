@@ -15,14 +15,16 @@ const MAX_BATCH_EVENTS: usize = 8192;
 
 type ReadFn = Box<dyn FnOnce(&mut dyn Store) + Send>;
 
+/// What one commit hands back: the events (for the caller to enqueue their jobs)
+/// with each one's answer, in order.
+pub(crate) type Committed = Result<Vec<(NewEvent, Appended)>, EngineError>;
+
 pub(crate) enum Cmd {
+    /// Events to append and job updates to apply, both in the next transaction.
     Commit {
         events: Vec<NewEvent>,
-        reply: oneshot::Sender<Result<Vec<Appended>, EngineError>>,
-    },
-    Update {
-        update: JobUpdate,
-        reply: Option<oneshot::Sender<Result<(), EngineError>>>,
+        updates: Vec<JobUpdate>,
+        reply: oneshot::Sender<Committed>,
     },
     Read(ReadFn),
 }
@@ -50,18 +52,18 @@ impl Writer {
                     let mut commits = Vec::new();
                     let mut events = Vec::new();
                     let mut updates = Vec::new();
-                    let mut update_replies = Vec::new();
                     let mut reads = Vec::new();
                     let mut next = Some(first);
                     while let Some(cmd) = next.take() {
                         match cmd {
-                            Cmd::Commit { events: batch, reply } => {
+                            Cmd::Commit {
+                                events: batch,
+                                updates: more,
+                                reply,
+                            } => {
                                 commits.push((batch.len(), reply));
                                 events.extend(batch);
-                            }
-                            Cmd::Update { update, reply } => {
-                                updates.push(update);
-                                update_replies.extend(reply);
+                                updates.extend(more);
                             }
                             Cmd::Read(f) => reads.push(f),
                         }
@@ -69,27 +71,21 @@ impl Writer {
                             next = rx.try_recv().ok();
                         }
                     }
-                    if !events.is_empty() || !updates.is_empty() {
+                    if !commits.is_empty() {
                         let result = store.commit(&events, &updates, now_ms(), dedup_window_ms);
                         metrics::histogram!("fleetbus_store_batch_events").record(events.len() as f64);
                         match result {
-                            Ok(mut appended) => {
-                                // Hand each caller its own slice of the answers, in order.
-                                let mut rest = appended.split_off(0).into_iter();
+                            Ok(appended) => {
+                                // Hand each caller its own events back with their answers, in order.
+                                let mut rest = events.into_iter().zip(appended);
                                 for (n, reply) in commits {
                                     let _ = reply.send(Ok(rest.by_ref().take(n).collect()));
-                                }
-                                for reply in update_replies {
-                                    let _ = reply.send(Ok(()));
                                 }
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, events = events.len(), "store commit failed; nothing in this batch was acknowledged");
                                 let err = EngineError::Store { message: e.to_string(), retryable: e.is_retryable() };
                                 for (_, reply) in commits {
-                                    let _ = reply.send(Err(err.clone()));
-                                }
-                                for reply in update_replies {
                                     let _ = reply.send(Err(err.clone()));
                                 }
                             }
@@ -104,23 +100,15 @@ impl Writer {
         (Writer { tx }, handle)
     }
 
-    /// Appends events durably; resolves once committed.
-    pub(crate) async fn commit(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>, EngineError> {
+    /// Appends events and applies job updates durably, in one transaction;
+    /// resolves once committed.
+    pub(crate) async fn commit(&self, events: Vec<NewEvent>, updates: Vec<JobUpdate>) -> Committed {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Cmd::Commit { events, reply })
-            .await
-            .map_err(|_| EngineError::ShuttingDown)?;
-        rx.await.map_err(|_| EngineError::ShuttingDown)?
-    }
-
-    /// Records a job's fate; resolves once committed.
-    pub(crate) async fn update(&self, update: JobUpdate) -> Result<(), EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Update {
-                update,
-                reply: Some(reply),
+            .send(Cmd::Commit {
+                events,
+                updates,
+                reply,
             })
             .await
             .map_err(|_| EngineError::ShuttingDown)?;

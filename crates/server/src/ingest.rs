@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use fleetbus_engine::{PutError, PutOutcome};
+use fleetbus_engine::{Engine, PutError, PutOutcome};
 use fleetbus_event::{Event, EventError, Meta, MAX_EVENT_BYTES};
 use serde_json::{json, Map, Value};
 
@@ -107,10 +107,25 @@ pub async fn aws_json(
     }
 }
 
+/// Counts the bytes written through it: an entry's serialized size without
+/// building the bytes.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn put_events_entries(state: &AppState, body: &[u8]) -> Result<Vec<Prepared>, ApiError> {
-    let request: Value = serde_json::from_slice(body)
+    let mut request: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
-    let Some(entries) = request.get("Entries").and_then(Value::as_array) else {
+    let Some(Value::Array(entries)) = request.get_mut("Entries").map(Value::take) else {
         return Err(ApiError::bad_request(
             "Entries: required, a list of PutEventsRequestEntry",
         ));
@@ -122,8 +137,9 @@ fn put_events_entries(state: &AppState, body: &[u8]) -> Result<Vec<Prepared>, Ap
     }
     let defaults = state.engine.defaults();
     let mut out = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        let size = serde_json::to_vec(entry).map(|v| v.len()).unwrap_or(0);
+    for (i, entry) in entries.into_iter().enumerate() {
+        let mut counter = ByteCount(0);
+        let size = serde_json::to_writer(&mut counter, &entry).map_or(0, |()| counter.0);
         if size > MAX_EVENT_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -136,33 +152,35 @@ fn put_events_entries(state: &AppState, body: &[u8]) -> Result<Vec<Prepared>, Ap
     Ok(out)
 }
 
-fn put_events_entry(entry: &Value, defaults: &fleetbus_event::Defaults) -> Prepared {
+fn put_events_entry(entry: Value, defaults: &fleetbus_event::Defaults) -> Prepared {
     let bad = |msg: String| Err(("InvalidArgument", msg));
     let Value::Object(fields) = entry else {
         return bad("entry must be a JSON object".into());
     };
     let mut envelope = Map::new();
+    // PutEvents entries carry no id: fleetbus gives one.
+    envelope.insert("id".into(), Engine::new_event_id().into());
     let mut bus = "default".to_owned();
     for (key, value) in fields {
         match (key.as_str(), value) {
-            ("Source", Value::String(s)) => {
-                envelope.insert("source".into(), s.clone().into());
+            ("Source", value @ Value::String(_)) => {
+                envelope.insert("source".into(), value);
             }
-            ("DetailType", Value::String(s)) => {
-                envelope.insert("detail-type".into(), s.clone().into());
+            ("DetailType", value @ Value::String(_)) => {
+                envelope.insert("detail-type".into(), value);
             }
-            ("Detail", Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            ("Detail", Value::String(s)) => match serde_json::from_str::<Value>(&s) {
                 Ok(v @ Value::Object(_)) => {
                     envelope.insert("detail".into(), v);
                 }
                 Ok(_) => return Err(("MalformedDetail", "Detail: must be a JSON object".into())),
                 Err(e) => return Err(("MalformedDetail", format!("Detail: is not valid JSON ({e})"))),
             },
-            ("Resources", Value::Array(_)) => {
-                envelope.insert("resources".into(), value.clone());
+            ("Resources", value @ Value::Array(_)) => {
+                envelope.insert("resources".into(), value);
             }
-            ("Time", Value::String(s)) => {
-                envelope.insert("time".into(), s.clone().into());
+            ("Time", value @ Value::String(_)) => {
+                envelope.insert("time".into(), value);
             }
             // The AWS JSON protocol sends timestamps as epoch seconds.
             ("Time", Value::Number(n)) => {
@@ -268,6 +286,11 @@ pub async fn bus_events(
             let r = if cloudevents {
                 fleetbus_event::from_cloudevent(v, &defaults)
             } else {
+                let mut v = v;
+                if let Value::Object(map) = &mut v {
+                    map.entry("id")
+                        .or_insert_with(|| Engine::new_event_id().into());
+                }
                 Event::from_value(v, &defaults)
             };
             out.push(one(r)?);

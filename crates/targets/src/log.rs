@@ -6,14 +6,18 @@
 //! renamed to `<path>.1` (`.1` to `.2`, and so on; the oldest beyond `keep` is
 //! removed) and a new file is started. With `keep: 0` the old content is
 //! dropped. A single line larger than `max_bytes` is still written whole.
-//! Writes go through one async mutex, each flushed before the next.
+//!
+//! Each line is one `write` on a file opened with `O_APPEND`, under a plain mutex:
+//! a short blocking system call costs far less than handing every line to tokio's
+//! blocking pool (two thread hand-offs a line), and nothing is buffered in the
+//! process, so a line reported written is in the kernel.
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde_json::Value;
-use tokio::fs::{File, OpenOptions};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
 
 use crate::{Delivered, DeliveryError, Payload};
 
@@ -57,10 +61,9 @@ impl LogTarget {
         line.push(b'\n');
         match &self.sink {
             Sink::Stdout(lock) => {
-                let _guard = lock.lock().await;
-                // A line to stdout is a short blocking write; no await while the
-                // std lock is held.
-                use std::io::Write;
+                let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                // A line to stdout is a short blocking write; nothing awaits while
+                // the lock is held.
                 let mut out = std::io::stdout().lock();
                 out.write_all(&line)
                     .and_then(|()| out.flush())
@@ -74,14 +77,12 @@ impl LogTarget {
                 keep,
                 state,
             } => {
-                let mut state = state.lock().await;
-                write_file(&mut state, path, *max_bytes, *keep, &line)
-                    .await
-                    .map_err(|e| {
-                        // The file is reopened next time, after whatever went wrong.
-                        *state = None;
-                        DeliveryError::Retryable(format!("cannot write {}: {e}", path.display()))
-                    })?;
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                write_file(&mut state, path, *max_bytes, *keep, &line).map_err(|e| {
+                    // The file is reopened next time, after whatever went wrong.
+                    *state = None;
+                    DeliveryError::Retryable(format!("cannot write {}: {e}", path.display()))
+                })?;
             }
         }
         Ok(Delivered {
@@ -91,20 +92,16 @@ impl LogTarget {
     }
 }
 
-async fn open(path: &Path) -> std::io::Result<(File, u64)> {
+fn open(path: &Path) -> std::io::Result<(File, u64)> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir).await?;
+        std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await?;
-    let size = file.metadata().await?.len();
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let size = file.metadata()?.len();
     Ok((file, size))
 }
 
-async fn write_file(
+fn write_file(
     state: &mut Option<(File, u64)>,
     path: &Path,
     max_bytes: u64,
@@ -112,19 +109,18 @@ async fn write_file(
     line: &[u8],
 ) -> std::io::Result<()> {
     if state.is_none() {
-        *state = Some(open(path).await?);
+        *state = Some(open(path)?);
     }
     let size = state.as_ref().map_or(0, |(_, s)| *s);
     if size > 0 && size.saturating_add(line.len() as u64) > max_bytes {
         *state = None;
-        rotate(path, keep).await?;
-        *state = Some(open(path).await?);
+        rotate(path, keep)?;
+        *state = Some(open(path)?);
     }
     let Some((file, size)) = state.as_mut() else {
         return Err(std::io::Error::other("log file not open"));
     };
-    file.write_all(line).await?;
-    file.flush().await?;
+    file.write_all(line)?;
     *size += line.len() as u64;
     Ok(())
 }
@@ -136,22 +132,22 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
 }
 
 /// `path` -> `path.1` -> ... -> `path.<keep>`; the oldest is dropped.
-async fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
+fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
     if keep == 0 {
-        return remove_if_present(path).await;
+        return remove_if_present(path);
     }
-    remove_if_present(&numbered(path, keep)).await?;
+    remove_if_present(&numbered(path, keep))?;
     for n in (1..keep).rev() {
         let from = numbered(path, n);
-        if tokio::fs::try_exists(&from).await? {
-            tokio::fs::rename(&from, numbered(path, n + 1)).await?;
+        if from.try_exists()? {
+            std::fs::rename(&from, numbered(path, n + 1))?;
         }
     }
-    tokio::fs::rename(path, numbered(path, 1)).await
+    std::fs::rename(path, numbered(path, 1))
 }
 
-async fn remove_if_present(path: &Path) -> std::io::Result<()> {
-    match tokio::fs::remove_file(path).await {
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

@@ -5,7 +5,9 @@
 
 pub mod sqlite;
 
-use fleetbus_event::StoredEvent;
+use std::sync::Arc;
+
+use fleetbus_event::{Meta, StoredEvent};
 
 /// Milliseconds since the Unix epoch: the store's one clock unit.
 pub type Millis = i64;
@@ -40,11 +42,50 @@ impl StoreError {
 /// An event to append, with the delivery jobs its match produced, atomically.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub stored: StoredEvent,
+    /// Shared with the jobs that deliver it, so nothing copies the event.
+    pub stored: Arc<StoredEvent>,
+    /// `stored` as JSON, the form kept in the log: made once, off the writer
+    /// thread, from the bytes the matcher already saw.
+    pub body: String,
     /// (rule, target) pairs to deliver to.
     pub jobs: Vec<(String, String)>,
     /// Rules whose `exempt` pattern suppressed them for this event.
     pub suppressed: Vec<String>,
+}
+
+impl NewEvent {
+    /// Builds the record from the event's compact JSON (as [`fleetbus_event::Event::to_json`]
+    /// gives it) without serializing the event a second time.
+    pub fn new(
+        stored: StoredEvent,
+        event_json: &[u8],
+        jobs: Vec<(String, String)>,
+        suppressed: Vec<String>,
+    ) -> Result<NewEvent, StoreError> {
+        let body = encode_body(event_json, &stored.meta)?;
+        Ok(NewEvent {
+            stored: Arc::new(stored),
+            body,
+            jobs,
+            suppressed,
+        })
+    }
+}
+
+/// `{"event":<event>,"meta":<meta>}`: byte for byte what serializing a
+/// [`StoredEvent`] gives, around event JSON that is already made.
+fn encode_body(event_json: &[u8], meta: &Meta) -> Result<String, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { seq: 0, reason };
+    let event = std::str::from_utf8(event_json)
+        .map_err(|e| corrupt(format!("event JSON is not UTF-8: {e}")))?;
+    let meta = serde_json::to_string(meta).map_err(|e| corrupt(e.to_string()))?;
+    let mut body = String::with_capacity(event.len() + meta.len() + 20);
+    body.push_str("{\"event\":");
+    body.push_str(event);
+    body.push_str(",\"meta\":");
+    body.push_str(&meta);
+    body.push('}');
+    Ok(body)
 }
 
 /// The answer for one appended event.
@@ -65,7 +106,7 @@ pub struct Job {
     /// Attempts made so far.
     pub attempts: u32,
     pub created_at: Millis,
-    pub event: StoredEvent,
+    pub event: Arc<StoredEvent>,
 }
 
 /// What happened to a job.
@@ -110,6 +151,7 @@ pub struct Counts {
 }
 
 /// The storage contract. One writer calls it; every method is a transaction.
+/// Appended events are stored as [`NewEvent::body`] and read back as `StoredEvent`.
 pub trait Store: Send + 'static {
     /// Appends events and applies job updates in one transaction (group commit).
     /// Duplicates of (source, id) seen within `dedup_window_ms` are dropped.
@@ -129,8 +171,9 @@ pub trait Store: Send + 'static {
         exclude: &dyn Fn(i64) -> bool,
     ) -> Result<Vec<Job>, StoreError>;
 
-    /// The earliest `next_at` among pending jobs.
-    fn next_due(&mut self) -> Result<Option<Millis>, StoreError>;
+    /// The earliest `next_at` after `now` among pending jobs: when a retry falls
+    /// due. (Jobs due already are in flight or returned by [`Store::due_jobs`].)
+    fn next_due(&mut self, now: Millis) -> Result<Option<Millis>, StoreError>;
 
     fn counts(&mut self) -> Result<Counts, StoreError>;
 
@@ -161,4 +204,31 @@ pub trait Store: Send + 'static {
         jobs_before: Millis,
         dedup_before: Millis,
     ) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetbus_event::Event;
+
+    #[test]
+    fn body_is_what_serde_makes_of_the_stored_event() {
+        let mut event = Event::new("s", "t \"quoted\"", Default::default());
+        event.resources = vec!["device/é".into()];
+        let stored = StoredEvent {
+            meta: Meta::caused_by(
+                &StoredEvent {
+                    event: event.clone(),
+                    meta: Meta::ingested("default", "api"),
+                },
+                "default",
+                "delivery",
+            ),
+            event,
+        };
+        let new = NewEvent::new(stored.clone(), &stored.event.to_json(), vec![], vec![]).unwrap();
+        assert_eq!(new.body, serde_json::to_string(&stored).unwrap());
+        let back: StoredEvent = serde_json::from_str(&new.body).unwrap();
+        assert_eq!(back, stored);
+    }
 }

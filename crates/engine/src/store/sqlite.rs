@@ -1,7 +1,20 @@
 //! The embedded store: one SQLite file in the data directory, WAL mode with full
 //! synchronous commits, so a committed batch survives `kill -9` and power loss.
+//!
+//! Checkpoints (copying the WAL back into the database file, with an fsync of
+//! it) run on a thread of their own with a read-only role: they change no data,
+//! and left to SQLite they would run inside whichever commit crossed the
+//! threshold, stalling every request waiting on that commit. Under sustained
+//! load the WAL cannot restart while commits keep landing during checkpoints, so
+//! past [`WAL_RESTART_FRAMES`] the writer finishes the (by then short) checkpoint
+//! itself between two commits.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -51,13 +64,37 @@ CREATE TABLE IF NOT EXISTS suppressions (
 );
 ";
 
+/// Per connection: WAL with an fsync per commit (FULL) is the durability promise;
+/// a 64 MiB page cache keeps the hot index pages off `pread`.
+const PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;
+    PRAGMA busy_timeout = 5000; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;
+    PRAGMA journal_size_limit = 67108864;";
+
 // Job states: 0 pending (the literal in queries, where the partial index needs it), 1 done, 2 dead.
 const DONE: i64 = 1;
 const DEAD: i64 = 2;
 
+/// Shortest pause between two background checkpoints: lets commits accumulate so
+/// a hot page is copied once, not once per commit.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
+/// WAL length (in 4 KiB frames, so 64 MiB) past which the writer completes a
+/// checkpoint itself so that the log restarts from its beginning.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Connection,
+    checkpointer: Option<Checkpointer>,
+}
+
+/// The background checkpoint thread and what the writer shares with it.
+struct Checkpointer {
+    /// A commit happened (capacity 1: signals coalesce).
+    kick: Option<SyncSender<()>>,
+    /// Set when the WAL is long enough that the writer should finish a checkpoint.
+    restart: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl SqliteStore {
@@ -68,13 +105,18 @@ impl SqliteStore {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let conn =
-            Connection::open(dir.join("fleetbus.db")).map_err(|e| open_err(e.to_string()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000;",
-        )?;
+        let file = dir.join("fleetbus.db");
+        let conn = Connection::open(&file).map_err(|e| open_err(e.to_string()))?;
+        conn.execute_batch(PRAGMAS)?;
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteStore { conn })
+        let checkpoint_conn = Connection::open(&file).map_err(|e| open_err(e.to_string()))?;
+        checkpoint_conn.execute_batch(PRAGMAS)?;
+        let checkpointer = Checkpointer::spawn(checkpoint_conn)
+            .map_err(|e| open_err(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(SqliteStore {
+            conn,
+            checkpointer: Some(checkpointer),
+        })
     }
 
     /// Runs a query selecting `(seq, body)` rows and decodes each stored event.
@@ -99,6 +141,66 @@ impl SqliteStore {
             reason: e.to_string(),
         })
     }
+
+    /// After a commit: wakes the checkpointer, and completes a checkpoint here when
+    /// the WAL has grown past its bound.
+    fn after_commit(&mut self) {
+        let Some(c) = &self.checkpointer else { return };
+        if let Some(kick) = &c.kick {
+            let _ = kick.try_send(());
+        }
+        if c.restart.swap(false, Ordering::Relaxed) {
+            // Busy means the checkpointer is at it; the flag comes back if needed.
+            if let Err(e) = checkpoint(&self.conn) {
+                tracing::warn!(error = %e, "checkpoint on the writer failed");
+            }
+        }
+    }
+}
+
+/// A passive checkpoint: copies what it can without blocking the writer.
+/// Returns the WAL's length in frames.
+fn checkpoint(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+}
+
+impl Checkpointer {
+    fn spawn(conn: Connection) -> std::io::Result<Checkpointer> {
+        let (kick, rx) = mpsc::sync_channel::<()>(1);
+        let restart = Arc::new(AtomicBool::new(false));
+        let flag = restart.clone();
+        let thread = std::thread::Builder::new()
+            .name("fleetbus-checkpoint".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                std::thread::sleep(CHECKPOINT_PAUSE);
+                match checkpoint(&conn) {
+                    Ok(frames) if frames >= WAL_RESTART_FRAMES => {
+                        flag.store(true, Ordering::Relaxed)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "background checkpoint failed"),
+                }
+            })?;
+        Ok(Checkpointer {
+            kick: Some(kick),
+            restart,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after at most one more checkpoint.
+        self.kick = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Store for SqliteStore {
@@ -112,10 +214,11 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(events.len());
         {
-            let mut seen =
-                tx.prepare_cached("SELECT seen_at FROM dedup WHERE source = ?1 AND id = ?2")?;
+            // One statement decides and records: it writes (changes = 1) unless the
+            // same (source, id) was seen after `?4`, inside the window.
             let mut mark = tx.prepare_cached(
-                "INSERT OR REPLACE INTO dedup (source, id, seen_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO dedup (source, id, seen_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source, id) DO UPDATE SET seen_at = excluded.seen_at WHERE dedup.seen_at <= ?4",
             )?;
             let mut ins = tx.prepare_cached(
                 "INSERT INTO events (id, source, detail_type, bus, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -128,21 +231,13 @@ impl Store for SqliteStore {
             )?;
             let mut sup =
                 tx.prepare_cached("INSERT INTO suppressions (event_seq, rule) VALUES (?1, ?2)")?;
+            let seen_before = now.saturating_sub(dedup_window_ms);
             for new in events {
                 let e = &new.stored.event;
-                let prior: Option<i64> = seen
-                    .query_row(params![e.source, e.id], |r| r.get(0))
-                    .optional()?;
-                if prior.is_some_and(|at| now - at < dedup_window_ms) {
+                if mark.execute(params![e.source, e.id, now, seen_before])? == 0 {
                     out.push(Appended::Duplicate);
                     continue;
                 }
-                mark.execute(params![e.source, e.id, now])?;
-                let body =
-                    serde_json::to_string(&new.stored).map_err(|err| StoreError::Corrupt {
-                        seq: 0,
-                        reason: err.to_string(),
-                    })?;
                 let received = new.stored.meta.received_at.unix_timestamp_nanos() / 1_000_000;
                 ins.execute(params![
                     e.id,
@@ -150,7 +245,7 @@ impl Store for SqliteStore {
                     e.detail_type,
                     new.stored.meta.bus,
                     received as i64,
-                    body
+                    new.body
                 ])?;
                 let seq = tx.last_insert_rowid();
                 for r in &e.resources {
@@ -191,6 +286,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
+        self.after_commit();
         Ok(out)
     }
 
@@ -206,20 +302,30 @@ impl Store for SqliteStore {
         )?;
         let mut rows = stmt.query(params![now, (limit * 2) as i64])?;
         let mut jobs = Vec::new();
+        // Jobs of one event are usually adjacent: decode it once for all of them.
+        let mut last: Option<(i64, Arc<StoredEvent>)> = None;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
             if exclude(id) {
                 continue;
             }
             let seq: i64 = row.get(5)?;
-            let body: String = row.get(6)?;
+            let event = match &last {
+                Some((s, e)) if *s == seq => e.clone(),
+                _ => {
+                    let body: String = row.get(6)?;
+                    let e = Arc::new(Self::parse_event(seq, &body)?);
+                    last = Some((seq, e.clone()));
+                    e
+                }
+            };
             jobs.push(Job {
                 id,
                 rule: row.get(1)?,
                 target: row.get(2)?,
                 attempts: row.get(3)?,
                 created_at: row.get(4)?,
-                event: Self::parse_event(seq, &body)?,
+                event,
             });
             if jobs.len() >= limit {
                 break;
@@ -228,12 +334,12 @@ impl Store for SqliteStore {
         Ok(jobs)
     }
 
-    fn next_due(&mut self) -> Result<Option<Millis>, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT MIN(next_at) FROM jobs WHERE state = 0", [], |r| {
-                r.get(0)
-            })?)
+    fn next_due(&mut self, now: Millis) -> Result<Option<Millis>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(next_at) FROM jobs WHERE state = 0 AND next_at > ?1",
+            params![now],
+            |r| r.get(0),
+        )?)
     }
 
     fn counts(&mut self) -> Result<Counts, StoreError> {
@@ -295,6 +401,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit()?;
+        self.after_commit();
         Ok(dead)
     }
 
@@ -356,6 +463,7 @@ impl Store for SqliteStore {
             params![dedup_before],
         )?;
         tx.commit()?;
+        self.after_commit();
         Ok(())
     }
 }
@@ -369,17 +477,16 @@ mod tests {
         let mut event = Event::new("test", "Thing Happened", Default::default());
         event.id = id.to_owned();
         event.resources = resources.iter().map(|s| s.to_string()).collect();
-        NewEvent {
-            stored: StoredEvent {
-                event,
-                meta: Meta::ingested("default", "api"),
-            },
-            jobs: jobs
-                .iter()
-                .map(|(r, t)| (r.to_string(), t.to_string()))
-                .collect(),
-            suppressed: vec![],
-        }
+        let json = event.to_json();
+        let stored = StoredEvent {
+            event,
+            meta: Meta::ingested("default", "api"),
+        };
+        let jobs = jobs
+            .iter()
+            .map(|(r, t)| (r.to_string(), t.to_string()))
+            .collect();
+        NewEvent::new(stored, &json, jobs, vec![]).unwrap()
     }
 
     #[test]
@@ -436,7 +543,8 @@ mod tests {
         )
         .unwrap();
         assert!(s.due_jobs(1001, 10, &|_| false).unwrap().is_empty());
-        assert_eq!(s.next_due().unwrap(), Some(5000));
+        assert_eq!(s.next_due(1001).unwrap(), Some(5000));
+        assert_eq!(s.next_due(5000).unwrap(), None);
         s.commit(
             &[],
             &[JobUpdate::Dead {
