@@ -169,7 +169,7 @@ impl Engine {
     /// A fresh event id: a UUID (v7), so ids given in one period sort together and
     /// the store's id and dedup indexes grow at their end instead of at random pages.
     pub fn new_event_id() -> String {
-        uuid::Uuid::now_v7().to_string()
+        fleetbus_event::new_id()
     }
 
     /// Defaults for fields events leave out.

@@ -212,9 +212,11 @@ impl Event {
     }
 }
 
-/// A fresh event id (UUID v4, as EventBridge gives).
+/// A fresh event id: a UUID, as EventBridge gives, of version 7.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    // Time-ordered (UUID v7): the store's id and dedup indexes grow at their end
+    // instead of dirtying a random page per event.
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// EventBridge timestamps carry whole seconds.

@@ -9,6 +9,6 @@ mod error;
 mod meta;
 
 pub use cloudevents::{from_cloudevent, from_cloudevent_binary, to_cloudevent};
-pub use envelope::{Defaults, Event, MAX_EVENT_BYTES};
+pub use envelope::{new_id, Defaults, Event, MAX_EVENT_BYTES};
 pub use error::EventError;
 pub use meta::{Meta, StoredEvent};
