@@ -258,8 +258,9 @@ pub fn count(args: MatchArgs) -> anyhow::Result<ExitCode> {
     let mb = data.len() as f64 / 1e6;
     let secs = elapsed.max(1e-9);
     eprintln!(
-        "matched {events} events ({mb:.1} MB) against {} patterns in {elapsed:.3} s on {threads} threads: {:.0} events/s, {:.1} MB/s",
+        "matched {events} events ({mb:.1} MB) against {} patterns in {elapsed:.3} s on {threads} thread{}: {:.0} events/s, {:.1} MB/s",
         list.len(),
+        if threads == 1 { "" } else { "s" },
         events as f64 / secs,
         mb / secs
     );
