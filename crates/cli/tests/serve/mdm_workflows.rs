@@ -547,6 +547,41 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
     assert!(server.get("/v1/assets/devices/C02BBBBBBBB1").1["commands"]
         .as_array()
         .is_some_and(Vec::is_empty));
+    // The CLI lists the user's devices from the store.
+    let listed = cli(
+        dir.path(),
+        &server,
+        &["assets", "devices", "--user", "grace"],
+    );
+    let serials: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(serials, vec!["C02AAAAAAAA1", "C02AAAAAAAA2"], "{listed}");
+    // PUT merges fields; a serial in the body must agree with the path.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let put = |body: Value| {
+        agent
+            .put(format!("{}/v1/assets/devices/C02AAAAAAAA1", server.base))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        put(json!({"add_tags": ["offboarded"], "notes": "locked"})),
+        200
+    );
+    assert_eq!(put(json!({"serial": "OTHER"})), 400);
+    let (_, device) = server.get("/v1/assets/devices/C02AAAAAAAA1");
+    assert_eq!(device["tags"], json!(["offboarded"]));
+    assert_eq!(device["notes"], "locked");
+    assert_eq!(device["name"], "Grace MBP");
 
     // Every step is on the user's timeline and on each device's; no PIN anywhere.
     wait_for("the delivery outcomes", Duration::from_secs(20), || {
