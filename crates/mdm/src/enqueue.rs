@@ -46,15 +46,13 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 /// Percent-encodes one path segment (keeps RFC 3986 unreserved characters and `:`,
 /// which NanoMDM user-channel ids contain).
 fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 fn check_ids(ids: &[&str]) -> Result<(), MdmError> {

@@ -33,7 +33,8 @@ async fn with_store<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("asset task failed: {e}")))?
 }
 
-fn store_error(e: AssetError) -> ApiError {
+/// 503 for a busy store (retry), 500 otherwise.
+pub(crate) fn store_error(e: AssetError) -> ApiError {
     if e.is_retryable() {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

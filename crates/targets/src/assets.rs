@@ -34,13 +34,7 @@ impl AssetsTarget {
         let now = OffsetDateTime::now_utc();
         let mut done = Vec::new();
         if !self.user.is_empty() {
-            let fields = resolve(&self.user, &doc)?;
-            let mut object = serde_json::Map::new();
-            for (k, v) in fields {
-                object.insert(k, v);
-            }
-            let update: UserUpdate = serde_json::from_value(Value::Object(object))
-                .map_err(|e| DeliveryError::Permanent(format!("user fields: {e}")))?;
+            let update: UserUpdate = record(&self.user, &doc, "user")?;
             if update.id.is_empty() {
                 return Err(DeliveryError::Permanent(
                     "user.id matched nothing in the event".into(),
@@ -50,18 +44,7 @@ impl AssetsTarget {
             done.push(format!("user {}", update.id));
         }
         if !self.device.is_empty() {
-            let fields = resolve(&self.device, &doc)?;
-            let mut object = serde_json::Map::new();
-            for (k, v) in fields {
-                // Tags may come as one string; the record keeps a list.
-                let v = match (k.as_str(), v) {
-                    ("tags" | "add_tags", Value::String(s)) => Value::Array(vec![Value::String(s)]),
-                    (_, v) => v,
-                };
-                object.insert(k, v);
-            }
-            let update: DeviceUpdate = serde_json::from_value(Value::Object(object))
-                .map_err(|e| DeliveryError::Permanent(format!("device fields: {e}")))?;
+            let update: DeviceUpdate = record(&self.device, &doc, "device")?;
             if update.serial.is_empty() {
                 return Err(DeliveryError::Permanent(
                     "device.serial matched nothing in the event".into(),
@@ -77,13 +60,15 @@ impl AssetsTarget {
     }
 }
 
-/// Field values: constants as strings, paths as the JSON they select (scalars other
-/// than strings become text, since every record field is text).
-fn resolve(
+/// The update record a section's mappings give: constants as strings, paths as the
+/// JSON they select (scalars other than strings become text, since every record field
+/// is text; a path that selects nothing leaves its field out).
+fn record<T: serde::de::DeserializeOwned>(
     fields: &BTreeMap<String, Field>,
     doc: &Value,
-) -> Result<Vec<(String, Value)>, DeliveryError> {
-    let mut out = Vec::new();
+    section: &str,
+) -> Result<T, DeliveryError> {
+    let mut object = serde_json::Map::new();
     for (name, field) in fields {
         let value = match field {
             Field::Const(c) => Value::String(c.clone()),
@@ -94,9 +79,15 @@ fn resolve(
                 Some(v) => v,
             },
         };
-        out.push((name.clone(), value));
+        // Tags may come as one string; the record keeps a list.
+        let value = match (name.as_str(), value) {
+            ("tags" | "add_tags", Value::String(s)) => Value::Array(vec![Value::String(s)]),
+            (_, v) => v,
+        };
+        object.insert(name.clone(), value);
     }
-    Ok(out)
+    serde_json::from_value(Value::Object(object))
+        .map_err(|e| DeliveryError::Permanent(format!("{section} fields: {e}")))
 }
 
 pub(crate) fn store_error(e: fleetbus_assets::AssetError) -> DeliveryError {

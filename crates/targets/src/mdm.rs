@@ -35,6 +35,10 @@ pub const ENQUEUED: &str = "MDM Command Enqueued";
 #[derive(Debug)]
 pub struct MdmTargetImpl {
     spec: MdmTarget,
+    /// The command template as one value, and whether it asks for a PIN: both fixed
+    /// at build time, not recomputed per device.
+    template: Value,
+    uses_pin: bool,
     client: Client,
 }
 
@@ -51,7 +55,10 @@ impl MdmTargetImpl {
         timeout: std::time::Duration,
     ) -> Result<Self, BuildError> {
         crate::http::parse_url(id, &spec.url)?;
+        let template = Value::Object(spec.payload.clone());
         Ok(MdmTargetImpl {
+            uses_pin: mentions(&template, "pin"),
+            template,
             spec: spec.clone(),
             client: crate::http::client(id, timeout)?,
         })
@@ -236,7 +243,7 @@ impl MdmTargetImpl {
                 }
             }
         }
-        let uses_pin = mentions(&Value::Object(self.spec.payload.clone()), "pin");
+        let uses_pin = self.uses_pin;
         if uses_pin {
             let existing = assets
                 .escrowed_pins(&escrow_key)
@@ -255,8 +262,7 @@ impl MdmTargetImpl {
             };
             vars.insert("pin".into(), json!(pin));
         }
-        let payload = fill(&Value::Object(self.spec.payload.clone()), &vars)
-            .map_err(DeliveryError::Permanent)?;
+        let payload = fill(&self.template, &vars).map_err(DeliveryError::Permanent)?;
         let Value::Object(payload) = payload else {
             unreachable!("filling an object yields an object")
         };

@@ -150,15 +150,12 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }
 
-/// Percent-encodes a path or query component.
+/// Percent-encodes a path or query component (RFC 3986 unreserved characters kept).
 fn encode(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(v, KEEP).to_string()
 }

@@ -15,6 +15,7 @@ use fleetbus_mdm::webhook::{self, WebhookEvent};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+use crate::assets::store_error;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -104,21 +105,10 @@ fn link(
         return Ok((we, resources, None));
     };
     let now = OffsetDateTime::now_utc();
-    let store = |e: fleetbus_assets::AssetError| {
-        ApiError::new(
-            if e.is_retryable() {
-                axum::http::StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR
-            },
-            "AssetStoreError",
-            format!("asset store: {e}"),
-        )
-    };
     match (&we.udid, &we.serial) {
-        (Some(udid), Some(serial)) => assets.link_udid(udid, serial, now).map_err(store)?,
+        (Some(udid), Some(serial)) => assets.link_udid(udid, serial, now).map_err(store_error)?,
         (Some(udid), None) => {
-            if let Some(serial) = assets.serial_for_udid(udid).map_err(store)? {
+            if let Some(serial) = assets.serial_for_udid(udid).map_err(store_error)? {
                 if let Some(device) = we.detail.get_mut("device").and_then(Value::as_object_mut) {
                     device.insert("serial".into(), json!(serial));
                 }
@@ -133,7 +123,7 @@ fn link(
         .as_deref()
         .map(|s| assets.device(s))
         .transpose()
-        .map_err(store)?
+        .map_err(store_error)?
         .flatten()
         .and_then(|d| d.user_id)
     {
@@ -149,7 +139,7 @@ fn link(
     ) {
         if let Some(record) = assets
             .complete_command(&uuid, &status, now)
-            .map_err(store)?
+            .map_err(store_error)?
         {
             if let Some(command) = we.detail.get_mut("command").and_then(Value::as_object_mut) {
                 command
