@@ -49,14 +49,24 @@ fn object(
     path: &mut Vec<String>,
     leaves: &HashSet<Vec<String>>,
 ) -> bool {
+    // `$or` stands for its alternatives each merged into the enclosing object, so an
+    // alternative's fields bind to the same array element as their siblings.
+    if let Some(alts) = p.get("$or").and_then(Value::as_array) {
+        let mut rest = p.clone();
+        rest.remove("$or");
+        return alts
+            .iter()
+            .filter_map(Value::as_object)
+            .any(|alt| object(&merge(&rest, alt), e, path, leaves));
+    }
     p.iter().all(|(k, pv)| {
-        if k == "$or" {
+        if k == AND {
             return pv
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_object)
-                .any(|alt| object(alt, e, path, leaves));
+                .all(|part| object(part, e, path, leaves));
         }
         let child = e.and_then(|e| e.as_object()).and_then(|o| o.get(k));
         path.push(k.clone());
@@ -68,6 +78,43 @@ fn object(
         path.pop();
         ok
     })
+}
+
+/// This evaluator's own key for "all of these parts, at this same place" (patterns
+/// under test never use it: their field names come from a small alphabet).
+const AND: &str = "$reference-and";
+
+/// `a` and `b` as one object: nested objects merge; two conditions on the same field
+/// both apply.
+fn merge(a: &Map<String, Value>, b: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = a.clone();
+    for (k, bv) in b {
+        match (out.get(k), bv) {
+            (None, _) => {
+                out.insert(k.clone(), bv.clone());
+            }
+            (Some(Value::Object(ao)), Value::Object(bo)) if k != AND => {
+                let merged = merge(ao, bo);
+                out.insert(k.clone(), Value::Object(merged));
+            }
+            (Some(_), _) => {
+                let av = out.remove(k).unwrap_or(Value::Null);
+                let mut parts = match out.remove(AND) {
+                    Some(Value::Array(parts)) => parts,
+                    _ => Vec::new(),
+                };
+                if k == AND {
+                    parts.extend(av.as_array().cloned().unwrap_or_default());
+                    parts.extend(bv.as_array().cloned().unwrap_or_default());
+                } else {
+                    parts.push(Value::Object(Map::from_iter([(k.clone(), av)])));
+                    parts.push(Value::Object(Map::from_iter([(k.clone(), bv.clone())])));
+                }
+                out.insert(AND.to_owned(), Value::Array(parts));
+            }
+        }
+    }
+    out
 }
 
 /// A nested pattern object: one element of an event array must satisfy all of it.
