@@ -204,6 +204,10 @@ struct Receiver {
     bodies: Arc<std::sync::Mutex<Vec<(Value, String)>>>,
     fail_next: Arc<AtomicUsize>,
     status: Arc<AtomicUsize>,
+    /// When set, the `fail_next` answers are 429 with this `Retry-After`.
+    retry_after: Arc<std::sync::Mutex<Option<String>>>,
+    /// When each request arrived.
+    hits: Arc<std::sync::Mutex<Vec<Instant>>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -217,19 +221,28 @@ fn receiver() -> Receiver {
     let bodies: Arc<std::sync::Mutex<Vec<(Value, String)>>> = Arc::default();
     let fail_next = Arc::new(AtomicUsize::new(0));
     let status = Arc::new(AtomicUsize::new(200));
+    let retry_after: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let hits: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (b, f, s) = (bodies.clone(), fail_next.clone(), status.clone());
+    let (ra, h) = (retry_after.clone(), hits.clone());
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: String| {
-            let (b, f, s) = (b.clone(), f.clone(), s.clone());
+            let (b, f, s, ra) = (b.clone(), f.clone(), s.clone(), ra.clone());
+            h.lock().unwrap().push(Instant::now());
             async move {
+                let mut answer = HeaderMap::new();
                 if f.load(Ordering::SeqCst) > 0 {
                     f.fetch_sub(1, Ordering::SeqCst);
-                    return StatusCode::SERVICE_UNAVAILABLE;
+                    if let Some(after) = ra.lock().unwrap().clone() {
+                        answer.insert("retry-after", after.parse().unwrap());
+                        return (StatusCode::TOO_MANY_REQUESTS, answer);
+                    }
+                    return (StatusCode::SERVICE_UNAVAILABLE, answer);
                 }
                 let code = StatusCode::from_u16(s.load(Ordering::SeqCst) as u16).unwrap();
                 if code.is_success() {
@@ -242,7 +255,7 @@ fn receiver() -> Receiver {
                         .unwrap()
                         .push((serde_json::from_str(&body).unwrap_or(Value::Null), key));
                 }
-                code
+                (code, answer)
             }
         }),
     );
@@ -252,6 +265,8 @@ fn receiver() -> Receiver {
         bodies,
         fail_next,
         status,
+        retry_after,
+        hits,
         _rt: rt,
     }
 }
@@ -541,6 +556,115 @@ fn retries_dead_letters_and_redrive() {
     assert!(fleetbus(&["dlq", "list"]).1.contains("empty"));
     let (code, _, err) = fleetbus(&["dlq", "redrive"]);
     assert_eq!(code, Some(2), "{err}");
+    server.stop();
+}
+
+#[test]
+fn a_receivers_retry_after_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    let extra = format!(
+        r#"
+  - name: impatient
+    event_pattern: {{detail-type: [Hurry]}}
+    targets:
+      - id: short-lived
+        kind: http
+        url: {}/hook
+        retry_policy: {{maximum_event_age: 60s}}
+"#,
+        rx.url
+    );
+    write_config(dir.path(), &rx.url, &extra);
+    let server = Server::start(dir.path());
+
+    // 429 with Retry-After: 3, then success: the second attempt waits the 3 s
+    // (backoff alone would retry within 1 s).
+    *rx.retry_after.lock().unwrap() = Some("3".into());
+    rx.fail_next.store(1, Ordering::SeqCst);
+    server.put_events(
+        json!([{"Source": "s", "DetailType": "Notify", "Detail": "{\"serial\":\"C02W\"}"}]),
+    );
+    wait_for(
+        "delivery after Retry-After",
+        Duration::from_secs(20),
+        || !rx.bodies.lock().unwrap().is_empty(),
+    );
+    let hits = rx.hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let waited = hits[1] - hits[0];
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "retried after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(10), "retried after {waited:?}");
+
+    // Asked to come back after the event's maximum age: dead-lettered at once,
+    // saying why, instead of an attempt that could only fail.
+    *rx.retry_after.lock().unwrap() = Some("3600".into());
+    rx.fail_next.store(1, Ordering::SeqCst);
+    server.put_events(json!([{"Source": "s", "DetailType": "Hurry", "Detail": "{}"}]));
+    wait_for("dead letter", Duration::from_secs(10), || {
+        let (_, dlq) = server.get("/v1/dlq");
+        dlq.to_string().contains("Retry-After")
+    });
+    let (_, dlq) = server.get("/v1/dlq");
+    let text = dlq.to_string();
+    assert!(
+        text.contains(
+            "the receiver asked to wait 3600s (Retry-After), past the maximum event age 60s"
+        ) && text.contains("http 429"),
+        "{text}"
+    );
+    assert_eq!(rx.hits.lock().unwrap().len(), 3);
+    server.stop();
+}
+
+#[test]
+fn retention_prunes_old_events_and_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    let path = dir.path().join("fleetbus.yaml");
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("dedup_window: 10m", "dedup_window: 1s")
+        + "retention:\n  archive: 2s\n  deliveries: 2s\n";
+    std::fs::write(&path, config).unwrap();
+    let server = Server::start(dir.path());
+
+    // One delivered event and one whose delivery is dead-lettered (400).
+    let sent = server.put_events(json!([{"Source": "s", "DetailType": "Notify", "Detail": "{\"serial\":\"C02P\"}", "Resources": ["device/C02P"]}]));
+    let delivered = sent["Entries"][0]["EventId"].as_str().unwrap().to_owned();
+    wait_for("delivery", Duration::from_secs(10), || {
+        !rx.bodies.lock().unwrap().is_empty()
+    });
+    rx.status.store(400, Ordering::SeqCst);
+    let sent = server.put_events(
+        json!([{"Source": "s", "DetailType": "Notify", "Detail": "{\"serial\":\"C02Q\"}"}]),
+    );
+    let dead = sent["Entries"][0]["EventId"].as_str().unwrap().to_owned();
+    wait_for("dead letter", Duration::from_secs(10), || {
+        server.get("/v1/dlq").1.to_string().contains(&dead)
+    });
+    assert_eq!(server.get(&format!("/v1/events/{delivered}")).0, 200);
+
+    // Past both retentions, the archive, the timeline and the dead letter are gone.
+    wait_for("pruning", Duration::from_secs(15), || {
+        server.get(&format!("/v1/events/{delivered}")).0 == 404
+            && server.get(&format!("/v1/events/{dead}")).0 == 404
+    });
+    let (_, timeline) = server.get("/v1/timeline?resource=device/C02P");
+    assert!(!timeline.to_string().contains(&delivered), "{timeline}");
+    assert!(!server.get("/v1/dlq").1.to_string().contains(&dead));
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("fleetbus_store_pruned_total{kind=\"events\"}"),
+        "{metrics}"
+    );
     server.stop();
 }
 

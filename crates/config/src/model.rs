@@ -618,6 +618,20 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
         },
     };
 
+    // Duplicates are found among archived events, so the window cannot outlast them.
+    if server.dedup_window > retention.archive {
+        if let Some(s) = &raw.server {
+            cx.errors.push(s.origin.error(
+                &[key("dedup_window")],
+                format!(
+                    "{}s is longer than the archive retention ({}s): duplicates are detected among archived events",
+                    server.dedup_window.as_secs(),
+                    retention.archive.as_secs()
+                ),
+            ));
+        }
+    }
+
     Config {
         server,
         sources,

@@ -64,6 +64,7 @@ fn each_kind_of_mistake_is_located() {
         ("rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - id: l\n        kind: log\n        input_transformer: {input_paths_map: {a: $.x}, input_template: '<b>'}\n", "c.yaml:7:72: rules[0].targets[0].input_transformer.input_template: placeholder <b> is not in input_paths_map (defined: a)"),
         ("rules:\n  - name: r\n    event_pattern: {source: [{prefx: a}]}\n", "c.yaml:3:20: rules[0].event_pattern: invalid pattern: source: unknown operator \"prefx\" (expected one of prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists, cidr)"),
         ("server:\n  dedup_window: soon\n", "c.yaml:2:17: server.dedup_window: \"soon\" is not a duration (expected e.g. 30s, 5m, 24h, 90d)"),
+        ("server:\n  dedup_window: 2d\nretention:\n  archive: 1d\n", "c.yaml:2:17: server.dedup_window: 172800s is longer than the archive retention (86400s): duplicates are detected among archived events"),
         ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention)"),
         ("a: 1\na: 2\n", "c.yaml:2:1: a: duplicate key"),
     ];

@@ -38,6 +38,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The asset store the mdm and assets targets use.
     pub assets: Option<fleetbus_assets::AssetStore>,
+    /// How long archived events and finished deliveries are kept.
+    pub retention: fleetbus_config::Retention,
 }
 
 impl Settings {
@@ -50,6 +52,7 @@ impl Settings {
             region: config.server.region.clone(),
             shutdown_grace: Duration::from_secs(10),
             assets: None,
+            retention: config.retention.clone(),
         }
     }
 }
@@ -94,6 +97,12 @@ const FINISHED_QUEUE: usize = 4096;
 /// outcome-only commit waits for both: fewer, larger outcome commits keep the
 /// writer free for the requests someone is waiting on.
 const RECORD_GATHER: Duration = Duration::from_millis(5);
+/// Rows removed per pruning transaction: small enough that a commit waiting
+/// behind one is not held up for long.
+const PRUNE_CHUNK: usize = 1000;
+/// Bounds on the time between two pruning passes.
+const PRUNE_MIN: Duration = Duration::from_secs(1);
+const PRUNE_MAX: Duration = Duration::from_secs(600);
 /// Longest time between two scans of the store for due jobs.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -158,6 +167,11 @@ impl Engine {
         let recorder = engine.clone();
         tokio::spawn(async move { recorder.record(finished_rx).await });
         engine.start_schedules();
+        let pruner = engine.clone();
+        engine
+            .inner
+            .tasks
+            .spawn(async move { pruner.prune_forever().await });
         tracing::info!(
             pending_jobs = counts.pending_jobs,
             dead_jobs = counts.dead_jobs,
@@ -545,14 +559,30 @@ impl Engine {
                 let age = OffsetDateTime::now_utc() - job.event.meta.received_at;
                 let too_old =
                     age.whole_milliseconds() as u128 >= retry.maximum_event_age.as_millis();
-                let give_up =
-                    !err.is_retryable() || attempts > retry.maximum_retry_attempts || too_old;
+                // A receiver's Retry-After is honoured (never sooner than 1 s);
+                // otherwise exponential backoff.
+                let delay = err
+                    .retry_after()
+                    .map_or_else(|| backoff(attempts), |d| d.max(Duration::from_secs(1)));
+                let age_ms = age.whole_milliseconds().max(0) as u128;
+                let past_age = age_ms + delay.as_millis() > retry.maximum_event_age.as_millis();
+                let asked_too_late = err.retry_after().is_some() && past_age;
+                let give_up = !err.is_retryable()
+                    || attempts > retry.maximum_retry_attempts
+                    || too_old
+                    || asked_too_late;
                 if give_up {
                     let why = if !err.is_retryable() {
                         format!("permanent failure: {err}")
                     } else if too_old {
                         format!(
                             "maximum event age {}s exceeded; last error: {err}",
+                            retry.maximum_event_age.as_secs()
+                        )
+                    } else if asked_too_late {
+                        format!(
+                            "the receiver asked to wait {}s (Retry-After), past the maximum event age {}s; last error: {err}",
+                            delay.as_secs(),
                             retry.maximum_event_age.as_secs()
                         )
                     } else {
@@ -570,7 +600,6 @@ impl Engine {
                     )
                 } else {
                     count(Count::Retried, "fleetbus_deliveries_retried_total");
-                    let delay = backoff(attempts);
                     tracing::info!(rule = %job.rule, target = %job.target, event_id = %job.event.event.id, attempts, retry_in_ms = delay.as_millis() as u64, error = %err, "delivery failed, will retry");
                     (
                         JobUpdate::Retry {
@@ -717,6 +746,59 @@ impl Engine {
             }
             Err(e) => {
                 tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus")
+            }
+        }
+    }
+
+    /// Enforces `retention:` for as long as the engine runs: at start, then every
+    /// quarter of the shorter retention (at most every 10 minutes), in chunks that
+    /// each hold the writer only briefly.
+    async fn prune_forever(&self) {
+        let r = &self.inner.settings.retention;
+        let every = (r.archive.min(r.deliveries) / 4).clamp(PRUNE_MIN, PRUNE_MAX);
+        loop {
+            let (events, jobs) = match self.prune_once().await {
+                Ok(counts) => counts,
+                Err(EngineError::ShuttingDown) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning the store failed; trying again later");
+                    (0, 0)
+                }
+            };
+            if events + jobs > 0 {
+                tracing::info!(events, jobs, "retention: pruned old events and deliveries");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One pass over everything past retention; returns (events, jobs) removed.
+    async fn prune_once(&self) -> Result<(usize, usize), EngineError> {
+        let r = &self.inner.settings.retention;
+        let now = now_ms();
+        let events_before = now - r.archive.as_millis() as Millis;
+        let jobs_before = now - r.deliveries.as_millis() as Millis;
+        let (mut events, mut jobs) = (0, 0);
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return Err(EngineError::ShuttingDown);
+            }
+            let p = self
+                .inner
+                .writer
+                .read(move |s| s.prune(events_before, jobs_before, PRUNE_CHUNK))
+                .await?;
+            metrics::counter!("fleetbus_store_pruned_total", "kind" => "events")
+                .increment(p.events as u64);
+            metrics::counter!("fleetbus_store_pruned_total", "kind" => "deliveries")
+                .increment(p.jobs as u64);
+            events += p.events;
+            jobs += p.jobs;
+            if p.events < PRUNE_CHUNK && p.jobs < PRUNE_CHUNK {
+                return Ok((events, jobs));
             }
         }
     }

@@ -310,6 +310,10 @@ fn prefix(err: DeliveryError, what: &str) -> DeliveryError {
     match err {
         DeliveryError::Retryable(m) => DeliveryError::Retryable(format!("{what}: {m}")),
         DeliveryError::Permanent(m) => DeliveryError::Permanent(format!("{what}: {m}")),
+        DeliveryError::RetryAfter { message, after } => DeliveryError::RetryAfter {
+            message: format!("{what}: {message}"),
+            after,
+        },
     }
 }
 
@@ -375,11 +379,26 @@ pub(crate) fn status_error(
     let retryable = status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error();
-    if retryable {
-        DeliveryError::Retryable(msg)
-    } else {
-        DeliveryError::Permanent(msg)
+    match retry_after.and_then(|v| parse_retry_after(v, std::time::SystemTime::now())) {
+        Some(after) if retryable => DeliveryError::RetryAfter {
+            message: msg,
+            after,
+        },
+        _ if retryable => DeliveryError::Retryable(msg),
+        _ => DeliveryError::Permanent(msg),
     }
+}
+
+/// A `Retry-After` value (RFC 9110 10.2.3): delay seconds or an HTTP date, as the
+/// time left from `now` (zero for a date in the past); `None` when it is neither.
+pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // An absurd number of seconds still means "a long time", not "garbage".
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// Success for 2xx, else the status's error.
@@ -405,6 +424,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retry_after_seconds_or_http_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21 07:28:00 GMT
+        let parse = |v| parse_retry_after(v, now);
+        assert_eq!(parse("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse("Wed, 21 Oct 2015 07:28:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse("99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        for bad in ["", "-5", "1.5", "soon", "Wed, 21 Oct 2015"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn status_classification() {
         for (code, retryable) in [
             (400, false),
@@ -427,6 +466,13 @@ mod tests {
         let err = status_error(StatusCode::TOO_MANY_REQUESTS, Some("30"), &vec![b'x'; 5000]);
         let msg = err.to_string();
         assert!(msg.contains("retry after 30"), "{msg}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+        // A Retry-After on a permanent status does not make it retryable; one that
+        // cannot be read leaves an ordinary retryable error.
+        let err = status_error(StatusCode::BAD_REQUEST, Some("30"), b"");
+        assert!(!err.is_retryable());
+        let err = status_error(StatusCode::SERVICE_UNAVAILABLE, Some("soon"), b"");
+        assert_eq!((err.is_retryable(), err.retry_after()), (true, None));
         assert!(msg.len() < 700, "{}", msg.len());
     }
 

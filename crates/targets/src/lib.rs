@@ -60,6 +60,12 @@ pub enum DeliveryError {
     /// Worth another attempt (network error, 5xx, 408, 429, timeout).
     #[error("{0}")]
     Retryable(String),
+    /// Worth another attempt, but not before the receiver's `Retry-After`.
+    #[error("{message}")]
+    RetryAfter {
+        message: String,
+        after: std::time::Duration,
+    },
     /// Will fail the same way again (4xx, bad template, program not found): straight
     /// to the dead-letter queue.
     #[error("{0}")]
@@ -68,7 +74,18 @@ pub enum DeliveryError {
 
 impl DeliveryError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, DeliveryError::Retryable(_))
+        matches!(
+            self,
+            DeliveryError::Retryable(_) | DeliveryError::RetryAfter { .. }
+        )
+    }
+
+    /// How long the receiver asked to be left alone, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            DeliveryError::RetryAfter { after, .. } => Some(*after),
+            _ => None,
+        }
     }
 }
 

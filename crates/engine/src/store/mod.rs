@@ -154,7 +154,8 @@ pub struct Counts {
 /// Appended events are stored as [`NewEvent::body`] and read back as `StoredEvent`.
 pub trait Store: Send + 'static {
     /// Appends events and applies job updates in one transaction (group commit).
-    /// Duplicates of (source, id) seen within `dedup_window_ms` are dropped.
+    /// An event whose (source, id) was received less than `dedup_window_ms` before
+    /// it (by `meta.received_at`) is a duplicate and dropped.
     fn commit(
         &mut self,
         events: &[NewEvent],
@@ -197,13 +198,23 @@ pub trait Store: Send + 'static {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Drops archived events and finished jobs older than the given times.
+    /// Drops at most `limit` archived events received before `events_before` (but
+    /// none with a pending or dead job) and at most `limit` finished or dead jobs
+    /// last updated before `jobs_before`, in one short transaction; call again
+    /// while it returns `limit` of either.
     fn prune(
         &mut self,
         events_before: Millis,
         jobs_before: Millis,
-        dedup_before: Millis,
-    ) -> Result<(), StoreError>;
+        limit: usize,
+    ) -> Result<Pruned, StoreError>;
+}
+
+/// What one [`Store::prune`] call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub events: usize,
+    pub jobs: usize,
 }
 
 #[cfg(test)]

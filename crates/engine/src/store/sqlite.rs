@@ -37,12 +37,8 @@ CREATE TABLE IF NOT EXISTS resources (
     seq INTEGER NOT NULL,
     PRIMARY KEY (resource, seq)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dedup (
-    source TEXT NOT NULL,
-    id TEXT NOT NULL,
-    seen_at INTEGER NOT NULL,
-    PRIMARY KEY (source, id)
-) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS resources_seq ON resources(seq);
+DROP TABLE IF EXISTS dedup;
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     event_seq INTEGER NOT NULL,
@@ -214,11 +210,11 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         let mut out = Vec::with_capacity(events.len());
         {
-            // One statement decides and records: it writes (changes = 1) unless the
-            // same (source, id) was seen after `?4`, inside the window.
-            let mut mark = tx.prepare_cached(
-                "INSERT INTO dedup (source, id, seen_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (source, id) DO UPDATE SET seen_at = excluded.seen_at WHERE dedup.seen_at <= ?4",
+            // Duplicates are found through the id index the log keeps anyway (one
+            // read, usually of hot pages) rather than a table of their own, which
+            // cost every event another B-tree write.
+            let mut seen = tx.prepare_cached(
+                "SELECT 1 FROM events WHERE id = ?1 AND source = ?2 AND received_at > ?3 LIMIT 1",
             )?;
             let mut ins = tx.prepare_cached(
                 "INSERT INTO events (id, source, detail_type, bus, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -231,20 +227,20 @@ impl Store for SqliteStore {
             )?;
             let mut sup =
                 tx.prepare_cached("INSERT INTO suppressions (event_seq, rule) VALUES (?1, ?2)")?;
-            let seen_before = now.saturating_sub(dedup_window_ms);
             for new in events {
                 let e = &new.stored.event;
-                if mark.execute(params![e.source, e.id, now, seen_before])? == 0 {
+                let received =
+                    (new.stored.meta.received_at.unix_timestamp_nanos() / 1_000_000) as Millis;
+                if seen.exists(params![e.id, e.source, received - dedup_window_ms])? {
                     out.push(Appended::Duplicate);
                     continue;
                 }
-                let received = new.stored.meta.received_at.unix_timestamp_nanos() / 1_000_000;
                 ins.execute(params![
                     e.id,
                     e.source,
                     e.detail_type,
                     new.stored.meta.bus,
-                    received as i64,
+                    received,
                     new.body
                 ])?;
                 let seq = tx.last_insert_rowid();
@@ -441,30 +437,39 @@ impl Store for SqliteStore {
         &mut self,
         events_before: Millis,
         jobs_before: Millis,
-        dedup_before: Millis,
-    ) -> Result<(), StoreError> {
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "DELETE FROM jobs WHERE state != 0 AND updated_at < ?1",
-            params![jobs_before],
+        // Old rows come first in id order, so the scan stops early when there are many.
+        let jobs = tx.execute(
+            "DELETE FROM jobs WHERE id IN
+               (SELECT id FROM jobs WHERE state != 0 AND updated_at < ?1 ORDER BY id LIMIT ?2)",
+            params![jobs_before, limit as i64],
         )?;
         // An event with a pending or dead job stays until the job is finished.
-        tx.execute(
-            "DELETE FROM resources WHERE seq IN (SELECT seq FROM events WHERE received_at < ?1
-               AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.event_seq = events.seq))",
-            params![events_before],
-        )?;
-        tx.execute(
-            "DELETE FROM events WHERE received_at < ?1 AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.event_seq = events.seq)",
-            params![events_before],
-        )?;
-        tx.execute(
-            "DELETE FROM dedup WHERE seen_at < ?1",
-            params![dedup_before],
-        )?;
+        let doomed: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq FROM events WHERE received_at < ?1 AND seq NOT IN
+                   (SELECT event_seq FROM jobs WHERE state = 0 UNION ALL SELECT event_seq FROM jobs WHERE state = 2)
+                 ORDER BY received_at LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![events_before, limit as i64], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        {
+            let mut res = tx.prepare_cached("DELETE FROM resources WHERE seq = ?1")?;
+            let mut ev = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+            for seq in &doomed {
+                res.execute([seq])?;
+                ev.execute([seq])?;
+            }
+        }
         tx.commit()?;
         self.after_commit();
-        Ok(())
+        Ok(Pruned {
+            events: doomed.len(),
+            jobs,
+        })
     }
 }
 
@@ -474,14 +479,24 @@ mod tests {
     use fleetbus_event::{Event, Meta};
 
     fn new_event(id: &str, resources: &[&str], jobs: &[(&str, &str)]) -> NewEvent {
+        new_event_at(id, resources, jobs, 0)
+    }
+
+    /// An event received `offset_ms` after a fixed instant (2026-01-01).
+    fn new_event_at(
+        id: &str,
+        resources: &[&str],
+        jobs: &[(&str, &str)],
+        offset_ms: i64,
+    ) -> NewEvent {
         let mut event = Event::new("test", "Thing Happened", Default::default());
         event.id = id.to_owned();
         event.resources = resources.iter().map(|s| s.to_string()).collect();
         let json = event.to_json();
-        let stored = StoredEvent {
-            event,
-            meta: Meta::ingested("default", "api"),
-        };
+        let mut meta = Meta::ingested("default", "api");
+        meta.received_at = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
+            + time::Duration::milliseconds(offset_ms);
+        let stored = StoredEvent { event, meta };
         let jobs = jobs
             .iter()
             .map(|(r, t)| (r.to_string(), t.to_string()))
@@ -509,11 +524,20 @@ mod tests {
         };
         assert_eq!(job_ids.len(), 2);
         assert_eq!(out[1], Appended::Duplicate);
-        // Outside the window the same id is new again.
+        // Inside the window (by receipt time) still a duplicate, outside it new again;
+        // the same id from another source is another event.
+        let again = s
+            .commit(&[new_event_at("a", &[], &[], 59_999)], &[], 1000, 60_000)
+            .unwrap();
+        assert_eq!(again[0], Appended::Duplicate);
         let later = s
-            .commit(&[new_event("a", &[], &[])], &[], 1000 + 60_000, 60_000)
+            .commit(&[new_event_at("a", &[], &[], 60_000)], &[], 1000, 60_000)
             .unwrap();
         assert!(matches!(later[0], Appended::Stored { .. }));
+        let mut other = new_event("a", &[], &[]);
+        Arc::make_mut(&mut other.stored).event.source = "elsewhere".into();
+        let other = s.commit(&[other], &[], 1000, 60_000).unwrap();
+        assert!(matches!(other[0], Appended::Stored { .. }));
 
         let due = s.due_jobs(1000, 10, &|_| false).unwrap();
         assert_eq!(due.len(), 2);
@@ -564,7 +588,7 @@ mod tests {
         assert_eq!(
             s.counts().unwrap(),
             Counts {
-                events: 2,
+                events: 3,
                 pending_jobs: 0,
                 dead_jobs: 1
             }
@@ -575,6 +599,81 @@ mod tests {
 
         assert_eq!(s.timeline("device/X", 10).unwrap().len(), 1);
         assert!(s.event("a").unwrap().is_some());
+    }
+
+    #[test]
+    fn prunes_in_chunks_keeping_events_with_pending_or_dead_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let day = 86_400_000;
+        let base = 1_767_225_600_000;
+        let old: Vec<NewEvent> = (0..5)
+            .map(|i| new_event_at(&format!("old-{i}"), &["device/X"], &[], i))
+            .collect();
+        s.commit(&old, &[], base, 0).unwrap();
+        let out = s
+            .commit(
+                &[
+                    new_event_at("pending", &["device/X"], &[("r", "t")], 10),
+                    new_event_at("dead", &["device/X"], &[("r", "t")], 11),
+                    new_event_at("done", &["device/X"], &[("r", "t")], 12),
+                    new_event_at("new", &["device/X"], &[], 2 * day),
+                ],
+                &[],
+                base,
+                0,
+            )
+            .unwrap();
+        let job = |i: usize| match &out[i] {
+            Appended::Stored { job_ids, .. } => job_ids[0],
+            other => panic!("{other:?}"),
+        };
+        s.commit(
+            &[],
+            &[
+                JobUpdate::Dead {
+                    id: job(1),
+                    attempts: 3,
+                    error: "gone".into(),
+                },
+                JobUpdate::Done {
+                    id: job(2),
+                    attempts: 1,
+                    status: "200".into(),
+                },
+            ],
+            base,
+            0,
+        )
+        .unwrap();
+        let cutoff = base + day;
+        // A chunk of 4, then the rest; the jobs' own retention keeps them for now.
+        assert_eq!(
+            s.prune(cutoff, base, 4).unwrap(),
+            Pruned { events: 4, jobs: 0 }
+        );
+        assert_eq!(
+            s.prune(cutoff, base, 4).unwrap(),
+            Pruned { events: 2, jobs: 0 }
+        );
+        assert_eq!(s.prune(cutoff, base, 4).unwrap(), Pruned::default());
+        let ids: Vec<String> = s
+            .timeline("device/X", 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.id)
+            .collect();
+        assert_eq!(ids, ["new", "dead", "pending"]);
+        assert!(s.event("old-0").unwrap().is_none());
+        // Finished and dead jobs go with their own retention (and the dead job's
+        // event with it); pending ones never.
+        assert_eq!(
+            s.prune(cutoff, base + 1, 10).unwrap(),
+            Pruned { events: 1, jobs: 2 }
+        );
+        assert_eq!(s.counts().unwrap().pending_jobs, 1);
+        assert!(s.event("pending").unwrap().is_some());
+        assert!(s.event("dead").unwrap().is_none());
     }
 
     #[test]
