@@ -2,6 +2,7 @@
 //! raw structs that refuse unknown fields, then a validated model. Every error is
 //! reported at once with `file:line:col: path: what is wrong (what was expected)`.
 
+mod ca;
 mod error;
 pub mod jsonpath;
 mod load;
@@ -11,6 +12,7 @@ pub mod schedule;
 mod secret;
 mod yaml;
 
+pub use ca::CaCerts;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use schedule::Schedule;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::ca::CaCerts;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::load::{load_raw, Origin, RawSet};
 use crate::raw::*;
@@ -277,6 +278,9 @@ pub struct Smtp {
     pub port: u16,
     pub tls: Tls,
     pub credentials: Option<(String, Secret)>,
+    /// `ca_file`: the only roots trusted for the server's certificate; `None` means
+    /// the platform's. Never set with [`Tls::None`].
+    pub ca: Option<CaCerts>,
 }
 
 #[derive(Debug, Clone)]
@@ -1017,11 +1021,28 @@ fn validate_target(
                         None
                     }
                 };
+                let ca = s.ca_file.as_deref().and_then(|f| {
+                    if tls == Tls::None {
+                        cx.errors.push(so.error(
+                            &[key("ca_file")],
+                            "has no effect with tls: none (a plain connection checks no certificate; use starttls or tls)",
+                        ));
+                        return None;
+                    }
+                    match CaCerts::read(&cx.base_dir.join(f)) {
+                        Ok(ca) => Some(ca),
+                        Err(msg) => {
+                            cx.errors.push(so.error(&[key("ca_file")], msg));
+                            None
+                        }
+                    }
+                });
                 Smtp {
                     host: s.host.clone(),
                     port,
                     tls,
                     credentials,
+                    ca,
                 }
             });
             TargetSpec::Email {
@@ -1030,6 +1051,7 @@ fn validate_target(
                     port: 0,
                     tls: Tls::None,
                     credentials: None,
+                    ca: None,
                 }),
                 from: t.from.clone().unwrap_or_default(),
                 to: t.to.clone().unwrap_or_default(),

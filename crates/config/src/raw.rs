@@ -294,6 +294,10 @@ pub struct RawSmtp {
     pub tls: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// PEM file of one or more CA certificates (relative to the config file). When
+    /// set, these alone are trusted for the server's certificate, instead of the
+    /// platform's roots (like `curl --cacert`). Needs `tls: starttls` or `tls`.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -300,3 +300,97 @@ fn the_shipped_mdm_workflows_validate_beside_the_sample() {
         .count();
     assert_eq!(mdm_targets, 4);
 }
+
+/// An email target whose smtp block ends with `extra` (more `smtp:` keys).
+fn email_target(extra: &str) -> String {
+    format!(
+        "rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - id: mail\n        kind: email\n        from: bot@example.com\n        to: [admin@example.com]\n        smtp:\n          host: localhost\n{extra}"
+    )
+}
+
+fn smtp_of(config: &fleetbus_config::Config) -> &fleetbus_config::Smtp {
+    match &config.rules[0].targets[0].spec {
+        TargetSpec::Email { smtp, .. } => smtp,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn smtp_ca_file_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pki")).unwrap();
+    // Two CAs in one bundle, with a private key left in the file: only the
+    // certificates count.
+    let ca = |name: &str| {
+        let mut params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    };
+    let (one, key) = ca("Example Corp Root CA");
+    let (two, _) = ca("Example Corp Issuing CA");
+    std::fs::write(
+        dir.path().join("pki/corp-ca.pem"),
+        format!("{}{}{}", one.pem(), key.serialize_pem(), two.pem()),
+    )
+    .unwrap();
+
+    let config = load_str(
+        "c.yaml",
+        &email_target("          ca_file: pki/corp-ca.pem\n"),
+        dir.path(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ca = smtp_of(&config).ca.as_ref().expect("ca_file read");
+    assert_eq!(ca.path, dir.path().join("pki/corp-ca.pem"));
+    assert_eq!(ca.certs, vec![one.der().clone(), two.der().clone()]);
+
+    let config = load_str("c.yaml", &email_target(""), dir.path()).unwrap();
+    assert!(smtp_of(&config).ca.is_none());
+}
+
+#[test]
+fn smtp_ca_file_mistakes_are_located_and_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "call IT\n").unwrap();
+    let errors = |extra: &str| -> Vec<String> {
+        match load_str("c.yaml", &email_target(extra), dir.path()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    };
+    let missing = dir.path().join("missing.pem");
+    let got = errors("          ca_file: missing.pem\n");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with(&format!(
+            "c.yaml:11:20: rules[0].targets[0].smtp.ca_file: cannot read {}: ",
+            missing.display()
+        )),
+        "{got:?}"
+    );
+
+    let notes = dir.path().join("notes.txt");
+    assert_eq!(
+        errors("          ca_file: notes.txt\n"),
+        vec![format!(
+            "c.yaml:11:20: rules[0].targets[0].smtp.ca_file: {} holds no certificate (expected PEM blocks \"-----BEGIN CERTIFICATE-----\")",
+            notes.display()
+        )]
+    );
+
+    assert_eq!(
+        errors("          tls: none\n          ca_file: notes.txt\n"),
+        vec!["c.yaml:12:20: rules[0].targets[0].smtp.ca_file: has no effect with tls: none (a plain connection checks no certificate; use starttls or tls)"]
+    );
+
+    let got = errors("          ca_file: notes.txt\n          cafile: x\n");
+    assert!(
+        got.iter()
+            .any(|e| e.starts_with("c.yaml:12:11: rules[0].targets[0].smtp.cafile: unknown field (expected one of host, port, tls, username, password, ca_file)")),
+        "{got:?}"
+    );
+}

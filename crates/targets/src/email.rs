@@ -8,15 +8,32 @@
 //! pretty-printed). The Message-ID derives from the idempotency key, so a retried
 //! delivery carries the same id and receivers can spot the duplicate.
 //!
+//! TLS: `starttls` requires the upgrade (a server that does not offer it is an
+//! error, never a plain fallback); `tls` speaks TLS from the first byte. The
+//! server's certificate must be valid for `host` (a name or an IP address) and
+//! chain to a trusted root: the platform's roots, or, when the smtp block has a
+//! `ca_file`, only the certificates in that file (like `curl --cacert`: a private
+//! CA does not widen trust to every public CA, and a public server is refused
+//! unless its root is in the file). The file is read and checked when the config
+//! loads.
+//!
 //! Outcome: SMTP 4xx replies, connection failures and timeouts are retryable;
-//! 5xx replies (a refused recipient, failed authentication) are permanent.
+//! 5xx replies (a refused recipient, failed authentication) are permanent, and so
+//! is a server certificate that fails verification (unknown issuer, wrong name,
+//! expired...): retrying will not change the certificate or the trust settings,
+//! so the delivery goes to the dead-letter queue at once, to be redriven once the
+//! certificate or `ca_file` is fixed. The error names the certificate problem.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fleetbus_config::{Smtp, Tls};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{
+    Certificate, CertificateStore, Tls as SmtpTls, TlsParameters,
+};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::{BuildError, Delivered, DeliveryContext, DeliveryError, Payload};
@@ -27,6 +44,10 @@ pub struct EmailTarget {
     to: Vec<Mailbox>,
     subject: String,
     timeout: Duration,
+    /// `host:port`, for error messages.
+    server: String,
+    /// The `ca_file` whose certificates alone are trusted, if any.
+    ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for EmailTarget {
@@ -35,6 +56,8 @@ impl std::fmt::Debug for EmailTarget {
             .field("from", &self.from.to_string())
             .field("to", &self.to.len())
             .field("subject", &self.subject)
+            .field("server", &self.server)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -72,16 +95,16 @@ impl EmailTarget {
             target: id.to_owned(),
             reason: format!("cannot set up TLS for SMTP host {:?}: {e}", smtp.host),
         };
-        let mut builder = match smtp.tls {
-            Tls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                .map_err(tls_error)?,
-            Tls::Implicit => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(tls_error)?
-            }
-            Tls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-        }
-        .port(smtp.port)
-        .timeout(Some(timeout));
+        let tls = match smtp.tls {
+            Tls::None => SmtpTls::None,
+            Tls::StartTls => SmtpTls::Required(tls_parameters(smtp).map_err(tls_error)?),
+            Tls::Implicit => SmtpTls::Wrapper(tls_parameters(smtp).map_err(tls_error)?),
+        };
+        // `builder_dangerous` only means "no TLS preset": the TLS mode is set here.
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+            .port(smtp.port)
+            .tls(tls)
+            .timeout(Some(timeout));
         if let Some((user, password)) = &smtp.credentials {
             builder =
                 builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
@@ -92,6 +115,8 @@ impl EmailTarget {
             to,
             subject: subject.to_owned(),
             timeout,
+            server: format!("{}:{}", smtp.host, smtp.port),
+            ca_file: smtp.ca.as_ref().map(|ca| ca.path.clone()),
         })
     }
 
@@ -128,6 +153,9 @@ impl EmailTarget {
                 emitted: Vec::new(),
             }),
             Ok(Err(e)) => {
+                if let Some(cert) = certificate_error(&e) {
+                    return Err(DeliveryError::Permanent(self.certificate_message(cert)));
+                }
                 let msg = format!("smtp: {e}");
                 if e.is_permanent() {
                     Err(DeliveryError::Permanent(msg))
@@ -137,6 +165,59 @@ impl EmailTarget {
             }
         }
     }
+
+    fn certificate_message(&self, cert: &rustls::Error) -> String {
+        use rustls::CertificateError::{BadSignature, UnknownIssuer};
+        // Where the trust came from matters only when the issuer is the problem.
+        let issuer = matches!(
+            cert,
+            rustls::Error::InvalidCertificate(UnknownIssuer | BadSignature)
+        );
+        let hint = match &self.ca_file {
+            Some(path) if issuer => format!(" (trusting only the CAs in {})", path.display()),
+            None if issuer => " (for a server with a private CA, set smtp.ca_file)".to_owned(),
+            _ => String::new(),
+        };
+        format!(
+            "smtp: the TLS certificate of {} was refused: {cert}{hint}",
+            self.server
+        )
+    }
+}
+
+/// TLS for `smtp.host`: the platform's roots, or only the `ca_file` certificates.
+fn tls_parameters(smtp: &Smtp) -> Result<TlsParameters, lettre::transport::smtp::Error> {
+    let mut params = TlsParameters::builder(smtp.host.clone());
+    if let Some(ca) = &smtp.ca {
+        params = params.certificate_store(CertificateStore::None);
+        for cert in &ca.certs {
+            params = params.add_root_certificate(Certificate::from_der(cert.to_vec())?);
+        }
+    }
+    params.build_rustls()
+}
+
+/// The certificate verification failure behind `e`, if that is why it failed.
+fn certificate_error(e: &lettre::transport::smtp::Error) -> Option<&rustls::Error> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        // tokio-rustls reports the handshake failure as an io::Error wrapping
+        // rustls's error, and io::Error's `source()` skips the wrapped error.
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+            .then_some(tls);
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// `<key@fleetbus>` with the key reduced to characters a Message-ID allows.
@@ -175,6 +256,7 @@ mod tests {
             port: 25,
             tls: Tls::None,
             credentials: None,
+            ca: None,
         };
         let t = |from: &str, to: &[String]| {
             EmailTarget::new("e", &smtp, from, to, "s", Duration::from_secs(1))

@@ -635,75 +635,98 @@ mod slack {
 }
 
 mod email {
-    //! A tiny SMTP sink: enough of RFC 5321 for one client without TLS.
+    //! A small SMTP sink: enough of RFC 5321 for one client, plain, over implicit
+    //! TLS, or upgraded with STARTTLS (RFC 3207), with AUTH PLAIN or LOGIN (RFC
+    //! 4954) once encrypted. TLS is tokio-rustls with a CA and a server certificate
+    //! generated per test.
 
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use base64::Engine as _;
+    use fleetbus_config::CaCerts;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+    use tokio_rustls::TlsAcceptor;
 
     #[derive(Debug, Clone, Default)]
     pub struct Mail {
         pub from: String,
         pub rcpt: Vec<String>,
         pub data: String,
+        /// Whether the session was encrypted when the message came.
+        pub tls: bool,
+        /// `user:password` from AUTH, if the client authenticated.
+        pub auth: Option<String>,
+        /// EHLO commands in the session up to the message.
+        pub ehlo: u32,
+    }
+
+    #[derive(Clone)]
+    enum Mode {
+        Plain,
+        /// TLS from the first byte.
+        Implicit(TlsAcceptor),
+        /// Plain greeting, STARTTLS offered, then TLS.
+        StartTls(TlsAcceptor),
+    }
+
+    #[derive(Clone)]
+    struct Sink {
+        rcpt_reply: &'static str,
+        /// The one AUTH mechanism advertised once encrypted (or in plain mode).
+        auth: Option<&'static str>,
+        mails: Arc<Mutex<Vec<Mail>>>,
+    }
+
+    #[derive(Default)]
+    struct Session {
+        ehlo: u32,
+        auth: Option<String>,
     }
 
     async fn sink(rcpt_reply: &'static str) -> (u16, Arc<Mutex<Vec<Mail>>>) {
+        start(Mode::Plain, rcpt_reply, None).await
+    }
+
+    async fn start(
+        mode: Mode,
+        rcpt_reply: &'static str,
+        auth: Option<&'static str>,
+    ) -> (u16, Arc<Mutex<Vec<Mail>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mails = Arc::new(Mutex::new(Vec::new()));
-        let store = mails.clone();
+        let sink = Sink {
+            rcpt_reply,
+            auth,
+            mails: Arc::new(Mutex::new(Vec::new())),
+        };
+        let mails = sink.mails.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else {
+                let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let store = store.clone();
+                let (sink, mode) = (sink.clone(), mode.clone());
                 tokio::spawn(async move {
-                    let (r, mut w) = sock.into_split();
-                    let mut r = BufReader::new(r);
-                    let mut mail = Mail::default();
-                    w.write_all(b"220 sink ESMTP\r\n").await.unwrap();
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
+                    let mut session = Session::default();
+                    match mode {
+                        Mode::Plain => {
+                            converse(tcp, &sink, &mut session, false, true, false).await;
                         }
-                        let cmd = line.trim_end().to_ascii_uppercase();
-                        let reply: &str = if cmd.starts_with("EHLO") {
-                            "250-sink\r\n250 8BITMIME\r\n"
-                        } else if cmd.starts_with("HELO")
-                            || cmd.starts_with("RSET")
-                            || cmd.starts_with("NOOP")
-                        {
-                            "250 ok\r\n"
-                        } else if cmd.starts_with("MAIL FROM:") {
-                            mail.from = line.trim_end()[10..].to_owned();
-                            "250 ok\r\n"
-                        } else if cmd.starts_with("RCPT TO:") {
-                            mail.rcpt.push(line.trim_end()[8..].to_owned());
-                            rcpt_reply
-                        } else if cmd == "DATA" {
-                            w.write_all(b"354 go ahead\r\n").await.unwrap();
-                            loop {
-                                line.clear();
-                                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                    return;
-                                }
-                                if line == ".\r\n" {
-                                    break;
-                                }
-                                mail.data.push_str(&line);
+                        // A failed handshake (the client refused our certificate)
+                        // just ends the session.
+                        Mode::Implicit(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(tcp).await {
+                                converse(tls, &sink, &mut session, true, true, false).await;
                             }
-                            store.lock().unwrap().push(std::mem::take(&mut mail));
-                            "250 queued\r\n"
-                        } else if cmd == "QUIT" {
-                            let _ = w.write_all(b"221 bye\r\n").await;
-                            return;
-                        } else {
-                            "502 not implemented\r\n"
-                        };
-                        w.write_all(reply.as_bytes()).await.unwrap();
+                        }
+                        Mode::StartTls(acceptor) => {
+                            let plain = converse(tcp, &sink, &mut session, false, true, true).await;
+                            if let Some(tcp) = plain {
+                                if let Ok(tls) = acceptor.accept(tcp).await {
+                                    converse(tls, &sink, &mut session, true, false, false).await;
+                                }
+                            }
+                        }
                     }
                 });
             }
@@ -711,16 +734,134 @@ mod email {
         (port, mails)
     }
 
+    fn decode(b64: &str) -> String {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// One SMTP conversation until QUIT or EOF; with `offer_starttls`, returns the
+    /// stream when the client asks for the upgrade (after the 220, nothing is
+    /// buffered: the client waits for it before its TLS hello).
+    async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: S,
+        sink: &Sink,
+        session: &mut Session,
+        tls: bool,
+        greet: bool,
+        offer_starttls: bool,
+    ) -> Option<S> {
+        let mut s = BufReader::new(stream);
+        let mut mail = Mail::default();
+        let mut line = String::new();
+        if greet {
+            s.write_all(b"220 sink ESMTP\r\n").await.ok()?;
+            s.flush().await.ok()?;
+        }
+        loop {
+            line.clear();
+            if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return None;
+            }
+            let cmd = line.trim_end().to_ascii_uppercase();
+            let reply: String = if cmd.starts_with("EHLO") {
+                session.ehlo += 1;
+                let mut caps = vec!["sink".to_owned(), "8BITMIME".to_owned()];
+                if offer_starttls {
+                    caps.push("STARTTLS".into());
+                } else if let Some(mechanism) = sink.auth {
+                    caps.push(format!("AUTH {mechanism}"));
+                }
+                let last = caps.len() - 1;
+                caps.iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("250{}{c}\r\n", if i == last { ' ' } else { '-' }))
+                    .collect()
+            } else if cmd == "STARTTLS" && offer_starttls {
+                s.write_all(b"220 go ahead\r\n").await.ok()?;
+                s.flush().await.ok()?;
+                return Some(s.into_inner());
+            } else if cmd.starts_with("AUTH PLAIN ") {
+                // authzid NUL user NUL password
+                let decoded = decode(&line.trim_end()[11..]);
+                let parts: Vec<&str> = decoded.split('\0').collect();
+                session.auth = Some(parts[1..].join(":"));
+                "235 ok\r\n".into()
+            } else if cmd == "AUTH LOGIN" {
+                let mut answers = Vec::new();
+                for prompt in ["Username:", "Password:"] {
+                    let challenge = base64::engine::general_purpose::STANDARD.encode(prompt);
+                    s.write_all(format!("334 {challenge}\r\n").as_bytes())
+                        .await
+                        .ok()?;
+                    s.flush().await.ok()?;
+                    line.clear();
+                    if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return None;
+                    }
+                    answers.push(decode(&line));
+                }
+                session.auth = Some(answers.join(":"));
+                "235 ok\r\n".into()
+            } else if cmd.starts_with("HELO") || cmd.starts_with("RSET") || cmd.starts_with("NOOP")
+            {
+                "250 ok\r\n".into()
+            } else if cmd.starts_with("MAIL FROM:") {
+                mail.from = line.trim_end()[10..].to_owned();
+                "250 ok\r\n".into()
+            } else if cmd.starts_with("RCPT TO:") {
+                mail.rcpt.push(line.trim_end()[8..].to_owned());
+                sink.rcpt_reply.into()
+            } else if cmd == "DATA" {
+                s.write_all(b"354 go ahead\r\n").await.ok()?;
+                s.flush().await.ok()?;
+                loop {
+                    line.clear();
+                    if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return None;
+                    }
+                    if line == ".\r\n" {
+                        break;
+                    }
+                    mail.data.push_str(&line);
+                }
+                mail.tls = tls;
+                mail.auth = session.auth.clone();
+                mail.ehlo = session.ehlo;
+                sink.mails.lock().unwrap().push(std::mem::take(&mut mail));
+                "250 queued\r\n".into()
+            } else if cmd == "QUIT" {
+                let _ = s.write_all(b"221 bye\r\n").await;
+                let _ = s.shutdown().await;
+                return None;
+            } else {
+                "502 not implemented\r\n".into()
+            };
+            s.write_all(reply.as_bytes()).await.ok()?;
+            s.flush().await.ok()?;
+        }
+    }
+
     fn email(port: u16, subject: &str, input: Input) -> TargetImpl {
+        email_via(
+            Smtp {
+                host: "127.0.0.1".into(),
+                port,
+                tls: Tls::None,
+                credentials: None,
+                ca: None,
+            },
+            subject,
+            input,
+        )
+    }
+
+    fn email_via(smtp: Smtp, subject: &str, input: Input) -> TargetImpl {
         TargetImpl::build(
             &target(
                 TargetSpec::Email {
-                    smtp: Smtp {
-                        host: "127.0.0.1".into(),
-                        port,
-                        tls: Tls::None,
-                        credentials: None,
-                    },
+                    smtp,
                     from: "fleetbus <bot@example.com>".into(),
                     to: vec!["admin@example.com".into(), "ops@example.com".into()],
                     subject: subject.into(),
@@ -802,6 +943,228 @@ mod email {
             .await
             .unwrap_err();
         assert!(err.is_retryable(), "{err}");
+    }
+
+    /// A test CA, and a server certificate it issued for `names`, served by
+    /// `acceptor`. The CA's name differs with `names`, so another call's CA is a
+    /// stranger (an unknown issuer), not a namesake with the wrong key.
+    struct Pki {
+        ca_pem: String,
+        acceptor: TlsAcceptor,
+    }
+
+    fn test_pki(names: &[&str]) -> Pki {
+        let mut ca = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("test CA for {names:?}"));
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut leaf = rcgen::CertificateParams::new(names).unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "sink");
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+
+        Pki {
+            ca_pem: ca_cert.pem(),
+            acceptor: acceptor(leaf_cert.der().clone(), &leaf_key),
+        }
+    }
+
+    /// A TLS server presenting `cert` alone (no intermediates).
+    fn acceptor(cert: CertificateDer<'static>, key: &rcgen::KeyPair) -> TlsAcceptor {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// The CA written to a real file and read the way the config loader does.
+    fn ca_file(dir: &std::path::Path, pem: &str) -> CaCerts {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, pem).unwrap();
+        CaCerts::read(&path).unwrap()
+    }
+
+    fn tls_smtp(host: &str, port: u16, tls: Tls, ca: Option<CaCerts>) -> Smtp {
+        Smtp {
+            host: host.into(),
+            port,
+            tls,
+            credentials: Some(("fleetbus".into(), Secret::from_value("s3cret pass"))),
+            ca,
+        }
+    }
+
+    fn assert_intact(m: &Mail) {
+        assert!(m.tls, "not encrypted: {m:?}");
+        assert!(m.from.contains("bot@example.com"), "{m:?}");
+        assert_eq!(m.rcpt.len(), 2);
+        assert!(
+            m.data
+                .contains("Subject: fleetbus: Device Enrolled C02XK1JDJG5J"),
+            "{}",
+            m.data
+        );
+        assert!(
+            m.data.contains("Message-ID: <ev1.enrolled.t1@fleetbus>"),
+            "{}",
+            m.data
+        );
+        assert!(
+            m.data.contains("\"detail-type\": \"Device Enrolled\""),
+            "{}",
+            m.data
+        );
+    }
+
+    async fn send(smtp: Smtp) -> Result<String, DeliveryError> {
+        let e = stored();
+        let t = email_via(
+            smtp,
+            "fleetbus: <detail-type> <$.detail.device.serial>",
+            Input::Event,
+        );
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        t.deliver(&payload, &ctx(&e, "ev1:enrolled:t1"))
+            .await
+            .map(|d| d.status)
+    }
+
+    #[tokio::test]
+    async fn implicit_tls_with_a_private_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = test_pki(&["localhost", "127.0.0.1"]);
+        let (port, mails) = start(Mode::Implicit(pki.acceptor), "250 ok\r\n", Some("LOGIN")).await;
+        let ca = ca_file(dir.path(), &pki.ca_pem);
+        let status = send(tls_smtp("localhost", port, Tls::Implicit, Some(ca)))
+            .await
+            .unwrap();
+        assert_eq!(status, "smtp 250");
+        let mails = mails.lock().unwrap().clone();
+        assert_eq!(mails.len(), 1);
+        assert_intact(&mails[0]);
+        assert_eq!(mails[0].auth.as_deref(), Some("fleetbus:s3cret pass"));
+    }
+
+    #[tokio::test]
+    async fn starttls_with_a_private_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = test_pki(&["localhost", "127.0.0.1"]);
+        let (port, mails) = start(Mode::StartTls(pki.acceptor), "250 ok\r\n", Some("PLAIN")).await;
+        let ca = ca_file(dir.path(), &pki.ca_pem);
+        let smtp = tls_smtp("127.0.0.1", port, Tls::StartTls, Some(ca));
+        assert_eq!(send(smtp.clone()).await.unwrap(), "smtp 250");
+        // Without credentials the session is the same, minus AUTH.
+        let anonymous = Smtp {
+            credentials: None,
+            ..smtp
+        };
+        assert_eq!(send(anonymous).await.unwrap(), "smtp 250");
+
+        let mails = mails.lock().unwrap().clone();
+        assert_eq!(mails.len(), 2);
+        for m in &mails {
+            assert_intact(m);
+            // EHLO in plain, STARTTLS, EHLO again over TLS.
+            assert_eq!(m.ehlo, 2, "{m:?}");
+        }
+        assert_eq!(mails[0].auth.as_deref(), Some("fleetbus:s3cret pass"));
+        assert_eq!(mails[1].auth, None);
+    }
+
+    #[tokio::test]
+    async fn untrusted_certificates_are_permanent_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = test_pki(&["localhost", "127.0.0.1"]);
+        let implicit = start(Mode::Implicit(pki.acceptor.clone()), "250 ok\r\n", None).await;
+        let starttls = start(Mode::StartTls(pki.acceptor), "250 ok\r\n", Some("PLAIN")).await;
+
+        for ((port, mails), tls) in [(&implicit, Tls::Implicit), (&starttls, Tls::StartTls)] {
+            // No ca_file: the platform's roots do not know the test CA.
+            let err = send(tls_smtp("localhost", *port, tls, None))
+                .await
+                .unwrap_err();
+            assert!(!err.is_retryable(), "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!(
+                    "the TLS certificate of localhost:{port} was refused"
+                )) && msg.contains("UnknownIssuer")
+                    && msg.contains("set smtp.ca_file"),
+                "{msg}"
+            );
+
+            // A ca_file with another CA: that file alone is trusted.
+            let other = ca_file(dir.path(), &test_pki(&["localhost"]).ca_pem);
+            let err = send(tls_smtp("localhost", *port, tls, Some(other)))
+                .await
+                .unwrap_err();
+            assert!(!err.is_retryable(), "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("UnknownIssuer")
+                    && msg.contains(&format!(
+                        "trusting only the CAs in {}",
+                        dir.path().join("ca.pem").display()
+                    )),
+                "{msg}"
+            );
+            assert!(mails.lock().unwrap().is_empty(), "{tls:?}");
+        }
+
+        // The right CA, but a certificate for another name.
+        let wrong = test_pki(&["mail.example.com"]);
+        let (port, mails) = start(Mode::Implicit(wrong.acceptor), "250 ok\r\n", None).await;
+        let ca = ca_file(dir.path(), &wrong.ca_pem);
+        let err = send(tls_smtp("127.0.0.1", port, Tls::Implicit, Some(ca)))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("certificate not valid for name \"127.0.0.1\"")
+                && !msg.contains("ca_file"),
+            "{msg}"
+        );
+        assert!(mails.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_server_certificate_can_be_the_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (port, mails) = start(
+            Mode::StartTls(acceptor(cert.der().clone(), &key)),
+            "250 ok\r\n",
+            Some("PLAIN"),
+        )
+        .await;
+        let ca = ca_file(dir.path(), &cert.pem());
+        let status = send(tls_smtp("localhost", port, Tls::StartTls, Some(ca)))
+            .await
+            .unwrap();
+        assert_eq!(status, "smtp 250");
+        assert_intact(&mails.lock().unwrap()[0]);
     }
 }
 
