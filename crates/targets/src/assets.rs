@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fleetbus_assets::{DeviceUpdate, UserUpdate};
+use fleetbus_assets::{AssetStore, DeviceUpdate, UserUpdate};
 use fleetbus_config::Field;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -26,33 +26,50 @@ impl AssetsTarget {
         }
     }
 
-    pub(crate) fn deliver(&self, ctx: &DeliveryContext<'_>) -> Result<Delivered, DeliveryError> {
+    pub(crate) async fn deliver(
+        &self,
+        ctx: &DeliveryContext<'_>,
+    ) -> Result<Delivered, DeliveryError> {
         let assets = ctx.assets.ok_or_else(|| {
             DeliveryError::Permanent("assets target: no asset store is configured".into())
         })?;
         let doc = ctx.event.event.to_value();
-        let now = OffsetDateTime::now_utc();
-        let mut done = Vec::new();
-        if !self.user.is_empty() {
+        let user: Option<UserUpdate> = if self.user.is_empty() {
+            None
+        } else {
             let update: UserUpdate = record(&self.user, &doc, "user")?;
             if update.id.is_empty() {
                 return Err(DeliveryError::Permanent(
                     "user.id matched nothing in the event".into(),
                 ));
             }
-            assets.upsert_user(&update, now).map_err(store_error)?;
-            done.push(format!("user {}", update.id));
-        }
-        if !self.device.is_empty() {
+            Some(update)
+        };
+        let device: Option<DeviceUpdate> = if self.device.is_empty() {
+            None
+        } else {
             let update: DeviceUpdate = record(&self.device, &doc, "device")?;
             if update.serial.is_empty() {
                 return Err(DeliveryError::Permanent(
                     "device.serial matched nothing in the event".into(),
                 ));
             }
-            assets.upsert_device(&update, now).map_err(store_error)?;
-            done.push(format!("device {}", update.serial));
-        }
+            Some(update)
+        };
+        let done = blocking(assets, move |a| {
+            let now = OffsetDateTime::now_utc();
+            let mut done = Vec::new();
+            if let Some(u) = user {
+                a.upsert_user(&u, now).map_err(store_error)?;
+                done.push(format!("user {}", u.id));
+            }
+            if let Some(d) = device {
+                a.upsert_device(&d, now).map_err(store_error)?;
+                done.push(format!("device {}", d.serial));
+            }
+            Ok(done)
+        })
+        .await?;
         Ok(Delivered {
             status: format!("updated {}", done.join(", ")),
             emitted: Vec::new(),
@@ -88,6 +105,19 @@ fn record<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_value(Value::Object(object))
         .map_err(|e| DeliveryError::Permanent(format!("{section} fields: {e}")))
+}
+
+/// Runs asset-store calls on the blocking pool: the store is synchronous SQLite
+/// behind one connection and may wait out its busy timeout for a lock, which must
+/// not stall an async worker (and every delivery on it).
+pub(crate) async fn blocking<T: Send + 'static>(
+    store: &AssetStore,
+    f: impl FnOnce(&AssetStore) -> Result<T, DeliveryError> + Send + 'static,
+) -> Result<T, DeliveryError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| DeliveryError::Retryable(format!("asset store task failed: {e}")))?
 }
 
 pub(crate) fn store_error(e: fleetbus_assets::AssetError) -> DeliveryError {

@@ -232,7 +232,7 @@ impl TargetImpl {
             TargetImpl::Log(t) => t.deliver(payload).await,
             // Both read the event itself: their "input" is the command or the mapping.
             TargetImpl::Mdm(t) => t.deliver(ctx).await,
-            TargetImpl::Assets(t) => t.deliver(ctx),
+            TargetImpl::Assets(t) => t.deliver(ctx).await,
         }
     }
 }

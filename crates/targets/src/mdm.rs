@@ -22,7 +22,7 @@ use reqwest::Client;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::assets::store_error;
+use crate::assets::{blocking, store_error};
 use crate::http::{read_body, request_error, status_error};
 use crate::transform::{parse_path, select};
 use crate::{BuildError, Delivered, DeliveryContext, DeliveryError};
@@ -72,14 +72,19 @@ impl MdmTargetImpl {
             DeliveryError::Permanent("mdm target: no asset store is configured".into())
         })?;
         let doc = ctx.event.event.to_value();
-        let devices = self.devices(assets, &doc)?;
         let vars = self.variables(&doc)?;
+        let sel = self.spec.devices.clone();
+        let devices = blocking(assets, move |a| select_devices(a, &sel, &doc)).await?;
         let mut emitted = Vec::new();
         let mut already = 0;
         let mut failures = Vec::new();
         for device in &devices {
             let uuid = command_uuid(ctx.idempotency_key, &device.udid);
-            if assets.command(&uuid).map_err(store_error)?.is_some() {
+            let known = {
+                let uuid = uuid.clone();
+                blocking(assets, move |a| a.command(&uuid).map_err(store_error)).await?
+            };
+            if known.is_some() {
                 already += 1;
                 continue;
             }
@@ -121,79 +126,6 @@ impl MdmTargetImpl {
         })
     }
 
-    /// The devices this delivery addresses, deduplicated by UDID.
-    fn devices(&self, assets: &AssetStore, doc: &Value) -> Result<Vec<Addressee>, DeliveryError> {
-        let sel = &self.spec.devices;
-        let mut out: Vec<Addressee> = Vec::new();
-        let from_event = sel.udid.is_some() || sel.serial.is_some() || sel.user.is_some();
-        if let Some(path) = &sel.udid {
-            let udids = strings_at(path, doc)?;
-            let serials = match &sel.serial {
-                Some(p) => strings_at(p, doc)?,
-                None => Vec::new(),
-            };
-            for (i, udid) in udids.into_iter().enumerate() {
-                let record = match serials.get(i) {
-                    Some(s) => assets.device(s).map_err(store_error)?,
-                    None => assets.device_by_udid(&udid).map_err(store_error)?,
-                };
-                out.push(Addressee { udid, record });
-            }
-        } else if let Some(path) = &sel.serial {
-            for serial in strings_at(path, doc)? {
-                let record = assets.device(&serial).map_err(store_error)?;
-                let udid = record.as_ref().and_then(|d| d.udid.clone()).ok_or_else(|| {
-                    DeliveryError::Permanent(format!(
-                        "device {serial:?} has no UDID in the asset store (it has not checked in yet)"
-                    ))
-                })?;
-                out.push(Addressee { udid, record });
-            }
-        }
-        if let Some(path) = &sel.user {
-            for user in strings_at(path, doc)? {
-                let found = assets.user(&user).map_err(store_error)?;
-                for d in found.map(|u| u.devices).unwrap_or_default() {
-                    if let Some(udid) = d.udid.clone() {
-                        out.push(Addressee {
-                            udid,
-                            record: Some(d),
-                        });
-                    } else {
-                        tracing::warn!(
-                            target: "fleetbus::mdm",
-                            device = %d.serial,
-                            user = %user,
-                            "device has no UDID yet; no command sent to it"
-                        );
-                    }
-                }
-            }
-        }
-        if !from_event {
-            let filter = DeviceFilter {
-                user_id: None,
-                tag: sel.tag.clone(),
-                os_below: sel.os_below.clone(),
-                enrolled_only: sel.enrolled_only,
-            };
-            for d in assets.list_devices(&filter).map_err(store_error)? {
-                if let Some(udid) = d.udid.clone() {
-                    out.push(Addressee {
-                        udid,
-                        record: Some(d),
-                    });
-                }
-            }
-        } else {
-            // The selector's filters narrow what the event named.
-            out.retain(|a| keep(a.record.as_ref(), sel));
-        }
-        let mut seen = BTreeSet::new();
-        out.retain(|a| seen.insert(a.udid.clone()));
-        Ok(out)
-    }
-
     fn variables(&self, doc: &Value) -> Result<Map<String, Value>, DeliveryError> {
         let mut vars = Map::new();
         for (name, path) in &self.spec.variables {
@@ -217,14 +149,38 @@ impl MdmTargetImpl {
         uuid: &str,
         event_vars: &Map<String, Value>,
     ) -> Result<Event, DeliveryError> {
-        let serial = device
-            .record
-            .as_ref()
-            .map(|d| Some(d.serial.clone()))
-            .map(Ok)
-            .unwrap_or_else(|| assets.serial_for_udid(&device.udid))
-            .map_err(store_error)?;
-        let escrow_key = serial.clone().unwrap_or_else(|| device.udid.clone());
+        // The serial (for the ledger and the escrow) and the PIN, reused when a
+        // retry finds one escrowed for this CommandUUID, escrowed before the enqueue.
+        let (serial, pin) = {
+            let known = device.record.as_ref().map(|d| d.serial.clone());
+            let (udid, uuid, uses_pin) = (device.udid.clone(), uuid.to_owned(), self.uses_pin);
+            blocking(assets, move |a| {
+                let serial = match known {
+                    Some(s) => Some(s),
+                    None => a.serial_for_udid(&udid).map_err(store_error)?,
+                };
+                if !uses_pin {
+                    return Ok((serial, None));
+                }
+                let escrow_key = serial.clone().unwrap_or_else(|| udid.clone());
+                let existing = a
+                    .escrowed_pins(&escrow_key)
+                    .map_err(store_error)?
+                    .into_iter()
+                    .find(|p| p.command_uuid == uuid);
+                let pin = match existing {
+                    Some(p) => p.pin,
+                    None => {
+                        let pin = generate_pin();
+                        a.escrow_pin(&escrow_key, &uuid, &pin, OffsetDateTime::now_utc())
+                            .map_err(store_error)?;
+                        pin
+                    }
+                };
+                Ok((serial, Some(pin)))
+            })
+            .await?
+        };
         let mut vars = event_vars.clone();
         vars.insert("device.udid".into(), json!(device.udid));
         vars.insert("command_uuid".into(), json!(uuid));
@@ -243,23 +199,7 @@ impl MdmTargetImpl {
                 }
             }
         }
-        let uses_pin = self.uses_pin;
-        if uses_pin {
-            let existing = assets
-                .escrowed_pins(&escrow_key)
-                .map_err(store_error)?
-                .into_iter()
-                .find(|p| p.command_uuid == uuid);
-            let pin = match existing {
-                Some(p) => p.pin,
-                None => {
-                    let pin = generate_pin();
-                    assets
-                        .escrow_pin(&escrow_key, uuid, &pin, OffsetDateTime::now_utc())
-                        .map_err(store_error)?;
-                    pin
-                }
-            };
+        if let Some(pin) = pin {
             vars.insert("pin".into(), json!(pin));
         }
         let payload = fill(&self.template, &vars).map_err(DeliveryError::Permanent)?;
@@ -291,20 +231,22 @@ impl MdmTargetImpl {
             }
         }
         let now = OffsetDateTime::now_utc();
-        assets
-            .record_command(&CommandRecord {
-                command_uuid: uuid.to_owned(),
-                request_type: self.spec.request_type.clone(),
-                udid: device.udid.clone(),
-                serial: serial.clone(),
-                rule: Some(ctx.rule.to_owned()),
-                target: Some(ctx.target.to_owned()),
-                event_id: Some(ctx.event.event.id.clone()),
-                enqueued_at: rfc3339(now),
-                status: None,
-                completed_at: None,
-            })
-            .map_err(store_error)?;
+        let entry = CommandRecord {
+            command_uuid: uuid.to_owned(),
+            request_type: self.spec.request_type.clone(),
+            udid: device.udid.clone(),
+            serial: serial.clone(),
+            rule: Some(ctx.rule.to_owned()),
+            target: Some(ctx.target.to_owned()),
+            event_id: Some(ctx.event.event.id.clone()),
+            enqueued_at: rfc3339(now),
+            status: None,
+            completed_at: None,
+        };
+        blocking(assets, move |a| {
+            a.record_command(&entry).map_err(store_error)
+        })
+        .await?;
         metrics::counter!(
             "fleetbus_mdm_commands_enqueued_total",
             "server" => self.spec.server.as_str(),
@@ -330,7 +272,7 @@ impl MdmTargetImpl {
             "target": ctx.target,
             "device": device_detail,
             "command": {"request_type": self.spec.request_type, "command_uuid": uuid},
-            "pin_escrowed": uses_pin,
+            "pin_escrowed": self.uses_pin,
             "warnings": warnings,
         });
         let defaults = Defaults {
@@ -378,6 +320,85 @@ impl MdmTargetImpl {
 }
 
 /// True when the selector's filters let this device through.
+/// The devices a delivery addresses, deduplicated by UDID.
+fn select_devices(
+    assets: &AssetStore,
+    sel: &fleetbus_config::DeviceSelector,
+    doc: &Value,
+) -> Result<Vec<Addressee>, DeliveryError> {
+    let mut out: Vec<Addressee> = Vec::new();
+    let from_event = sel.udid.is_some() || sel.serial.is_some() || sel.user.is_some();
+    if let Some(path) = &sel.udid {
+        let udids = strings_at(path, doc)?;
+        let serials = match &sel.serial {
+            Some(p) => strings_at(p, doc)?,
+            None => Vec::new(),
+        };
+        for (i, udid) in udids.into_iter().enumerate() {
+            let record = match serials.get(i) {
+                Some(s) => assets.device(s).map_err(store_error)?,
+                None => assets.device_by_udid(&udid).map_err(store_error)?,
+            };
+            out.push(Addressee { udid, record });
+        }
+    } else if let Some(path) = &sel.serial {
+        for serial in strings_at(path, doc)? {
+            let record = assets.device(&serial).map_err(store_error)?;
+            let udid = record
+                .as_ref()
+                .and_then(|d| d.udid.clone())
+                .ok_or_else(|| {
+                    DeliveryError::Permanent(format!(
+                    "device {serial:?} has no UDID in the asset store (it has not checked in yet)"
+                ))
+                })?;
+            out.push(Addressee { udid, record });
+        }
+    }
+    if let Some(path) = &sel.user {
+        for user in strings_at(path, doc)? {
+            let found = assets.user(&user).map_err(store_error)?;
+            for d in found.map(|u| u.devices).unwrap_or_default() {
+                if let Some(udid) = d.udid.clone() {
+                    out.push(Addressee {
+                        udid,
+                        record: Some(d),
+                    });
+                } else {
+                    tracing::warn!(
+                        target: "fleetbus::mdm",
+                        device = %d.serial,
+                        user = %user,
+                        "device has no UDID yet; no command sent to it"
+                    );
+                }
+            }
+        }
+    }
+    if !from_event {
+        let filter = DeviceFilter {
+            user_id: None,
+            tag: sel.tag.clone(),
+            os_below: sel.os_below.clone(),
+            enrolled_only: sel.enrolled_only,
+        };
+        for d in assets.list_devices(&filter).map_err(store_error)? {
+            if let Some(udid) = d.udid.clone() {
+                out.push(Addressee {
+                    udid,
+                    record: Some(d),
+                });
+            }
+        }
+    } else {
+        // The selector's filters narrow what the event named.
+        out.retain(|a| keep(a.record.as_ref(), sel));
+    }
+    let mut seen = BTreeSet::new();
+    out.retain(|a| seen.insert(a.udid.clone()));
+    Ok(out)
+}
+
 fn keep(record: Option<&Device>, sel: &fleetbus_config::DeviceSelector) -> bool {
     let Some(d) = record else {
         // Nothing known to filter on: only an unfiltered selector keeps it.
