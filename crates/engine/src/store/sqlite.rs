@@ -96,6 +96,16 @@ struct Checkpointer {
 impl SqliteStore {
     /// Opens (creating if needed) `dir/fleetbus.db`.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_tuned(dir, CHECKPOINT_PAUSE, WAL_RESTART_FRAMES)
+    }
+
+    /// [`SqliteStore::open`] with the checkpoint pause and WAL bound given (tests
+    /// use small ones to see the WAL restart without writing 64 MiB).
+    fn open_tuned(
+        dir: &Path,
+        pause: Duration,
+        restart_frames: i64,
+    ) -> Result<SqliteStore, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: dir.display().to_string(),
             reason,
@@ -107,7 +117,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         let checkpoint_conn = Connection::open(&file).map_err(|e| open_err(e.to_string()))?;
         checkpoint_conn.execute_batch(PRAGMAS)?;
-        let checkpointer = Checkpointer::spawn(checkpoint_conn)
+        let checkpointer = Checkpointer::spawn(checkpoint_conn, pause, restart_frames)
             .map_err(|e| open_err(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(SqliteStore {
             conn,
@@ -161,7 +171,11 @@ fn checkpoint(conn: &Connection) -> Result<i64, rusqlite::Error> {
 }
 
 impl Checkpointer {
-    fn spawn(conn: Connection) -> std::io::Result<Checkpointer> {
+    fn spawn(
+        conn: Connection,
+        pause: Duration,
+        restart_frames: i64,
+    ) -> std::io::Result<Checkpointer> {
         let (kick, rx) = mpsc::sync_channel::<()>(1);
         let restart = Arc::new(AtomicBool::new(false));
         let flag = restart.clone();
@@ -172,11 +186,9 @@ impl Checkpointer {
                     Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
-                std::thread::sleep(CHECKPOINT_PAUSE);
+                std::thread::sleep(pause);
                 match checkpoint(&conn) {
-                    Ok(frames) if frames >= WAL_RESTART_FRAMES => {
-                        flag.store(true, Ordering::Relaxed)
-                    }
+                    Ok(frames) if frames >= restart_frames => flag.store(true, Ordering::Relaxed),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "background checkpoint failed"),
                 }
@@ -674,6 +686,38 @@ mod tests {
         assert_eq!(s.counts().unwrap().pending_jobs, 1);
         assert!(s.event("pending").unwrap().is_some());
         assert!(s.event("dead").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_wal_restarts_under_sustained_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("fleetbus.db-wal");
+        let mut s = SqliteStore::open_tuned(dir.path(), Duration::from_millis(1), 64).unwrap();
+        let mut largest = 0;
+        let mut n = 0;
+        // About 12 MB of events, in commits that never stop for long.
+        for batch in 0..400 {
+            let events: Vec<NewEvent> = (0..30)
+                .map(|i| {
+                    n += 1;
+                    let mut e = new_event(&format!("e-{n}"), &["device/X"], &[("r", "t")]);
+                    e.body.push_str(&" ".repeat(1000 + i));
+                    e
+                })
+                .collect();
+            s.commit(&events, &[], batch, 0).unwrap();
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+            if batch % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // Without restarts the WAL would hold every page written: well over 12 MB.
+        assert!(largest < 4 << 20, "the WAL grew to {largest} bytes");
+        drop(s);
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.counts().unwrap().events, n);
+        assert!(s.event("e-1").unwrap().is_some());
+        assert!(s.event(&format!("e-{n}")).unwrap().is_some());
     }
 
     #[test]
