@@ -33,6 +33,27 @@ async fn with_store<T: Send + 'static>(
         .map_err(|e| ApiError::internal(format!("asset task failed: {e}")))?
 }
 
+/// A PUT body: the record's fields as JSON, keyed by the path; a body naming
+/// another key is refused rather than silently writing a different record.
+fn keyed_update<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    key_name: &str,
+    path_key: String,
+    key: impl FnOnce(&mut T) -> &mut String,
+) -> Result<T, ApiError> {
+    let mut update: T = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("{what} fields: {e}")))?;
+    let k = key(&mut update);
+    if !k.is_empty() && *k != path_key {
+        return Err(ApiError::bad_request(format!(
+            "{key_name} {k:?} in the body differs from {path_key:?} in the path"
+        )));
+    }
+    *k = path_key;
+    Ok(update)
+}
+
 /// 503 for a busy store (retry), 500 otherwise.
 pub(crate) fn store_error(e: AssetError) -> ApiError {
     if e.is_retryable() {
@@ -104,15 +125,11 @@ pub async fn put_device(
     Path(serial): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut update: DeviceUpdate = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("device fields: {e}")))?;
-    if !update.serial.is_empty() && update.serial != serial {
-        return Err(ApiError::bad_request(format!(
-            "serial {:?} in the body differs from {serial:?} in the path",
-            update.serial
-        )));
-    }
-    update.serial = serial;
+    api_auth(&state, &headers)?;
+    let update: DeviceUpdate =
+        keyed_update(&body, "device", "serial", serial, |u: &mut DeviceUpdate| {
+            &mut u.serial
+        })?;
     with_store(&state, &headers, move |s| {
         let d = s
             .upsert_device(&update, OffsetDateTime::now_utc())
@@ -156,15 +173,8 @@ pub async fn put_user(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let mut update: UserUpdate = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("user fields: {e}")))?;
-    if !update.id.is_empty() && update.id != id {
-        return Err(ApiError::bad_request(format!(
-            "id {:?} in the body differs from {id:?} in the path",
-            update.id
-        )));
-    }
-    update.id = id;
+    api_auth(&state, &headers)?;
+    let update: UserUpdate = keyed_update(&body, "user", "id", id, |u: &mut UserUpdate| &mut u.id)?;
     with_store(&state, &headers, move |s| {
         let u = s
             .upsert_user(&update, OffsetDateTime::now_utc())

@@ -578,6 +578,15 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
         200
     );
     assert_eq!(put(json!({"serial": "OTHER"})), 400);
+    // The token is checked before the body is read.
+    let anonymous = agent
+        .put(format!("{}/v1/assets/devices/C02AAAAAAAA1", server.base))
+        .header("Content-Type", "application/json")
+        .send("not json")
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(anonymous, 401);
     let (_, device) = server.get("/v1/assets/devices/C02AAAAAAAA1");
     assert_eq!(device["tags"], json!(["offboarded"]));
     assert_eq!(device["notes"], "locked");
