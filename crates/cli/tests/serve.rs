@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 #[path = "serve/mdm_workflows.rs"]
 mod mdm_workflows;
 
+#[path = "serve/backpressure.rs"]
+mod backpressure;
+
 const TOKEN: &str = "test-api-token";
 const SOURCE_TOKEN: &str = "test-source-token";
 

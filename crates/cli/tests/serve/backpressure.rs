@@ -1,0 +1,114 @@
+//! Backpressure through the real binary: past `server.max_backlog` pending
+//! deliveries, ingest answers 429 with `Retry-After` and `/readyz` is not ready;
+//! once the receiver recovers and the backlog drains, intake resumes and every
+//! accepted event is delivered.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{receiver, wait_for, write_config, Server, TOKEN};
+
+/// A PutEvents call: status, `Retry-After` header, body.
+fn put(server: &Server, serial: &str) -> (u16, Option<String>, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let entries = json!({"Entries": [{"Source": "s", "DetailType": "Notify", "Detail": json!({"serial": serial}).to_string()}]});
+    let mut resp = agent
+        .post(format!("{}/v1/events", server.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .send(entries.to_string())
+        .expect("request");
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        retry_after,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn readyz(server: &Server) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .get(format!("{}/readyz", server.base))
+        .call()
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_full_backlog_answers_429_until_it_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    let path = dir.path().join("fleetbus.yaml");
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("dedup_window: 10m", "dedup_window: 10m\n  max_backlog: 3");
+    std::fs::write(&path, config).unwrap();
+    let server = Server::start(dir.path());
+
+    // The receiver fails, so the api deliveries stay pending and fill the backlog.
+    rx.fail_next.store(usize::MAX / 2, Ordering::SeqCst);
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 0..50 {
+        let serial = format!("C02BP{i:03}");
+        match put(&server, &serial) {
+            (200, _, body) => {
+                assert_eq!(body["FailedEntryCount"], 0, "{body}");
+                accepted.push(serial);
+            }
+            (429, retry_after, body) => {
+                refused = Some((retry_after, body));
+                break;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (retry_after, body) = refused.expect("no 429 although the receiver kept failing");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(body["error"]["code"], "ThrottlingException", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("delivery backlog is full (") && message.ends_with(", limit 3)"),
+        "{body}"
+    );
+    assert_eq!(readyz(&server), 503);
+    assert!(accepted.len() >= 2, "{accepted:?}");
+
+    // The receiver recovers: the retries get through, the backlog drains and
+    // intake resumes; nothing accepted was dropped.
+    rx.fail_next.store(0, Ordering::SeqCst);
+    wait_for("the backlog to drain", Duration::from_secs(30), || {
+        readyz(&server) == 200
+    });
+    assert_eq!(put(&server, "C02BPLAST").0, 200);
+    accepted.push("C02BPLAST".into());
+    wait_for(
+        "every accepted event delivered",
+        Duration::from_secs(30),
+        || {
+            let got = rx.bodies.lock().unwrap();
+            accepted
+                .iter()
+                .all(|s| got.iter().any(|(b, _)| b["device"] == s.as_str()))
+        },
+    );
+    server.stop();
+}
