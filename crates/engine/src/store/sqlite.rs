@@ -164,6 +164,34 @@ impl SqliteStore {
     }
 }
 
+/// The id of the first job created at or after `at` (or one past the last job),
+/// by binary search over the ids: a few dozen point reads for any table size.
+/// Creation times follow ids except for redriven jobs (their time is reset); a
+/// bound thrown off by one only changes how much is scanned, since the delete
+/// still checks each job's own time.
+fn first_job_created(conn: &Connection, at: Millis) -> Result<i64, rusqlite::Error> {
+    let Some(max) = conn.query_row("SELECT MAX(id) FROM jobs", [], |r| {
+        r.get::<_, Option<i64>>(0)
+    })?
+    else {
+        return Ok(0);
+    };
+    let mut next =
+        conn.prepare_cached("SELECT id, created_at FROM jobs WHERE id >= ?1 ORDER BY id LIMIT 1")?;
+    let (mut lo, mut hi) = (0, max + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match next
+            .query_row([mid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Millis>(1)?)))
+            .optional()?
+        {
+            Some((id, created)) if created < at => lo = id + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
+}
+
 /// A passive checkpoint: copies what it can without blocking the writer.
 /// Returns the WAL's length in frames.
 fn checkpoint(conn: &Connection) -> Result<i64, rusqlite::Error> {
@@ -225,8 +253,10 @@ impl Store for SqliteStore {
             // Duplicates are found through the id index the log keeps anyway (one
             // read, usually of hot pages) rather than a table of their own, which
             // cost every event another B-tree write.
+            // The latest event with this (source, id) decides: the id index walked
+            // backwards finds it first, however often a client reuses an id.
             let mut seen = tx.prepare_cached(
-                "SELECT 1 FROM events WHERE id = ?1 AND source = ?2 AND received_at > ?3 LIMIT 1",
+                "SELECT received_at FROM events WHERE id = ?1 AND source = ?2 ORDER BY seq DESC LIMIT 1",
             )?;
             let mut ins = tx.prepare_cached(
                 "INSERT INTO events (id, source, detail_type, bus, received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -243,7 +273,10 @@ impl Store for SqliteStore {
                 let e = &new.stored.event;
                 let received =
                     (new.stored.meta.received_at.unix_timestamp_nanos() / 1_000_000) as Millis;
-                if seen.exists(params![e.id, e.source, received - dedup_window_ms])? {
+                let last: Option<Millis> = seen
+                    .query_row(params![e.id, e.source], |r| r.get(0))
+                    .optional()?;
+                if last.is_some_and(|at| at > received - dedup_window_ms) {
                     out.push(Appended::Duplicate);
                     continue;
                 }
@@ -452,11 +485,14 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Pruned, StoreError> {
         let tx = self.conn.transaction()?;
-        // Old rows come first in id order, so the scan stops early when there are many.
+        // Jobs are numbered in creation order and none is updated before it is
+        // created, so only ids below the first one created after the cutoff can
+        // qualify: the scan stops there instead of reading the whole table.
+        let bound = first_job_created(&tx, jobs_before)?;
         let jobs = tx.execute(
-            "DELETE FROM jobs WHERE id IN
-               (SELECT id FROM jobs WHERE state != 0 AND updated_at < ?1 ORDER BY id LIMIT ?2)",
-            params![jobs_before, limit as i64],
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+               WHERE id < ?3 AND state != 0 AND updated_at < ?1 ORDER BY id LIMIT ?2)",
+            params![jobs_before, limit as i64, bound],
         )?;
         // An event with a pending or dead job stays until the job is finished.
         let doomed: Vec<i64> = {
@@ -718,6 +754,49 @@ mod tests {
         assert_eq!(s.counts().unwrap().events, n);
         assert!(s.event("e-1").unwrap().is_some());
         assert!(s.event(&format!("e-{n}")).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_first_job_created_after_a_time_is_found_across_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(first_job_created(&s.conn, 5).unwrap(), 0);
+        // Jobs 1..=40 created at times 0..40, then half of them deleted.
+        for t in 0..40 {
+            s.commit(
+                &[new_event(&format!("e{t}"), &[], &[("r", "t")])],
+                &[],
+                t,
+                0,
+            )
+            .unwrap();
+        }
+        s.conn
+            .execute("DELETE FROM jobs WHERE id % 2 = 0", [])
+            .unwrap();
+        for (at, want) in [
+            (0, 0),
+            (1, 2),
+            (2, 2),
+            (13, 14),
+            (39, 40),
+            (40, 41),
+            (99, 41),
+        ] {
+            let bound = first_job_created(&s.conn, at).unwrap();
+            // Every remaining job below the bound is older, every one at or above it is not.
+            let mut stmt = s.conn.prepare("SELECT id, created_at FROM jobs").unwrap();
+            let rows: Vec<(i64, i64)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                rows.iter().all(|&(id, c)| (id < bound) == (c < at)),
+                "at {at}: bound {bound}"
+            );
+            assert!(bound <= want, "at {at}: bound {bound} > {want}");
+        }
     }
 
     #[test]
