@@ -62,6 +62,32 @@ impl CaCerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a file holds (bytes, or PEM armour around garbage), reading it
+        /// answers with certificates or an error naming the file, never a panic.
+        #[test]
+        fn any_file_gives_certs_or_a_named_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            armoured in any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ca.pem");
+            let content = if armoured {
+                let mut c = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+                c.extend(&bytes);
+                c.extend(b"\n-----END CERTIFICATE-----\n");
+                c
+            } else {
+                bytes
+            };
+            std::fs::write(&path, content).unwrap();
+            if let Err(e) = CaCerts::read(&path) {
+                prop_assert!(e.contains(&path.display().to_string()), "{}", e);
+            }
+        }
+    }
 
     #[test]
     fn broken_files_are_named() {

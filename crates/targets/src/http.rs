@@ -423,6 +423,14 @@ pub(crate) async fn classify(response: reqwest::Response) -> Result<Delivered, D
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any header value is a delay or nothing, never a panic.
+        #[test]
+        fn any_retry_after_value_is_a_delay_or_none(v in "\\PC{0,40}") {
+            let _ = parse_retry_after(&v, std::time::SystemTime::now());
+        }
+    }
+
     #[test]
     fn retry_after_seconds_or_http_date() {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21 07:28:00 GMT
