@@ -1,5 +1,5 @@
-//! `fleetbus serve` end to end: the real binary, real HTTP receivers and real
-//! programs on loopback, a real SQLite file.
+//! `fleetbus serve` end to end: the real binary, real HTTP receivers, a real SMTP
+//! sink and real programs on loopback, a real SQLite file.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -15,6 +15,11 @@ mod mdm_workflows;
 
 #[path = "serve/backpressure.rs"]
 mod backpressure;
+
+// Shared with the targets crate's tests, which use the modes these tests do not.
+#[allow(dead_code)]
+#[path = "../../targets/tests/support/smtp.rs"]
+mod smtp;
 
 const TOKEN: &str = "test-api-token";
 const SOURCE_TOKEN: &str = "test-source-token";
@@ -907,5 +912,139 @@ fn unified_log_source_puts_device_events() {
             .all(|e| e["event"]["source"] == "fleetbus.ulog"),
         "{timeline}"
     );
+    server.stop();
+}
+
+#[test]
+fn email_over_starttls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    // The sink's runtime lives as long as the test.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pki = smtp::test_pki(&["127.0.0.1"]);
+    let (port, mails) = rt.block_on(smtp::start(
+        smtp::Mode::StartTls(pki.acceptor),
+        "250 ok\r\n",
+        Some("PLAIN"),
+    ));
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("smtp-password"), "s3cret pass").unwrap();
+    // Two targets on one sink: `mail` trusts the test CA, `stranger` only the
+    // platform's roots, which do not know it.
+    let target = |id: &str, ca_file: &str| {
+        format!(
+            r#"
+      - id: {id}
+        kind: email
+        from: fleetbus <bot@example.com>
+        to: [admin@example.com]
+        subject: "fleetbus: <detail-type> <$.detail.device.serial>"
+        smtp:
+          host: 127.0.0.1
+          port: {port}
+          tls: starttls
+          username: fleetbus
+          password: ${{file:smtp-password}}{ca_file}"#
+        )
+    };
+    let extra = format!(
+        "  - name: mail-admins\n    event_pattern: {{detail-type: [Device Enrolled]}}\n    targets:{}{}\n",
+        target("mail", "\n          ca_file: ca.pem"),
+        target("stranger", ""),
+    );
+    write_config(dir.path(), &rx.url, &extra);
+    let server = Server::start(dir.path());
+
+    let answer = server.put_events(json!([{
+        "Source": "com.example.mdm",
+        "DetailType": "Device Enrolled",
+        "Detail": "{\"device\":{\"serial\":\"C02MAIL\"}}",
+        "Resources": ["device/C02MAIL"],
+    }]));
+    let id = answer["Entries"][0]["EventId"].as_str().unwrap().to_owned();
+
+    // Delivered over TLS, authenticated with the password from the secret file.
+    wait_for("the mail", Duration::from_secs(15), || {
+        !mails.lock().unwrap().is_empty()
+    });
+    let m = mails.lock().unwrap()[0].clone();
+    assert!(m.tls, "not encrypted: {m:?}");
+    assert_eq!(m.auth.as_deref(), Some("fleetbus:s3cret pass"), "{m:?}");
+    // EHLO in plain, STARTTLS, EHLO again over TLS.
+    assert_eq!(m.ehlo, 2, "{m:?}");
+    assert!(m.from.contains("bot@example.com"), "{m:?}");
+    assert_eq!(m.rcpt, vec!["<admin@example.com>"], "{m:?}");
+    for expected in [
+        "Subject: fleetbus: Device Enrolled C02MAIL".to_owned(),
+        // The idempotency key `<event id>:<rule>:<target>`, made a Message-ID.
+        format!("Message-ID: <{id}.mail-admins.mail@fleetbus>"),
+        // The body is the event, pretty-printed.
+        format!("\"id\": \"{id}\""),
+        "\"serial\": \"C02MAIL\"".to_owned(),
+    ] {
+        assert!(
+            m.data.contains(&expected),
+            "{expected:?} not in\n{}",
+            m.data
+        );
+    }
+
+    let outcomes = dir.path().join("outcomes.log");
+    wait_for("the success outcome", Duration::from_secs(10), || {
+        lines(&outcomes).iter().any(|e| {
+            e["detail-type"] == "Target Delivery Succeeded" && e["detail"]["target"] == "mail"
+        })
+    });
+    let succeeded = lines(&outcomes)
+        .into_iter()
+        .find(|e| {
+            e["detail-type"] == "Target Delivery Succeeded" && e["detail"]["target"] == "mail"
+        })
+        .unwrap();
+    assert_eq!(succeeded["detail"]["rule"], "mail-admins", "{succeeded}");
+    assert_eq!(succeeded["detail"]["event-id"], id.as_str(), "{succeeded}");
+    assert_eq!(succeeded["detail"]["status"], "smtp 250", "{succeeded}");
+    assert_eq!(succeeded["detail"]["attempts"], 1, "{succeeded}");
+
+    // Without ca_file the certificate is refused: a permanent failure, so
+    // dead-lettered on the first attempt (the default retry policy would
+    // otherwise keep trying for a day), saying why.
+    wait_for("the dead letter", Duration::from_secs(15), || {
+        server.get("/v1/dlq").1.to_string().contains("stranger")
+    });
+    let (status, dlq) = server.get("/v1/dlq");
+    assert_eq!(status, 200, "{dlq}");
+    let entries = dlq["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{dlq}");
+    let dead = &entries[0];
+    assert_eq!(
+        (
+            dead["event_id"].as_str(),
+            dead["rule"].as_str(),
+            dead["target"].as_str()
+        ),
+        (Some(id.as_str()), Some("mail-admins"), Some("stranger")),
+        "{dead}"
+    );
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    let error = dead["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "the TLS certificate of 127.0.0.1:{port} was refused"
+        )) && error.contains("UnknownIssuer")
+            && error.contains("set smtp.ca_file"),
+        "{error}"
+    );
+    wait_for("the failure outcome", Duration::from_secs(10), || {
+        lines(&outcomes).iter().any(|e| {
+            e["detail-type"] == "Target Delivery Failed" && e["detail"]["target"] == "stranger"
+        })
+    });
+    // Nothing reached the sink for it: still the one message.
+    assert_eq!(mails.lock().unwrap().len(), 1);
     server.stop();
 }
