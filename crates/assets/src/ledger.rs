@@ -204,6 +204,27 @@ impl AssetStore {
             .op(OP);
         pins
     }
+
+    /// The PIN escrowed for a command, under whichever key (serial or UDID) it
+    /// was escrowed: a retry must find it even if the device's serial became
+    /// known in between.
+    pub fn pin_for_command(&self, command_uuid: &str) -> Result<Option<EscrowedPin>, AssetError> {
+        const OP: &str = "pin_for_command";
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT command_uuid, pin, created_at FROM pins WHERE command_uuid = ?1 ORDER BY seq LIMIT 1",
+            [command_uuid],
+            |row| {
+                Ok(EscrowedPin {
+                    command_uuid: row.get(0)?,
+                    pin: row.get(1)?,
+                    created_at: row.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .op(OP)
+    }
 }
 
 #[cfg(test)]
@@ -301,5 +322,11 @@ mod tests {
             "{debug}"
         );
         assert!(s.escrowed_pins("S2").unwrap().is_empty());
+        // Found by command alone, whatever key it was escrowed under.
+        s.escrow_pin("UDID-9", "c9", "123456", datetime!(2024-05-04 10:00 UTC))
+            .unwrap();
+        assert_eq!(s.pin_for_command("c9").unwrap().unwrap().pin, "123456");
+        assert_eq!(s.pin_for_command("c1").unwrap().unwrap().pin, "482913");
+        assert!(s.pin_for_command("nope").unwrap().is_none());
     }
 }

@@ -624,14 +624,23 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
 
     // Duplicates are found among archived events, so the window cannot outlast them.
     if server.dedup_window > retention.archive {
-        if let Some(s) = &raw.server {
+        let why = "duplicates are detected among archived events";
+        let (window, archive) = (server.dedup_window.as_secs(), retention.archive.as_secs());
+        // Point at whichever the file set: the window, or else the archive that
+        // cuts the default window short.
+        if let Some(s) = raw
+            .server
+            .as_ref()
+            .filter(|s| s.value.dedup_window.is_some())
+        {
             cx.errors.push(s.origin.error(
                 &[key("dedup_window")],
-                format!(
-                    "{}s is longer than the archive retention ({}s): duplicates are detected among archived events",
-                    server.dedup_window.as_secs(),
-                    retention.archive.as_secs()
-                ),
+                format!("{window}s is longer than the archive retention ({archive}s): {why}"),
+            ));
+        } else if let Some(r) = &raw.retention {
+            cx.errors.push(r.origin.error(
+                &[key("archive")],
+                format!("{archive}s is shorter than the dedup window ({window}s): {why}"),
             ));
         }
     }

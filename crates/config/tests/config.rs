@@ -65,6 +65,7 @@ fn each_kind_of_mistake_is_located() {
         ("rules:\n  - name: r\n    event_pattern: {source: [{prefx: a}]}\n", "c.yaml:3:20: rules[0].event_pattern: invalid pattern: source: unknown operator \"prefx\" (expected one of prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists, cidr)"),
         ("server:\n  dedup_window: soon\n", "c.yaml:2:17: server.dedup_window: \"soon\" is not a duration (expected e.g. 30s, 5m, 24h, 90d)"),
         ("server:\n  dedup_window: 2d\nretention:\n  archive: 1d\n", "c.yaml:2:17: server.dedup_window: 172800s is longer than the archive retention (86400s): duplicates are detected among archived events"),
+        ("retention:\n  archive: 5m\n", "c.yaml:2:12: retention.archive: 300s is shorter than the dedup window (600s): duplicates are detected among archived events"),
         ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention)"),
         ("a: 1\na: 2\n", "c.yaml:2:1: a: duplicate key"),
     ];

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::rules::{Count, RuleSet, TargetEntry};
-use crate::store::{Appended, Counts, DlqEntry, Job, JobUpdate, Millis, NewEvent, Store};
+use crate::store::{
+    Appended, Counts, DlqEntry, Job, JobUpdate, Millis, NewEvent, PruneCursor, Store,
+};
 use crate::writer::{now_ms, Writer};
 use crate::{EngineError, PutError};
 
@@ -137,7 +139,7 @@ impl Engine {
         settings: Settings,
     ) -> Result<Engine, EngineError> {
         let rules = Arc::new(RuleSet::build(config)?);
-        let (writer, _thread) = Writer::spawn(store, settings.dedup_window.as_millis() as Millis);
+        let (writer, _thread) = Writer::spawn(store, millis(settings.dedup_window));
         let counts = writer.read(|s| s.counts()).await?;
         let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
         let (finished_tx, finished_rx) = mpsc::channel(FINISHED_QUEUE);
@@ -557,14 +559,14 @@ impl Engine {
             Err(err) => {
                 let retry = entry.map(|e| e.config.retry.clone()).unwrap_or_default();
                 let age = OffsetDateTime::now_utc() - job.event.meta.received_at;
-                let too_old =
-                    age.whole_milliseconds() as u128 >= retry.maximum_event_age.as_millis();
+                // A clock stepped back gives a negative age: young, not ancient.
+                let age_ms = age.whole_milliseconds().max(0) as u128;
+                let too_old = age_ms >= retry.maximum_event_age.as_millis();
                 // A receiver's Retry-After is honoured (never sooner than 1 s);
                 // otherwise exponential backoff.
                 let delay = err
                     .retry_after()
                     .map_or_else(|| backoff(attempts), |d| d.max(Duration::from_secs(1)));
-                let age_ms = age.whole_milliseconds().max(0) as u128;
                 let past_age = age_ms + delay.as_millis() > retry.maximum_event_age.as_millis();
                 let asked_too_late = err.retry_after().is_some() && past_age;
                 let give_up = !err.is_retryable()
@@ -779,25 +781,31 @@ impl Engine {
     async fn prune_once(&self) -> Result<(usize, usize), EngineError> {
         let r = &self.inner.settings.retention;
         let now = now_ms();
-        let events_before = now - r.archive.as_millis() as Millis;
-        let jobs_before = now - r.deliveries.as_millis() as Millis;
+        let events_before = now.saturating_sub(millis(r.archive));
+        let jobs_before = now.saturating_sub(millis(r.deliveries));
         let (mut events, mut jobs) = (0, 0);
+        let mut cursor = PruneCursor::default();
         loop {
             if self.inner.shutdown.is_cancelled() {
                 return Err(EngineError::ShuttingDown);
             }
-            let p = self
+            let (p, next) = self
                 .inner
                 .writer
-                .read(move |s| s.prune(events_before, jobs_before, PRUNE_CHUNK))
+                .read(move |s| {
+                    let mut c = cursor;
+                    s.prune(events_before, jobs_before, PRUNE_CHUNK, &mut c)
+                        .map(|p| (p, c))
+                })
                 .await?;
+            cursor = next;
             metrics::counter!("fleetbus_store_pruned_total", "kind" => "events")
                 .increment(p.events as u64);
             metrics::counter!("fleetbus_store_pruned_total", "kind" => "deliveries")
                 .increment(p.jobs as u64);
             events += p.events;
             jobs += p.jobs;
-            if p.events < PRUNE_CHUNK && p.jobs < PRUNE_CHUNK {
+            if !p.more {
                 return Ok((events, jobs));
             }
         }
@@ -936,6 +944,12 @@ impl Engine {
 /// Publishes the delivery backlog.
 fn engine_backlog_set(inner: &Inner, pending: u64) {
     inner.backlog_gauge.set(pending as f64);
+}
+
+/// A duration in the store's unit, saturating: "keep for ever" written as a huge
+/// duration must not wrap into the past.
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
 /// Exponential backoff with full jitter: 1 s doubling per attempt, capped at 5 min,

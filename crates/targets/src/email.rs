@@ -20,9 +20,11 @@
 //! Outcome: SMTP 4xx replies, connection failures and timeouts are retryable;
 //! 5xx replies (a refused recipient, failed authentication) are permanent, and so
 //! is a server certificate that fails verification (unknown issuer, wrong name,
-//! expired...): retrying will not change the certificate or the trust settings,
-//! so the delivery goes to the dead-letter queue at once, to be redriven once the
-//! certificate or `ca_file` is fixed. The error names the certificate problem.
+//! bad signature): retrying will not change the certificate or the trust
+//! settings, so the delivery goes to the dead-letter queue at once, to be redriven
+//! once the certificate or `ca_file` is fixed. A certificate outside its validity
+//! period is retryable: a renewal (or a host clock set right) fixes it without
+//! anyone touching fleetbus. The error names the certificate problem.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -154,7 +156,12 @@ impl EmailTarget {
             }),
             Ok(Err(e)) => {
                 if let Some(cert) = certificate_error(&e) {
-                    return Err(DeliveryError::Permanent(self.certificate_message(cert)));
+                    let msg = self.certificate_message(cert);
+                    return Err(if out_of_date(cert) {
+                        DeliveryError::Retryable(msg)
+                    } else {
+                        DeliveryError::Permanent(msg)
+                    });
                 }
                 let msg = format!("smtp: {e}");
                 if e.is_permanent() {
@@ -218,6 +225,18 @@ fn certificate_error(e: &lettre::transport::smtp::Error) -> Option<&rustls::Erro
         next = err.source();
     }
     None
+}
+
+/// A certificate expired or not yet valid: time (a renewal, a clock put right)
+/// can fix it.
+fn out_of_date(cert: &rustls::Error) -> bool {
+    use rustls::CertificateError::{Expired, ExpiredContext, NotValidYet, NotValidYetContext};
+    matches!(
+        cert,
+        rustls::Error::InvalidCertificate(
+            Expired | ExpiredContext { .. } | NotValidYet | NotValidYetContext { .. }
+        )
+    )
 }
 
 /// `<key@fleetbus>` with the key reduced to characters a Message-ID allows.

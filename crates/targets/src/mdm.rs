@@ -163,11 +163,7 @@ impl MdmTargetImpl {
                     return Ok((serial, None));
                 }
                 let escrow_key = serial.clone().unwrap_or_else(|| udid.clone());
-                let existing = a
-                    .escrowed_pins(&escrow_key)
-                    .map_err(store_error)?
-                    .into_iter()
-                    .find(|p| p.command_uuid == uuid);
+                let existing = a.pin_for_command(&uuid).map_err(store_error)?;
                 let pin = match existing {
                     Some(p) => p.pin,
                     None => {

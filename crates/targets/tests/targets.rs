@@ -642,7 +642,7 @@ mod email {
     //! The email target against the shared SMTP sink: plain, implicit TLS and
     //! STARTTLS, with AUTH, and the certificate checks.
 
-    use super::smtp::{acceptor, start, test_pki, Mail, Mails, Mode};
+    use super::smtp::{acceptor, expired_pki, start, test_pki, Mail, Mails, Mode};
     use super::*;
     use fleetbus_config::CaCerts;
 
@@ -847,7 +847,7 @@ mod email {
     }
 
     #[tokio::test]
-    async fn untrusted_certificates_are_permanent_failures() {
+    async fn refused_certificates_fail_permanently_unless_out_of_date() {
         let dir = tempfile::tempdir().unwrap();
         let pki = test_pki(&["localhost", "127.0.0.1"]);
         let implicit = start(Mode::Implicit(pki.acceptor.clone()), "250 ok\r\n", None).await;
@@ -898,6 +898,23 @@ mod email {
         assert!(
             msg.contains("certificate not valid for name \"127.0.0.1\"")
                 && !msg.contains("ca_file"),
+            "{msg}"
+        );
+        assert!(mails.lock().unwrap().is_empty());
+
+        // Trusted and for the right name, but expired: a renewal fixes it, so retry.
+        let old = expired_pki(&["localhost"]);
+        let (port, mails) = start(Mode::Implicit(old.acceptor), "250 ok\r\n", None).await;
+        let ca = ca_file(dir.path(), &old.ca_pem);
+        let err = send(tls_smtp("localhost", port, Tls::Implicit, Some(ca)))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!(
+                "the TLS certificate of localhost:{port} was refused"
+            )) && msg.contains("expired"),
             "{msg}"
         );
         assert!(mails.lock().unwrap().is_empty());

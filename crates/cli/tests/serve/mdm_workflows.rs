@@ -578,7 +578,7 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
         200
     );
     assert_eq!(put(json!({"serial": "OTHER"})), 400);
-    // The token is checked before the body is read.
+    // The token is checked before the body is parsed: 401, not 400.
     let anonymous = agent
         .put(format!("{}/v1/assets/devices/C02AAAAAAAA1", server.base))
         .header("Content-Type", "application/json")

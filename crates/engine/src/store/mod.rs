@@ -198,16 +198,25 @@ pub trait Store: Send + 'static {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Drops at most `limit` archived events received before `events_before` (but
-    /// none with a pending or dead job) and at most `limit` finished or dead jobs
-    /// last updated before `jobs_before`, in one short transaction; call again
-    /// while it returns `limit` of either.
+    /// One chunk of a pruning pass, in one short transaction: looks at up to
+    /// `limit` archived events received before `events_before`, after `cursor`,
+    /// and drops those without a pending or dead job; drops up to `limit` finished
+    /// or dead jobs last updated before `jobs_before`. A pass starts with a
+    /// default cursor and goes on while [`Pruned::more`].
     fn prune(
         &mut self,
         events_before: Millis,
         jobs_before: Millis,
         limit: usize,
+        cursor: &mut PruneCursor,
     ) -> Result<Pruned, StoreError>;
+}
+
+/// Where a pruning pass has got to: the last event looked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCursor {
+    /// (received_at, seq) of the last event examined.
+    pub after: Option<(Millis, i64)>,
 }
 
 /// What one [`Store::prune`] call removed.
@@ -215,6 +224,8 @@ pub trait Store: Send + 'static {
 pub struct Pruned {
     pub events: usize,
     pub jobs: usize,
+    /// The pass is not finished: call again with the same cursor.
+    pub more: bool,
 }
 
 #[cfg(test)]

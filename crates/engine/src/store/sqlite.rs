@@ -9,6 +9,7 @@
 //! past [`WAL_RESTART_FRAMES`] the writer finishes the (by then short) checkpoint
 //! itself between two commits.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS events (
     received_at INTEGER NOT NULL,
     body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_id ON events(id);
+DROP INDEX IF EXISTS events_id;
+CREATE INDEX IF NOT EXISTS events_id_source ON events(id, source);
 CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
 CREATE TABLE IF NOT EXISTS resources (
     resource TEXT NOT NULL,
@@ -58,6 +60,7 @@ CREATE TABLE IF NOT EXISTS suppressions (
     event_seq INTEGER NOT NULL,
     rule TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS suppressions_event ON suppressions(event_seq);
 ";
 
 /// Per connection: WAL with an fsync per commit (FULL) is the durability promise;
@@ -82,6 +85,9 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 pub struct SqliteStore {
     conn: Connection,
     checkpointer: Option<Checkpointer>,
+    /// Events with a pending or dead job, read once per pruning pass (at its first
+    /// chunk): no job of an old event turns pending or dead later in the pass.
+    protected: HashSet<i64>,
 }
 
 /// The background checkpoint thread and what the writer shares with it.
@@ -122,6 +128,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             checkpointer: Some(checkpointer),
+            protected: HashSet::new(),
         })
     }
 
@@ -166,9 +173,10 @@ impl SqliteStore {
 
 /// The id of the first job created at or after `at` (or one past the last job),
 /// by binary search over the ids: a few dozen point reads for any table size.
-/// Creation times follow ids except for redriven jobs (their time is reset); a
-/// bound thrown off by one only changes how much is scanned, since the delete
-/// still checks each job's own time.
+/// Creation times follow ids except for redriven jobs (their time is reset): a
+/// probe landing on one can put the bound too low, which delays pruning of the
+/// jobs above it until that job itself ages out; nothing newer is ever deleted,
+/// since the delete still checks each job's own time.
 fn first_job_created(conn: &Connection, at: Millis) -> Result<i64, rusqlite::Error> {
     let Some(max) = conn.query_row("SELECT MAX(id) FROM jobs", [], |r| {
         r.get::<_, Option<i64>>(0)
@@ -276,7 +284,7 @@ impl Store for SqliteStore {
                 let last: Option<Millis> = seen
                     .query_row(params![e.id, e.source], |r| r.get(0))
                     .optional()?;
-                if last.is_some_and(|at| at > received - dedup_window_ms) {
+                if last.is_some_and(|at| at > received.saturating_sub(dedup_window_ms)) {
                     out.push(Appended::Duplicate);
                     continue;
                 }
@@ -483,6 +491,7 @@ impl Store for SqliteStore {
         events_before: Millis,
         jobs_before: Millis,
         limit: usize,
+        cursor: &mut PruneCursor,
     ) -> Result<Pruned, StoreError> {
         let tx = self.conn.transaction()?;
         // Jobs are numbered in creation order and none is updated before it is
@@ -495,28 +504,46 @@ impl Store for SqliteStore {
             params![jobs_before, limit as i64, bound],
         )?;
         // An event with a pending or dead job stays until the job is finished.
-        let doomed: Vec<i64> = {
+        if cursor.after.is_none() {
             let mut stmt = tx.prepare_cached(
-                "SELECT seq FROM events WHERE received_at < ?1 AND seq NOT IN
-                   (SELECT event_seq FROM jobs WHERE state = 0 UNION ALL SELECT event_seq FROM jobs WHERE state = 2)
-                 ORDER BY received_at LIMIT ?2",
+                "SELECT event_seq FROM jobs WHERE state = 0 UNION ALL SELECT event_seq FROM jobs WHERE state = 2",
             )?;
-            let rows = stmt.query_map(params![events_before, limit as i64], |r| r.get(0))?;
+            let rows = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+            self.protected = rows.collect::<Result<_, _>>()?;
+        }
+        // Each chunk goes on from the last event the previous one looked at, so
+        // protected events are walked past once per pass, not once per chunk.
+        let (from_at, from_seq) = cursor.after.unwrap_or((Millis::MIN, i64::MIN));
+        let examined: Vec<(i64, Millis)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, received_at FROM events WHERE received_at < ?1 AND (received_at, seq) > (?2, ?3)
+                 ORDER BY received_at, seq LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(
+                params![events_before, from_at, from_seq, limit as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             rows.collect::<Result<_, _>>()?
         };
+        let mut events = 0;
         {
             let mut res = tx.prepare_cached("DELETE FROM resources WHERE seq = ?1")?;
+            let mut sup = tx.prepare_cached("DELETE FROM suppressions WHERE event_seq = ?1")?;
             let mut ev = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-            for seq in &doomed {
+            for (seq, _) in examined.iter().filter(|(s, _)| !self.protected.contains(s)) {
                 res.execute([seq])?;
+                sup.execute([seq])?;
                 ev.execute([seq])?;
+                events += 1;
             }
         }
         tx.commit()?;
         self.after_commit();
+        cursor.after = examined.last().map(|&(seq, at)| (at, seq)).or(cursor.after);
         Ok(Pruned {
-            events: doomed.len(),
+            events,
             jobs,
+            more: jobs == limit || examined.len() == limit,
         })
     }
 }
@@ -582,6 +609,12 @@ mod tests {
             .commit(&[new_event_at("a", &[], &[], 60_000)], &[], 1000, 60_000)
             .unwrap();
         assert!(matches!(later[0], Appended::Stored { .. }));
+        // The latest event with the id decides: received at 60,000, so one at
+        // 60,001 is a repeat of it.
+        let repeat = s
+            .commit(&[new_event_at("a", &[], &[], 60_001)], &[], 1000, 60_000)
+            .unwrap();
+        assert_eq!(repeat[0], Appended::Duplicate);
         let mut other = new_event("a", &[], &[]);
         Arc::make_mut(&mut other.stored).event.source = "elsewhere".into();
         let other = s.commit(&[other], &[], 1000, 60_000).unwrap();
@@ -695,16 +728,21 @@ mod tests {
         )
         .unwrap();
         let cutoff = base + day;
-        // A chunk of 4, then the rest; the jobs' own retention keeps them for now.
-        assert_eq!(
-            s.prune(cutoff, base, 4).unwrap(),
-            Pruned { events: 4, jobs: 0 }
-        );
-        assert_eq!(
-            s.prune(cutoff, base, 4).unwrap(),
-            Pruned { events: 2, jobs: 0 }
-        );
-        assert_eq!(s.prune(cutoff, base, 4).unwrap(), Pruned::default());
+        // Chunks of 4 events looked at; the jobs' own retention keeps them for now.
+        let prune = |s: &mut SqliteStore, jobs_before, limit, pass: &mut PruneCursor| {
+            let p = s.prune(cutoff, jobs_before, limit, pass).unwrap();
+            (p.events, p.jobs, p.more)
+        };
+        let mut pass = PruneCursor::default();
+        assert_eq!(prune(&mut s, base, 4, &mut pass), (4, 0, true));
+        // old-4, pending (kept), dead (kept), done.
+        assert_eq!(prune(&mut s, base, 4, &mut pass), (2, 0, true));
+        assert_eq!(prune(&mut s, base, 4, &mut pass), (0, 0, false));
+        let resources: i64 = s
+            .conn
+            .query_row("SELECT COUNT(*) FROM resources", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(resources, 3, "resource rows of pruned events are gone");
         let ids: Vec<String> = s
             .timeline("device/X", 10)
             .unwrap()
@@ -715,10 +753,8 @@ mod tests {
         assert!(s.event("old-0").unwrap().is_none());
         // Finished and dead jobs go with their own retention (and the dead job's
         // event with it); pending ones never.
-        assert_eq!(
-            s.prune(cutoff, base + 1, 10).unwrap(),
-            Pruned { events: 1, jobs: 2 }
-        );
+        let mut pass = PruneCursor::default();
+        assert_eq!(prune(&mut s, base + 1, 10, &mut pass), (1, 2, false));
         assert_eq!(s.counts().unwrap().pending_jobs, 1);
         assert!(s.event("pending").unwrap().is_some());
         assert!(s.event("dead").unwrap().is_none());

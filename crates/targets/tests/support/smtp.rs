@@ -223,6 +223,15 @@ pub struct Pki {
 /// A [`Pki`] whose server certificate is valid for `names` (host names, or IP
 /// addresses such as `127.0.0.1`).
 pub fn test_pki(names: &[&str]) -> Pki {
+    pki(names, false)
+}
+
+/// A [`Pki`] whose server certificate expired in 2001.
+pub fn expired_pki(names: &[&str]) -> Pki {
+    pki(names, true)
+}
+
+fn pki(names: &[&str], expired: bool) -> Pki {
     let mut ca = rcgen::CertificateParams::new(Vec::new()).unwrap();
     ca.distinguished_name
         .push(rcgen::DnType::CommonName, format!("test CA for {names:?}"));
@@ -240,6 +249,10 @@ pub fn test_pki(names: &[&str]) -> Pki {
     leaf.distinguished_name
         .push(rcgen::DnType::CommonName, "sink");
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    if expired {
+        leaf.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    }
     let leaf_key = rcgen::KeyPair::generate().unwrap();
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
 
