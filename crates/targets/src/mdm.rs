@@ -84,8 +84,20 @@ impl MdmTargetImpl {
                 let uuid = uuid.clone();
                 blocking(assets, move |a| a.command(&uuid).map_err(store_error)).await?
             };
-            if known.is_some() {
+            if let Some(record) = known {
+                // Enqueued by an earlier attempt of this delivery, which failed as a
+                // whole: its event was never put on the bus.
                 already += 1;
+                let now = OffsetDateTime::now_utc();
+                let event = self.enqueued_event(
+                    ctx,
+                    device,
+                    &uuid,
+                    record.serial.as_deref(),
+                    Vec::new(),
+                    now,
+                )?;
+                emitted.push((ctx.event.meta.bus.clone(), event));
                 continue;
             }
             match self.send(assets, ctx, device, &uuid, &vars).await {
@@ -93,7 +105,7 @@ impl MdmTargetImpl {
                 Err(e) => failures.push((device.udid.clone(), e)),
             }
         }
-        let sent = emitted.len();
+        let sent = emitted.len() - already;
         if !failures.is_empty() {
             let retryable = failures.iter().any(|(_, e)| e.is_retryable());
             let detail: Vec<String> = failures
@@ -107,11 +119,16 @@ impl MdmTargetImpl {
                 sent,
                 detail.join("; ")
             );
-            // The enqueued devices are in the ledger; a retry skips them.
-            return Err(if retryable {
-                DeliveryError::Retryable(msg)
-            } else {
-                DeliveryError::Permanent(msg)
+            // The enqueued devices are in the ledger; a retry skips them. The MDM
+            // server's longest Retry-After, if it sent one, is honoured.
+            let after = failures.iter().filter_map(|(_, e)| e.retry_after()).max();
+            return Err(match after {
+                Some(after) if retryable => DeliveryError::RetryAfter {
+                    message: msg,
+                    after,
+                },
+                _ if retryable => DeliveryError::Retryable(msg),
+                _ => DeliveryError::Permanent(msg),
             });
         }
         Ok(Delivered {
@@ -249,15 +266,28 @@ impl MdmTargetImpl {
             "request_type" => self.spec.request_type.clone()
         )
         .increment(1);
-        let mut resources = vec![format!(
-            "device/{}",
-            serial.as_deref().unwrap_or(&device.udid)
-        )];
+        self.enqueued_event(ctx, device, uuid, serial.as_deref(), warnings, now)
+    }
+
+    /// The `MDM Command Enqueued` event of one device. Its id is the CommandUUID:
+    /// a retry that re-emits it for a device enqueued by an earlier attempt (whose
+    /// events were lost with that attempt's failure) is dropped as a duplicate if
+    /// the earlier one did reach the bus.
+    fn enqueued_event(
+        &self,
+        ctx: &DeliveryContext<'_>,
+        device: &Addressee,
+        uuid: &str,
+        serial: Option<&str>,
+        warnings: Vec<String>,
+        now: OffsetDateTime,
+    ) -> Result<Event, DeliveryError> {
+        let mut resources = vec![format!("device/{}", serial.unwrap_or(&device.udid))];
         if let Some(user) = device.record.as_ref().and_then(|d| d.user_id.as_ref()) {
             resources.push(format!("user/{user}"));
         }
         let mut device_detail = json!({"udid": device.udid});
-        if let Some(s) = &serial {
+        if let Some(s) = serial {
             device_detail["serial"] = json!(s);
         }
         let detail = json!({
@@ -278,6 +308,7 @@ impl MdmTargetImpl {
         };
         Event::from_value(
             json!({
+                "id": uuid,
                 "source": MDM_SOURCE,
                 "detail-type": ENQUEUED,
                 "resources": resources,

@@ -29,6 +29,8 @@ struct FakeNanoMdm {
     /// MicroMDM's `POST /v1/commands` bodies.
     micromdm: Arc<Mutex<Vec<Value>>>,
     refused: Arc<Mutex<Vec<String>>>,
+    /// This many enqueues are queued but answered 503, as when the answer is lost.
+    lose_answers: Arc<std::sync::atomic::AtomicUsize>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -51,7 +53,8 @@ impl FakeNanoMdm {
             base64::engine::general_purpose::STANDARD.encode(format!("nanomdm:{MDM_KEY}"))
         );
         let micromdm: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (c, r) = (calls.clone(), refused.clone());
+        let lose_answers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (c, r, lose) = (calls.clone(), refused.clone(), lose_answers.clone());
         let (m, mr) = (micromdm.clone(), refused.clone());
         let micro_auth = format!(
             "Basic {}",
@@ -82,7 +85,8 @@ impl FakeNanoMdm {
                       uri: Uri,
                       headers: HeaderMap,
                       body: axum::body::Bytes| {
-                    let (c, r, expected) = (c.clone(), r.clone(), expected.clone());
+                    let (c, r, expected, lose) =
+                        (c.clone(), r.clone(), expected.clone(), lose.clone());
                     async move {
                         if headers.get("authorization").and_then(|v| v.to_str().ok())
                             != Some(expected.as_str())
@@ -110,6 +114,16 @@ impl FakeNanoMdm {
                             "request_type": command.request_type,
                         });
                         c.lock().unwrap().push(Enqueued { ids, command, push });
+                        let lost = lose
+                            .fetch_update(
+                                std::sync::atomic::Ordering::SeqCst,
+                                std::sync::atomic::Ordering::SeqCst,
+                                |n| n.checked_sub(1),
+                            )
+                            .is_ok();
+                        if lost {
+                            return (StatusCode::SERVICE_UNAVAILABLE, "try later".to_string());
+                        }
                         (StatusCode::OK, answer.to_string())
                     }
                 },
@@ -121,6 +135,7 @@ impl FakeNanoMdm {
             calls,
             micromdm,
             refused,
+            lose_answers,
             _rt: rt,
         }
     }
@@ -472,6 +487,8 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
         ],
     );
 
+    mdm.lose_answers
+        .store(1, std::sync::atomic::Ordering::SeqCst);
     server.put_events(json!([{
         "Source": "idp.okta",
         "DetailType": "User Deactivated",
@@ -479,14 +496,25 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
         "Resources": ["user/grace"],
     }]));
 
-    wait_for("two DeviceLock commands", Duration::from_secs(20), || {
-        mdm.calls_of("DeviceLock").len() >= 2
+    // The first enqueue is queued by NanoMDM but its answer is lost (503): the
+    // delivery is retried, the device already answered for is skipped, and the
+    // other gets the same command again, with the same CommandUUID and PIN.
+    wait_for("three DeviceLock enqueues", Duration::from_secs(20), || {
+        mdm.calls_of("DeviceLock").len() >= 3
     });
     wait_for("two Slack reports", Duration::from_secs(20), || {
         slack.bodies.lock().unwrap().len() >= 2
     });
-    let locks = mdm.calls_of("DeviceLock");
-    assert_eq!(locks.len(), 2, "{locks:?}");
+    let all = mdm.calls_of("DeviceLock");
+    assert_eq!(all.len(), 3, "{all:?}");
+    let (first, again) = (&all[0], &all[2]);
+    assert_eq!(first.ids, again.ids);
+    assert_eq!(first.command.command_uuid, again.command.command_uuid);
+    assert_eq!(
+        first.command.payload_json()["PIN"],
+        again.command.payload_json()["PIN"]
+    );
+    let locks: Vec<_> = all[1..].to_vec();
     let mut locked: Vec<String> = locks.iter().map(|c| c.ids.join(",")).collect();
     locked.sort();
     assert_eq!(locked, vec!["UDID-GRACE-1", "UDID-GRACE-2"]);
@@ -509,6 +537,7 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
         // Escrowed in the device record, readable through the authenticated API only.
         let (_, device) = server.get(&format!("/v1/assets/devices/{serial}"));
         assert_eq!(device["escrowed_pins"][0]["pin"], json!(pin), "{device}");
+        assert_eq!(device["escrowed_pins"].as_array().map(Vec::len), Some(1));
         assert_eq!(
             device["escrowed_pins"][0]["command_uuid"],
             json!(call.command.command_uuid)
