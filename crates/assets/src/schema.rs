@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
         created_ns INTEGER NOT NULL,
         UNIQUE (serial, command_uuid)
     );",
+    // 2: a retried command finds its PIN by CommandUUID alone.
+    "CREATE INDEX pins_command ON pins (command_uuid);",
 ];
 
 /// The schema version this build writes.
@@ -105,7 +107,27 @@ mod tests {
         // Reopening must not try to create the tables again.
         crate::AssetStore::open(&path).unwrap();
 
+        // A version-1 database gains the later steps on open.
         let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP INDEX pins_command; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        crate::AssetStore::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'pins_command'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 1);
+        assert_eq!(
+            conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .unwrap(),
+            VERSION
+        );
+
         conn.pragma_update(None, "user_version", VERSION + 1)
             .unwrap();
         drop(conn);
