@@ -206,6 +206,13 @@ rules:
     std::fs::write(dir.join("fleetbus.yaml"), config).unwrap();
 }
 
+/// Rewrites the config [`write_config`] wrote, for a test's own settings.
+fn edit_config(dir: &Path, f: impl FnOnce(String) -> String) {
+    let path = dir.join("fleetbus.yaml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, f(config)).unwrap();
+}
+
 /// A loopback HTTP receiver whose answers the test sets.
 struct Receiver {
     url: String,
@@ -633,12 +640,10 @@ fn retention_prunes_old_events_and_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver();
     write_config(dir.path(), &rx.url, "");
-    let path = dir.path().join("fleetbus.yaml");
-    let config = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("dedup_window: 10m", "dedup_window: 1s")
-        + "retention:\n  archive: 2s\n  deliveries: 2s\n";
-    std::fs::write(&path, config).unwrap();
+    edit_config(dir.path(), |c| {
+        c.replace("dedup_window: 10m", "dedup_window: 1s")
+            + "retention:\n  archive: 2s\n  deliveries: 2s\n"
+    });
     let server = Server::start(dir.path());
 
     // One delivered event and one whose delivery is dead-lettered (400).

@@ -115,7 +115,8 @@ impl Writer {
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
-    /// Runs a read on the store thread.
+    /// Runs `f` on the store thread between commits: reads, and maintenance
+    /// such as pruning, which must not race the writer.
     pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn Store) -> Result<T, crate::store::StoreError> + Send + 'static,

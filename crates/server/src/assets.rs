@@ -125,12 +125,12 @@ pub async fn put_device(
     Path(serial): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
-    let update: DeviceUpdate =
-        keyed_update(&body, "device", "serial", serial, |u: &mut DeviceUpdate| {
-            &mut u.serial
-        })?;
+    // Parsed after with_store's token check: 401 before 400.
     with_store(&state, &headers, move |s| {
+        let update: DeviceUpdate =
+            keyed_update(&body, "device", "serial", serial, |u: &mut DeviceUpdate| {
+                &mut u.serial
+            })?;
         let d = s
             .upsert_device(&update, OffsetDateTime::now_utc())
             .map_err(store_error)?;
@@ -173,9 +173,9 @@ pub async fn put_user(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
-    let update: UserUpdate = keyed_update(&body, "user", "id", id, |u: &mut UserUpdate| &mut u.id)?;
     with_store(&state, &headers, move |s| {
+        let update: UserUpdate =
+            keyed_update(&body, "user", "id", id, |u: &mut UserUpdate| &mut u.id)?;
         let u = s
             .upsert_user(&update, OffsetDateTime::now_utc())
             .map_err(store_error)?;

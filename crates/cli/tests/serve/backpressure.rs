@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{receiver, wait_for, write_config, Server, TOKEN};
+use super::{edit_config, receiver, wait_for, write_config, Server, TOKEN};
 
 /// A PutEvents call: status, `Retry-After` header, body.
 fn put(server: &Server, serial: &str) -> (u16, Option<String>, Value) {
@@ -55,11 +55,9 @@ fn a_full_backlog_answers_429_until_it_drains() {
     let dir = tempfile::tempdir().unwrap();
     let rx = receiver();
     write_config(dir.path(), &rx.url, "");
-    let path = dir.path().join("fleetbus.yaml");
-    let config = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("dedup_window: 10m", "dedup_window: 10m\n  max_backlog: 3");
-    std::fs::write(&path, config).unwrap();
+    edit_config(dir.path(), |c| {
+        c.replace("dedup_window: 10m", "dedup_window: 10m\n  max_backlog: 3")
+    });
     let server = Server::start(dir.path());
 
     // The receiver fails, so the api deliveries stay pending and fill the backlog.
