@@ -1,11 +1,8 @@
 //! `fleetbus test-pattern`, `explain` and `match`, run as the real binary. `match` is
 //! checked against counts computed by the independent tree-walking reference evaluator
-//! of the pattern crate's tests, over a small generated event file.
+//! of `fleetbus-test-support`, over a small generated event file.
 
-// Shared with the pattern crate's property tests, which use the other entry points.
-#[allow(dead_code)]
-#[path = "../../pattern/tests/support/reference.rs"]
-mod reference;
+use fleetbus_test_support::reference;
 
 use std::collections::BTreeMap;
 use std::io::Write;

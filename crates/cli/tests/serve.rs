@@ -16,10 +16,7 @@ mod mdm_workflows;
 #[path = "serve/backpressure.rs"]
 mod backpressure;
 
-// Shared with the targets crate's tests, which use the modes these tests do not.
-#[allow(dead_code)]
-#[path = "../../targets/tests/support/smtp.rs"]
-mod smtp;
+use fleetbus_test_support::smtp;
 
 const TOKEN: &str = "test-api-token";
 const SOURCE_TOKEN: &str = "test-source-token";

@@ -1,9 +1,8 @@
 //! Property tests: the compiled matcher agrees with a plain tree-walking reference
-//! evaluator (tests/support/reference.rs) for random patterns and events over a small
+//! evaluator (`fleetbus_test_support::reference`) for random patterns and events over a small
 //! alphabet, in any insertion order; and no input makes anything panic.
 
-#[path = "support/reference.rs"]
-mod reference;
+use fleetbus_test_support::reference;
 
 use fleetbus_pattern::{explain, Matcher, Pattern};
 use proptest::prelude::*;

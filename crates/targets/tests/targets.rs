@@ -1,6 +1,6 @@
 //! Targets against real receivers on loopback: an HTTP server (axum) standing in
 //! for APIs, OAuth token endpoints and Slack, and a small SMTP sink
-//! (`support/smtp.rs`, shared with the `fleetbus serve` tests).
+//! (`fleetbus-test-support`, shared with the `fleetbus serve` tests).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +11,7 @@ use fleetbus_event::{Event, Meta, StoredEvent};
 use fleetbus_targets::{apply, DeliveryContext, DeliveryError, Payload, TargetImpl};
 use serde_json::{json, Value};
 
-#[path = "support/smtp.rs"]
-mod smtp;
+use fleetbus_test_support::smtp;
 
 fn target(spec: TargetSpec, input: Input, timeout: Duration) -> Target {
     Target {

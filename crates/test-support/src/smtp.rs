@@ -4,8 +4,8 @@
 //! certificate generated per test ([`test_pki`]).
 //!
 //! Shared by the targets crate's tests (the email target called directly) and the
-//! `fleetbus serve` end-to-end tests (the real binary), which include this file
-//! with `#[path]`. [`start`] spawns onto the current tokio runtime.
+//! `fleetbus serve` end-to-end tests (the real binary), through this crate's
+//! `smtp` feature. [`start`] spawns onto the current tokio runtime.
 
 use std::sync::{Arc, Mutex};
 
