@@ -7,7 +7,8 @@
 //!    carried in the event; p50 and p99 are printed.
 //!
 //! Run: `cargo bench -p fleetbus --bench ingest` (FLEETBUS_BENCH_SECS to change the
-//! 10 s throughput window).
+//! 10 s throughput window; FLEETBUS_BENCH_BASELINE=<another fleetbus binary> and
+//! FLEETBUS_BENCH_ROUNDS=<n> to alternate with a baseline in the same run).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -98,6 +99,29 @@ fn receiver(latencies: Arc<Mutex<Vec<u64>>>) -> String {
 }
 
 fn main() {
+    // FLEETBUS_BENCH_BASELINE names another fleetbus binary (say, the previous
+    // commit's, built the same way) to measure in the same run, alternating with this
+    // one FLEETBUS_BENCH_ROUNDS times, so both see the same machine load.
+    let mut binaries = vec![("this".to_owned(), env!("CARGO_BIN_EXE_fleetbus").to_owned())];
+    if let Ok(baseline) = std::env::var("FLEETBUS_BENCH_BASELINE") {
+        binaries.push(("baseline".to_owned(), baseline));
+    }
+    let rounds: usize = std::env::var("FLEETBUS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    for round in 1..=rounds {
+        for (label, binary) in &binaries {
+            if binaries.len() > 1 || rounds > 1 {
+                println!("== {label} ({binary}), round {round}");
+            }
+            run(binary);
+        }
+    }
+}
+
+/// One full run (throughput, drain, latency) against a fresh server from `binary`.
+fn run(binary: &str) {
     let dir = tempfile::tempdir().unwrap();
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let url = receiver(latencies.clone());
@@ -112,7 +136,7 @@ fn main() {
         "  - name: latency\n    event_pattern: {{detail-type: [Latency]}}\n    targets:\n      - {{id: http, kind: http, url: '{url}/hook', concurrency: 16}}\n"
     ));
     std::fs::write(dir.path().join("fleetbus.yaml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+    let mut child = Command::new(binary)
         .args(["serve", "--listen", "127.0.0.1:0", "-c"])
         .arg(dir.path().join("fleetbus.yaml"))
         .env("FLEETBUS_LOG", "error")

@@ -41,6 +41,7 @@ struct Cursor<'a> {
 
 /// `bytes` as text: checked 16 bytes at a time for the all-ASCII case, by the standard
 /// library otherwise.
+#[allow(unsafe_code)] // the ASCII fast path, see SAFETY below
 fn text(bytes: &[u8]) -> Result<&str, EventError> {
     if find::ascii(bytes) {
         // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
@@ -55,6 +56,8 @@ fn syntax(offset: usize, reason: &'static str) -> EventError {
 }
 
 /// Byte-class searches over the event, 16 bytes at a time.
+// SSE2 scanning: intrinsics are unsafe functions; each call says why it is sound.
+#[allow(unsafe_code)]
 mod find {
     /// Index of the first byte at or after `i` that is `"`, `\\` or a control character,
     /// or `b.len()`.

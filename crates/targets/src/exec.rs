@@ -177,6 +177,7 @@ impl ExecTarget {
 /// Kills the process group a timed-out program leads. The leader is not reaped
 /// yet (its `Child` is alive), so its pid, the group id, cannot have been reused.
 #[cfg(unix)]
+#[allow(unsafe_code)] // kill(2), see SAFETY below
 fn kill_group(pid: Option<u32>) {
     if let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) {
         // SAFETY: kill(2) takes plain integers and touches no memory of ours.

@@ -1,0 +1,157 @@
+//! The rare internal events: each logs at its level and counts.
+
+use crate::catalogue::*;
+use crate::InternalEvent;
+
+/// An event dropped as a repeat of the same (source, id) within the dedup window.
+#[derive(Debug)]
+pub struct EventDuplicate<'a> {
+    pub source: &'a str,
+    pub id: &'a str,
+}
+
+impl InternalEvent for EventDuplicate<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            source = self.source,
+            id = self.id,
+            "duplicate event accepted and dropped"
+        );
+        EVENTS_DUPLICATE.get().increment(1);
+    }
+}
+
+/// A derived event dropped because its hop count passed the limit.
+#[derive(Debug)]
+pub struct EventHopLimited<'a> {
+    pub id: &'a str,
+    pub detail_type: &'a str,
+    pub hop: u32,
+    pub limit: u32,
+}
+
+impl InternalEvent for EventHopLimited<'_> {
+    fn emit(self) {
+        tracing::warn!(
+            id = self.id,
+            detail_type = self.detail_type,
+            hop = self.hop,
+            limit = self.limit,
+            "derived event dropped at the hop limit (a rule loop?)"
+        );
+        EVENTS_HOP_LIMITED.get().increment(1);
+    }
+}
+
+/// PutEvents entries refused in one request.
+#[derive(Debug)]
+pub struct IngestEntriesFailed {
+    pub failed: usize,
+    pub total: usize,
+}
+
+impl InternalEvent for IngestEntriesFailed {
+    fn emit(self) {
+        if self.failed > 0 {
+            tracing::debug!(
+                failed = self.failed,
+                total = self.total,
+                "PutEvents entries refused"
+            );
+            INGEST_ENTRIES_FAILED.get().increment(self.failed as u64);
+        }
+    }
+}
+
+/// One retention pass's removals.
+#[derive(Debug)]
+pub struct Pruned {
+    pub events: usize,
+    pub deliveries: usize,
+}
+
+impl InternalEvent for Pruned {
+    fn emit(self) {
+        if self.events + self.deliveries > 0 {
+            tracing::info!(
+                events = self.events,
+                deliveries = self.deliveries,
+                "retention pruned the store"
+            );
+        }
+        STORE_PRUNED
+            .with(["events".into()])
+            .increment(self.events as u64);
+        STORE_PRUNED
+            .with(["deliveries".into()])
+            .increment(self.deliveries as u64);
+    }
+}
+
+/// One group commit of the store.
+#[derive(Debug)]
+pub struct StoreBatchCommitted {
+    pub events: usize,
+}
+
+impl InternalEvent for StoreBatchCommitted {
+    fn emit(self) {
+        STORE_BATCH_EVENTS.get().record(self.events as f64);
+    }
+}
+
+/// The delivery backlog as last read from the store.
+#[derive(Debug)]
+pub struct BacklogObserved {
+    pub pending: u64,
+}
+
+impl InternalEvent for BacklogObserved {
+    fn emit(self) {
+        DELIVERY_BACKLOG.get().set(self.pending as f64);
+    }
+}
+
+/// An event made from an MDM server's webhook.
+#[derive(Debug)]
+pub struct MdmWebhookEvent<'a> {
+    /// The event source, `mdm.nanomdm` or `mdm.micromdm`.
+    pub server: &'a str,
+    pub detail_type: &'a str,
+}
+
+impl InternalEvent for MdmWebhookEvent<'_> {
+    fn emit(self) {
+        tracing::debug!(
+            server = self.server,
+            detail_type = self.detail_type,
+            "mdm webhook event"
+        );
+        MDM_WEBHOOK_EVENTS
+            .with([self.server.to_owned(), self.detail_type.to_owned()])
+            .increment(1);
+    }
+}
+
+/// A command enqueued on one device through an MDM server.
+#[derive(Debug)]
+pub struct MdmCommandEnqueued<'a> {
+    /// `nanomdm` or `micromdm`.
+    pub server: &'a str,
+    pub request_type: &'a str,
+    pub command_uuid: &'a str,
+}
+
+impl InternalEvent for MdmCommandEnqueued<'_> {
+    fn emit(self) {
+        tracing::info!(
+            server = self.server,
+            request_type = self.request_type,
+            command_uuid = self.command_uuid,
+            "mdm command enqueued"
+        );
+        MDM_COMMANDS_ENQUEUED
+            .with([self.server.to_owned(), self.request_type.to_owned()])
+            .increment(1);
+    }
+}
