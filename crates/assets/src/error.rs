@@ -8,7 +8,8 @@ use serde::Serialize;
 /// How many CSV problems the error message spells out; all of them stay in the variant.
 const SHOWN_PROBLEMS: usize = 50;
 
-/// An asset-store failure. Only a busy or locked database is retryable.
+/// An asset-store failure. Only a busy or locked database, or a failed task of the
+/// async facade, is retryable.
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
     #[error("cannot open asset store `{}`: {source}", path.display())]
@@ -49,6 +50,10 @@ pub enum AssetError {
         serial: String,
         command_uuid: String,
     },
+    /// The blocking task running a call panicked or was cancelled (shutdown): nothing
+    /// says the store is at fault, so another attempt may succeed.
+    #[error("asset store {op} task failed ({}); retryable", if *.cancelled { "cancelled" } else { "panicked" })]
+    Task { op: &'static str, cancelled: bool },
     #[error("csv import rejected, nothing written ({} problem{}): {}",
         problems.len(), if problems.len() == 1 { "" } else { "s" }, summarize(problems))]
     Csv { problems: Vec<CsvProblem> },
@@ -59,6 +64,7 @@ impl AssetError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AssetError::Sqlite { source, .. } | AssetError::Open { source, .. } => is_busy(source),
+            AssetError::Task { .. } => true,
             _ => false,
         }
     }

@@ -2,9 +2,11 @@
 //! ledger and escrowed DeviceLock PINs, in one SQLite file beside the event store.
 //!
 //! [`AssetStore`] is a cheap handle (`Clone + Send + Sync`) around one connection behind
-//! a mutex. Every call is short and synchronous; async callers may call it directly or
-//! through `spawn_blocking`. Writes that touch several rows run in one transaction.
+//! a mutex. Every call is short and synchronous; async callers use it through
+//! [`AsyncAssetStore`] (`store.to_async()`), which runs calls on the blocking pool with
+//! a bound. Writes that touch several rows run in one transaction.
 
+mod async_store;
 mod devices;
 mod error;
 mod import;
@@ -22,6 +24,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+pub use async_store::{AsyncAssetStore, MAX_BLOCKING};
 pub use error::{AssetError, CsvProblem};
 pub use model::{
     CommandRecord, Device, DeviceFilter, DeviceUpdate, EscrowedPin, ImportReport, User, UserUpdate,

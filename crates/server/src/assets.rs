@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use fleetbus_assets::{AssetError, AssetStore, DeviceFilter, DeviceUpdate, UserUpdate};
 use serde::Deserialize;
@@ -12,15 +12,15 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::{api_auth, AppState};
+use crate::AppState;
 
-/// Runs `f` on the store off the async workers, after checking the token.
+/// Runs `f` with the asset store on the blocking pool (the route layer has already
+/// checked the token).
 async fn with_store<T: Send + 'static>(
     state: &AppState,
-    headers: &HeaderMap,
+    op: &'static str,
     f: impl FnOnce(&AssetStore) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    api_auth(state, headers)?;
     let store = state.assets.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -28,9 +28,7 @@ async fn with_store<T: Send + 'static>(
             "this server has no asset store",
         )
     })?;
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| ApiError::internal(format!("asset task failed: {e}")))?
+    store.run(op, f).await
 }
 
 /// A PUT body: the record's fields as JSON, keyed by the path; a body naming
@@ -54,16 +52,18 @@ fn keyed_update<T: serde::de::DeserializeOwned>(
     Ok(update)
 }
 
-/// 503 for a busy store (retry), 500 otherwise.
-pub(crate) fn store_error(e: AssetError) -> ApiError {
-    if e.is_retryable() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "AssetStoreBusy",
-            e.to_string(),
-        )
-    } else {
-        ApiError::internal(format!("asset store: {e}"))
+/// 503 for a busy store or a failed task (retry), 500 otherwise.
+impl From<AssetError> for ApiError {
+    fn from(e: AssetError) -> ApiError {
+        if e.is_retryable() {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "AssetStoreBusy",
+                e.to_string(),
+            )
+        } else {
+            ApiError::internal(format!("asset store: {e}"))
+        }
     }
 }
 
@@ -80,17 +80,16 @@ pub struct DeviceQuery {
 /// `GET /v1/assets/devices?user=&tag=&os_below=&enrolled_only=`.
 pub async fn list_devices(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<DeviceQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    with_store(&state, &headers, move |s| {
+    with_store(&state, "list devices", move |s| {
         let filter = DeviceFilter {
             user_id: q.user,
             tag: q.tag,
             os_below: q.os_below,
             enrolled_only: q.enrolled_only,
         };
-        let devices = s.list_devices(&filter).map_err(store_error)?;
+        let devices = s.list_devices(&filter)?;
         Ok(Json(json!({"devices": devices})))
     })
     .await
@@ -99,16 +98,14 @@ pub async fn list_devices(
 /// `GET /v1/assets/devices/{serial}`: the record, its escrowed PINs and its commands.
 pub async fn device(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(serial): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    with_store(&state, &headers, move |s| {
+    with_store(&state, "device", move |s| {
         let device = s
-            .device(&serial)
-            .map_err(store_error)?
+            .device(&serial)?
             .ok_or_else(|| ApiError::not_found(format!("unknown device {serial:?}")))?;
-        let pins = s.escrowed_pins(&serial).map_err(store_error)?;
-        let commands = s.commands_for_device(&serial).map_err(store_error)?;
+        let pins = s.escrowed_pins(&serial)?;
+        let commands = s.commands_for_device(&serial)?;
         let mut out =
             serde_json::to_value(&device).map_err(|e| ApiError::internal(e.to_string()))?;
         out["escrowed_pins"] = json!(pins);
@@ -121,31 +118,25 @@ pub async fn device(
 /// `PUT /v1/assets/devices/{serial}`: merge fields into the record.
 pub async fn put_device(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(serial): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    // Parsed after with_store's token check: 401 before 400.
-    with_store(&state, &headers, move |s| {
+    // The route layer checked the token before the body was read: 401 before 400.
+    with_store(&state, "upsert device", move |s| {
         let update: DeviceUpdate =
             keyed_update(&body, "device", "serial", serial, |u: &mut DeviceUpdate| {
                 &mut u.serial
             })?;
-        let d = s
-            .upsert_device(&update, OffsetDateTime::now_utc())
-            .map_err(store_error)?;
+        let d = s.upsert_device(&update, OffsetDateTime::now_utc())?;
         Ok(Json(json!(d)))
     })
     .await
 }
 
 /// `GET /v1/assets/users`.
-pub async fn list_users(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    with_store(&state, &headers, move |s| {
-        Ok(Json(json!({"users": s.list_users().map_err(store_error)?})))
+pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, "list users", move |s| {
+        Ok(Json(json!({"users": s.list_users()?})))
     })
     .await
 }
@@ -153,13 +144,11 @@ pub async fn list_users(
 /// `GET /v1/assets/users/{id}`: the user with their devices.
 pub async fn user(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    with_store(&state, &headers, move |s| {
+    with_store(&state, "user", move |s| {
         let u = s
-            .user(&id)
-            .map_err(store_error)?
+            .user(&id)?
             .ok_or_else(|| ApiError::not_found(format!("unknown user {id:?}")))?;
         Ok(Json(json!(u)))
     })
@@ -169,31 +158,24 @@ pub async fn user(
 /// `PUT /v1/assets/users/{id}`: merge fields into the record.
 pub async fn put_user(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    with_store(&state, &headers, move |s| {
+    with_store(&state, "upsert user", move |s| {
         let update: UserUpdate =
             keyed_update(&body, "user", "id", id, |u: &mut UserUpdate| &mut u.id)?;
-        let u = s
-            .upsert_user(&update, OffsetDateTime::now_utc())
-            .map_err(store_error)?;
+        let u = s.upsert_user(&update, OffsetDateTime::now_utc())?;
         Ok(Json(json!(u)))
     })
     .await
 }
 
 /// `POST /v1/assets/import` with a CSV body: all rows or none.
-pub async fn import(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    with_store(&state, &headers, move |s| {
+pub async fn import(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    with_store(&state, "import csv", move |s| {
         match s.import_csv(&body[..], OffsetDateTime::now_utc()) {
             Ok(report) => Ok(Json(json!(report))),
-            Err(e) if e.is_retryable() => Err(store_error(e)),
+            Err(e) if e.is_retryable() => Err(e.into()),
             Err(e) => Err(ApiError::bad_request(e.to_string())),
         }
     })
@@ -203,13 +185,11 @@ pub async fn import(
 /// `GET /v1/mdm/commands/{uuid}`: a command ledger entry.
 pub async fn command(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    with_store(&state, &headers, move |s| {
+    with_store(&state, "command", move |s| {
         let c = s
-            .command(&uuid)
-            .map_err(store_error)?
+            .command(&uuid)?
             .ok_or_else(|| ApiError::not_found(format!("unknown command {uuid:?}")))?;
         Ok(Json(json!(c)))
     })

@@ -10,7 +10,8 @@ use fleetbus_event::{Event, EventError, Meta, MAX_EVENT_BYTES};
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
-use crate::{api_auth, authorized, sources, AppState};
+use crate::{sources, AppState};
+use fleetbus_telemetry::{IngestEntriesFailed, InternalEvent};
 
 /// One entry's result before the engine sees it.
 type Prepared = Result<(Event, Meta), (&'static str, String)>;
@@ -60,7 +61,11 @@ async fn answer(state: &AppState, entries: Vec<Prepared>) -> Result<Json<Value>,
             }
         })
         .collect();
-    metrics::counter!("fleetbus_ingest_entries_failed_total").increment(failed as u64);
+    IngestEntriesFailed {
+        failed,
+        total: out.len(),
+    }
+    .emit();
     Ok(Json(json!({"FailedEntryCount": failed, "Entries": out})))
 }
 
@@ -74,10 +79,8 @@ fn check_intake(state: &AppState) -> Result<(), ApiError> {
 /// `POST /v1/events`: the EventBridge PutEvents request.
 pub async fn put_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
     check_intake(&state)?;
     let entries = put_events_entries(&state, &body)?;
     answer(&state, entries).await
@@ -95,7 +98,7 @@ pub async fn aws_json(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     match target {
-        "AWSEvents.PutEvents" => put_events(State(state), headers, body).await,
+        "AWSEvents.PutEvents" => put_events(State(state), body).await,
         "" => Err(ApiError::bad_request(
             "missing X-Amz-Target header (expected AWSEvents.PutEvents)",
         )),
@@ -239,7 +242,6 @@ pub async fn bus_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
     check_intake(&state)?;
     if !state.engine.has_bus(&bus) {
         return Err(ApiError::new(
@@ -331,16 +333,10 @@ pub async fn source(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let config = state.config();
+    // The auth layer found it; a reload since may have removed it.
     let Some(source) = config.sources.iter().find(|s| s.name == name) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            format!("unknown source {name:?}"),
-        ));
+        return Err(ApiError::not_found(format!("unknown source {name:?}")));
     };
-    if !authorized(&headers, &source.tokens) {
-        return Err(ApiError::unauthorized());
-    }
     check_intake(&state)?;
     let entries = sources::process(&state, source, &headers, uri.query(), &body)
         .await?

@@ -7,6 +7,7 @@
 //! once the events are durable.
 
 mod assets;
+mod auth;
 mod error;
 mod ingest;
 mod manage;
@@ -17,13 +18,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderMap;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
-use fleetbus_config::{Config, Secret};
+use fleetbus_config::Config;
 use fleetbus_engine::Engine;
 use metrics_exporter_prometheus::PrometheusHandle;
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
@@ -36,7 +36,7 @@ pub struct AppState {
     config_path: Option<PathBuf>,
     metrics: Option<PrometheusHandle>,
     /// Devices, users, the MDM command ledger; `None` serves no asset endpoints.
-    pub assets: Option<fleetbus_assets::AssetStore>,
+    pub assets: Option<fleetbus_assets::AsyncAssetStore>,
 }
 
 impl AppState {
@@ -56,7 +56,7 @@ impl AppState {
     }
 
     /// Serves the asset API and links MDM webhooks through this store.
-    pub fn with_assets(mut self, assets: fleetbus_assets::AssetStore) -> AppState {
+    pub fn with_assets(mut self, assets: fleetbus_assets::AsyncAssetStore) -> AppState {
         self.assets = Some(assets);
         self
     }
@@ -82,68 +82,16 @@ impl AppState {
     }
 }
 
-/// True when the request carries one of `tokens` as a bearer token, or as the
-/// password of HTTP Basic auth (MDM servers' webhooks can only send credentials
-/// from the URL's userinfo, e.g. `http://fleetbus:TOKEN@host/v1/sources/nanomdm`).
-pub(crate) fn authorized(headers: &HeaderMap, tokens: &[Secret]) -> bool {
-    let Some(header) = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let basic;
-    let given = if let Some(b) = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-    {
-        b
-    } else if let Some(encoded) = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))
-    {
-        use base64::Engine as _;
-        let Some(decoded) = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()
-            .and_then(|d| String::from_utf8(d).ok())
-        else {
-            return false;
-        };
-        let Some((_, password)) = decoded.split_once(':') else {
-            return false;
-        };
-        basic = password.to_owned();
-        &basic
-    } else {
-        return false;
-    };
-    let mut ok = subtle::Choice::from(0u8);
-    for t in tokens {
-        let t = t.expose().as_bytes();
-        // Lengths differ in time only; the contents compare in constant time.
-        ok |= given.as_bytes().ct_eq(t);
-    }
-    bool::from(ok)
-}
-
-/// Checks the management API's bearer token (`server.api_tokens`).
-pub(crate) fn api_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if authorized(headers, &state.config().server.api_tokens) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
-/// The application's routes.
+/// The application's routes. Authentication is a route layer, so it runs before any
+/// body is read: an unauthenticated caller gets 401 whatever it sends, and never
+/// makes the server buffer a body.
 pub fn router(state: AppState) -> Router {
     let limit = state.config().server.max_body_bytes as usize;
-    Router::new()
+    // Everything here needs a management API token (`server.api_tokens`).
+    let api = Router::new()
         .route("/v1/events", post(ingest::put_events))
         .route("/", post(ingest::aws_json))
         .route("/v1/buses/{bus}/events", post(ingest::bus_events))
-        .route("/v1/sources/{name}", post(ingest::source))
         .route("/v1/admin/reload", post(manage::reload))
         .route("/v1/dlq", get(manage::dlq_list))
         .route("/v1/dlq/redrive", post(manage::dlq_redrive))
@@ -161,9 +109,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/assets/import", post(assets::import))
         .route("/v1/mdm/commands/{uuid}", get(assets::command))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_api_token));
+    // A source takes its own tokens (`sources[].tokens`).
+    let sources = Router::new()
+        .route("/v1/sources/{name}", post(ingest::source))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            auth::require_source_token,
+        ));
+    // Open: scrapers and probes carry no token.
+    let open = Router::new()
         .route("/metrics", get(manage::metrics))
         .route("/healthz", get(manage::healthz))
-        .route("/readyz", get(manage::readyz))
+        .route("/readyz", get(manage::readyz));
+    api.merge(sources)
+        .merge(open)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

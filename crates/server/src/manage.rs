@@ -2,21 +2,17 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::{api_auth, AppState};
+use crate::AppState;
 
 /// `POST /v1/admin/reload`.
-pub async fn reload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
+pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.reload() {
         Ok(rules) => Ok(Json(json!({"reloaded": true, "rules": rules}))),
         Err(errors) => Err(ApiError::new(
@@ -35,10 +31,8 @@ pub struct Limit {
 /// `GET /v1/dlq`.
 pub async fn dlq_list(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
     let entries = state
         .engine
         .dlq_list(q.limit.unwrap_or(100).min(10_000))
@@ -49,10 +43,8 @@ pub async fn dlq_list(
 /// `POST /v1/dlq/redrive` with `{"ids": [...]}`, or no body for all.
 pub async fn dlq_redrive(
     State(state): State<AppState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
     let ids = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -73,10 +65,8 @@ pub async fn dlq_redrive(
 /// `GET /v1/events/{id}`: the event with its metadata.
 pub async fn event(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
     match state.engine.event(id.clone()).await? {
         Some(e) => Ok(Json(serde_json::to_value(e).unwrap_or_default())),
         None => Err(ApiError::new(
@@ -96,10 +86,8 @@ pub struct TimelineQuery {
 /// `GET /v1/timeline?resource=device/SERIAL`: a node's events, newest first.
 pub async fn timeline(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<TimelineQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    api_auth(&state, &headers)?;
     let events = state
         .engine
         .timeline(q.resource, q.limit.unwrap_or(100).min(10_000))

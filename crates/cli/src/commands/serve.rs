@@ -77,6 +77,10 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
         ])
         .ok()
         .and_then(|b| b.install_recorder().ok());
+    if metrics.is_some() {
+        // `# HELP` lines for every metric, from the one catalogue.
+        fleetbus_telemetry::describe();
+    }
     let store = SqliteStore::open(&data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let assets_path = data_dir.join("assets.db");
@@ -93,7 +97,7 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
     // A line for scripts and tests that start fleetbus on port 0.
     println!("listening on {local}");
     let state = AppState::new(engine.clone(), config, Some(args.config.clone()), metrics)
-        .with_assets(assets);
+        .with_assets(assets.to_async());
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(handle_signals(state.clone(), shutdown.clone()));
     fleetbus_server::serve(listener, state, shutdown.clone())

@@ -12,10 +12,10 @@
 use fleetbus_assets::AssetStore;
 use fleetbus_event::{Event, Meta};
 use fleetbus_mdm::webhook::{self, WebhookEvent};
+use fleetbus_telemetry::{InternalEvent, MdmWebhookEvent};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::assets::store_error;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -47,25 +47,28 @@ pub async fn process(
         Server::MicroMdm => webhook::micromdm::parse(body),
     }
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let assets = state.assets.clone();
-    // The asset store is synchronous SQLite: keep it off the async workers.
-    let linked = tokio::task::spawn_blocking(move || {
+    let link_all = |assets: Option<&AssetStore>| {
         parsed
             .into_iter()
-            .map(|we| link(assets.as_ref(), we))
+            .map(|we| link(assets, we))
             .collect::<Result<Vec<_>, ApiError>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("asset lookup task failed: {e}")))??;
+    };
+    let linked = match state.assets.clone() {
+        Some(assets) => {
+            assets
+                .run("link mdm webhook", move |a| link_all(Some(a)))
+                .await?
+        }
+        None => link_all(None)?,
+    };
     let defaults = state.engine.defaults();
     let mut out = Vec::with_capacity(linked.len());
     for (we, resources, cause) in linked {
-        metrics::counter!(
-            "fleetbus_mdm_webhook_events_total",
-            "server" => server.source(),
-            "detail_type" => we.detail_type.clone()
-        )
-        .increment(1);
+        MdmWebhookEvent {
+            server: server.source(),
+            detail_type: &we.detail_type,
+        }
+        .emit();
         let mut envelope = json!({
             "source": server.source(),
             "detail-type": we.detail_type,
@@ -106,9 +109,9 @@ fn link(
     };
     let now = OffsetDateTime::now_utc();
     match (&we.udid, &we.serial) {
-        (Some(udid), Some(serial)) => assets.link_udid(udid, serial, now).map_err(store_error)?,
+        (Some(udid), Some(serial)) => assets.link_udid(udid, serial, now)?,
         (Some(udid), None) => {
-            if let Some(serial) = assets.serial_for_udid(udid).map_err(store_error)? {
+            if let Some(serial) = assets.serial_for_udid(udid)? {
                 if let Some(device) = we.detail.get_mut("device").and_then(Value::as_object_mut) {
                     device.insert("serial".into(), json!(serial));
                 }
@@ -122,8 +125,7 @@ fn link(
         .serial
         .as_deref()
         .map(|s| assets.device(s))
-        .transpose()
-        .map_err(store_error)?
+        .transpose()?
         .flatten()
         .and_then(|d| d.user_id)
     {
@@ -137,10 +139,7 @@ fn link(
             .and_then(Value::as_str)
             .map(str::to_owned),
     ) {
-        if let Some(record) = assets
-            .complete_command(&uuid, &status, now)
-            .map_err(store_error)?
-        {
+        if let Some(record) = assets.complete_command(&uuid, &status, now)? {
             if let Some(command) = we.detail.get_mut("command").and_then(Value::as_object_mut) {
                 command
                     .entry("request_type")

@@ -1,0 +1,95 @@
+//! Who may call what: one route layer for the management API's tokens and one for
+//! each source's own tokens, both run before a handler extracts (and so reads) the
+//! body. Tokens compare in constant time and are never logged.
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use fleetbus_config::Secret;
+use subtle::ConstantTimeEq;
+
+use crate::{ApiError, AppState};
+
+/// Lets the request through when it carries a management API token
+/// (`server.api_tokens`).
+pub(crate) async fn require_api_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if authorized(request.headers(), &state.config().server.api_tokens) {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Lets the request through when it names a configured source and carries one of
+/// that source's tokens. An unknown source is 404 before any token is looked at, as
+/// there is no token that could be right.
+pub(crate) async fn require_source_token(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    let Some(source) = config.sources.iter().find(|s| s.name == name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("unknown source {name:?}"),
+        ));
+    };
+    if authorized(request.headers(), &source.tokens) {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// True when the request carries one of `tokens` as a bearer token, or as the
+/// password of HTTP Basic auth (MDM servers' webhooks can only send credentials
+/// from the URL's userinfo, e.g. `http://fleetbus:TOKEN@host/v1/sources/nanomdm`).
+pub(crate) fn authorized(headers: &HeaderMap, tokens: &[Secret]) -> bool {
+    let Some(header) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let basic;
+    let given = if let Some(b) = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+    {
+        b
+    } else if let Some(encoded) = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))
+    {
+        use base64::Engine as _;
+        let Some(decoded) = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+        else {
+            return false;
+        };
+        let Some((_, password)) = decoded.split_once(':') else {
+            return false;
+        };
+        basic = password.to_owned();
+        &basic
+    } else {
+        return false;
+    };
+    let mut ok = subtle::Choice::from(0u8);
+    for t in tokens {
+        let t = t.expose().as_bytes();
+        // Lengths differ in time only; the contents compare in constant time.
+        ok |= given.as_bytes().ct_eq(t);
+    }
+    bool::from(ok)
+}

@@ -1,0 +1,103 @@
+//! Ingest endpoints in process: PutEvents (REST and AWS JSON 1.1), envelopes, sources.
+
+use serde_json::json;
+
+use crate::support::{eventually, Api, SOURCE_TOKEN, TOKEN};
+
+fn entry(serial: &str) -> serde_json::Value {
+    json!({
+        "Source": "com.example.inventory",
+        "DetailType": "Device Seen",
+        "Detail": json!({"serial": serial}).to_string(),
+        "Resources": [format!("device/{serial}")],
+    })
+}
+
+#[test]
+fn put_events_stores_each_entry_and_answers_its_id() {
+    let api = Api::start();
+    let (status, answer) = api.post_json(
+        "/v1/events",
+        &json!({"Entries": [entry("C02A"), entry("C02B")]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["FailedEntryCount"], 0);
+    let id = answer["Entries"][1]["EventId"].as_str().unwrap().to_owned();
+    let (status, event) = api.get(&format!("/v1/events/{id}"));
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["event"]["detail"]["serial"], "C02B", "{event}");
+    assert_eq!(event["event"]["resources"], json!(["device/C02B"]));
+    assert_eq!(event["meta"]["ingest_source"], "api");
+}
+
+#[test]
+fn put_events_reports_a_bad_entry_in_its_slot_and_keeps_the_rest() {
+    let api = Api::start();
+    let bad = json!({"Source": "com.example", "DetailType": "X", "Detail": "not json"});
+    let (status, answer) = api.post_json("/v1/events", &json!({"Entries": [entry("C02A"), bad]}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["FailedEntryCount"], 1, "{answer}");
+    assert!(answer["Entries"][0]["EventId"].is_string(), "{answer}");
+    assert_eq!(
+        answer["Entries"][1]["ErrorCode"], "MalformedDetail",
+        "{answer}"
+    );
+}
+
+#[test]
+fn the_aws_json_protocol_needs_the_put_events_target() {
+    let api = Api::start();
+    let body = json!({"Entries": [entry("C02A")]}).to_string();
+    let json11 = ("content-type", "application/x-amz-json-1.1");
+    let (status, answer) = api.call(
+        "POST",
+        "/",
+        Some(TOKEN),
+        &[json11, ("x-amz-target", "AWSEvents.PutEvents")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["FailedEntryCount"], 0);
+    let (status, answer) = api.call("POST", "/", Some(TOKEN), &[json11], body.as_bytes());
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = api.call(
+        "POST",
+        "/",
+        Some(TOKEN),
+        &[json11, ("x-amz-target", "AWSEvents.PutRule")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "UnknownOperationException");
+}
+
+#[test]
+fn an_envelope_to_an_unknown_bus_is_404() {
+    let api = Api::start();
+    let (status, answer) = api.post_json(
+        "/v1/buses/nope/events",
+        &json!({"source": "x", "detail-type": "y", "detail": {}}),
+    );
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["message"], "unknown bus \"nope\"");
+}
+
+#[test]
+fn a_generic_source_maps_the_body_onto_the_timeline() {
+    let api = Api::start();
+    let body = json!({"system": "crm", "kind": "Ping", "device": "device/C02Z"});
+    let (status, answer) = api.call(
+        "POST",
+        "/v1/sources/hooks",
+        Some(SOURCE_TOKEN),
+        &[],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    eventually("the event on the device's timeline", || {
+        let (_, timeline) = api.get("/v1/timeline?resource=device/C02Z");
+        timeline["events"]
+            .as_array()
+            .is_some_and(|e| e.len() == 1 && e[0]["event"]["detail-type"] == "Ping")
+    });
+}
