@@ -10,10 +10,10 @@ mod assets;
 mod auth;
 mod error;
 mod ingest;
+mod listen;
 mod manage;
 mod sources;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -27,6 +27,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use listen::{serve_with, Limits};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -128,18 +129,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled, then stops accepting and lets requests in
-/// progress finish.
+/// Serves until `shutdown` is cancelled, within the default [`Limits`]; then stops
+/// accepting, lets requests in flight finish until the drain deadline and closes the
+/// rest.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    serve_with(listener, router(state), shutdown, Limits::default()).await
 }

@@ -130,6 +130,15 @@ async fn handle_signals(state: AppState, shutdown: CancellationToken) {
             },
         }
     }
-    tracing::info!("shutdown requested");
+    tracing::info!("shutdown requested; a second SIGTERM or SIGINT stops at once");
     shutdown.cancel();
+    // Every acknowledged event is already committed, so stopping now loses nothing
+    // acknowledged: requests in flight go unanswered and their senders retry, and
+    // deliveries in flight run again from the store at the next start.
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal: exiting without waiting for requests and deliveries in flight");
+    std::process::exit(130);
 }

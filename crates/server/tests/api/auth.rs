@@ -59,7 +59,7 @@ fn an_unauthenticated_caller_gets_401_before_the_body_is_judged() {
 #[test]
 fn an_unauthenticated_request_is_answered_without_reading_its_body() {
     let api = Api::start();
-    let addr = api.base.strip_prefix("http://").unwrap();
+    let addr = api.addr();
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();

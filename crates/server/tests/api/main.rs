@@ -4,5 +4,6 @@
 mod assets;
 mod auth;
 mod ingest;
+mod listen;
 mod manage;
 mod support;

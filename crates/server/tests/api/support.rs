@@ -32,12 +32,15 @@ pub struct Api {
     pub base: String,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Says when the listener has returned (drained or not).
+    stopped: std::sync::mpsc::Receiver<()>,
     _dir: tempfile::TempDir,
 }
 
 pub struct Options {
     pub config: String,
     pub assets: bool,
+    pub limits: fleetbus_server::Limits,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
         Options {
             config: BASE_CONFIG.to_owned(),
             assets: true,
+            limits: fleetbus_server::Limits::default(),
         }
     }
 }
@@ -64,19 +68,23 @@ impl Api {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let stop = shutdown.clone();
         let data = dir.path().to_owned();
+        let (stopped_tx, stopped) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(serve(config, &data, options.assets, stop, addr_tx));
+            rt.block_on(serve(config, &data, &options, stop, addr_tx, stopped_tx));
+            // Connections aborted at the drain deadline must not hold the runtime.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
         });
         let addr = addr_rx.recv().expect("test server started");
         Api {
             base: format!("http://{addr}"),
             shutdown,
             thread: Some(thread),
+            stopped,
             _dir: dir,
         }
     }
@@ -129,6 +137,19 @@ impl Api {
     }
 }
 
+impl Api {
+    /// The listener's address, for raw TCP clients.
+    pub fn addr(&self) -> &str {
+        self.base.strip_prefix("http://").unwrap()
+    }
+
+    /// Starts shutdown; true when the listener returned within `within`.
+    pub fn stop_within(&self, within: std::time::Duration) -> bool {
+        self.shutdown.cancel();
+        self.stopped.recv_timeout(within).is_ok()
+    }
+}
+
 impl Drop for Api {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -142,9 +163,10 @@ impl Drop for Api {
 async fn serve(
     config: fleetbus_config::Config,
     data: &Path,
-    assets: bool,
+    options: &Options,
     shutdown: CancellationToken,
     addr: std::sync::mpsc::Sender<std::net::SocketAddr>,
+    stopped: std::sync::mpsc::Sender<()>,
 ) {
     let store = fleetbus_engine::store::sqlite::SqliteStore::open(&data.join("data")).unwrap();
     let settings = fleetbus_engine::Settings::from_config(&config);
@@ -152,15 +174,17 @@ async fn serve(
         .await
         .unwrap();
     let mut state = fleetbus_server::AppState::new(engine.clone(), config, None, None);
-    if assets {
+    if options.assets {
         let store = fleetbus_assets::AssetStore::open(&data.join("assets.db")).unwrap();
         state = state.with_assets(store.to_async());
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     addr.send(listener.local_addr().unwrap()).unwrap();
-    fleetbus_server::serve(listener, state, shutdown)
+    let app = fleetbus_server::router(state);
+    fleetbus_server::serve_with(listener, app, shutdown, options.limits)
         .await
         .unwrap();
+    let _ = stopped.send(());
     engine.shutdown().await;
 }
 
