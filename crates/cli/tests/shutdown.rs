@@ -1,5 +1,6 @@
-//! `fleetbus serve` stopping: SIGTERM drains requests in flight up to a deadline, and
-//! a second SIGTERM exits at once. Through the real binary, with real signals.
+//! `fleetbus serve`'s process lifecycle: one process per data directory; SIGTERM
+//! drains requests in flight up to a deadline, and a second SIGTERM exits at once.
+//! Through the real binary, with real signals.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -116,4 +117,28 @@ fn a_second_sigterm_exits_at_once() {
         .exited_within(Duration::from_secs(5))
         .expect("a second SIGTERM was ignored");
     assert_eq!(status.code(), Some(130), "{status}");
+}
+
+#[test]
+fn a_second_serve_on_the_same_data_directory_is_refused_naming_the_holder() {
+    let first = start();
+    let config = first._dir.path().join("fleetbus.yaml");
+    let second = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("FLEETBUS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "a second serve started");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let data = first._dir.path().join("data");
+    assert!(
+        stderr.contains(&format!(
+            "data directory {} is in use by another fleetbus serve (pid {})",
+            data.display(),
+            first.child.id()
+        )),
+        "{stderr}"
+    );
 }

@@ -1,7 +1,7 @@
 //! `fleetbus serve`: the engine and its HTTP API on the embedded store.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -71,6 +71,8 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
             "server.api_tokens is empty: the management API and /v1/events refuse every request"
         );
     }
+    // Held until the process exits: the OS releases it even after kill -9.
+    let _lock = lock_data_dir(&data_dir)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -108,6 +110,45 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
     signals.abort();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Takes an exclusive lock on `<data_dir>/fleetbus.lock` (creating the directory),
+/// so a second `fleetbus serve` on the same data cannot write and deliver beside the
+/// first. The holder's pid is written into the file for the error message.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let path = data_dir.join("fleetbus.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            anyhow::bail!(
+                "data directory {} is in use by another fleetbus serve (pid {}); \
+                 one process per data directory",
+                data_dir.display(),
+                if holder.is_empty() { "unknown" } else { holder }
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
 }
 
 async fn handle_signals(state: AppState, shutdown: CancellationToken) {
