@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{edit_config, receiver, wait_for, write_config, Server, TOKEN};
+use super::support::{edit_config, receiver, wait_for, write_config, Server, TOKEN};
 
 /// A PutEvents call: status, `Retry-After` header, body.
 fn put(server: &Server, serial: &str) -> (u16, Option<String>, Value) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::{receiver, wait_for, Server, SOURCE_TOKEN, TOKEN};
+use super::support::{receiver, wait_for, Server, SOURCE_TOKEN, TOKEN};
 
 const MDM_KEY: &str = "nanomdm-test-key";
 

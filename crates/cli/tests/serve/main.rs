@@ -1,0 +1,10 @@
+//! `fleetbus serve` end to end: the real binary, real HTTP receivers, a real SMTP
+//! sink and real programs on loopback, a real SQLite file. One file per concern
+//! under `serve/`, one behaviour per test.
+
+mod backpressure;
+mod delivery;
+mod ingest;
+mod lifecycle;
+mod mdm_workflows;
+mod support;
