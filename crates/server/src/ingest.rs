@@ -268,6 +268,9 @@ pub async fn bus_events(
             Err(e) => Ok(Err(("InvalidArgument", e.to_string()))),
         }
     };
+    // One event on its own (a binary CloudEvent, or one JSON object) is a webhook's
+    // delivery: refused, it is a 400, since a 200 would tell the sender it was taken.
+    let mut single = true;
     let entries: Vec<Prepared> = if headers.contains_key("ce-specversion") {
         let pairs: Vec<(&str, &str)> = headers
             .iter()
@@ -281,6 +284,9 @@ pub async fn bus_events(
         }
     } else {
         let values = parse_values(&body)?;
+        single = values.len() == 1
+            && body.trim_ascii_start().first() == Some(&b'{')
+            && body.trim_ascii().last() == Some(&b'}');
         let cloudevents = content_type == "application/cloudevents+json"
             || content_type == "application/cloudevents-batch+json";
         let mut out = Vec::with_capacity(values.len());
@@ -301,6 +307,11 @@ pub async fn bus_events(
     };
     if entries.is_empty() {
         return Err(ApiError::bad_request("body holds no event"));
+    }
+    if single {
+        if let [Err((_, message))] = entries.as_slice() {
+            return Err(ApiError::bad_request(message.clone()));
+        }
     }
     answer(&state, entries).await
 }

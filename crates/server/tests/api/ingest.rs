@@ -101,3 +101,43 @@ fn a_generic_source_maps_the_body_onto_the_timeline() {
             .is_some_and(|e| e.len() == 1 && e[0]["event"]["detail-type"] == "Ping")
     });
 }
+
+#[test]
+fn a_single_event_that_fails_validation_is_a_400_not_a_200_with_a_failed_entry() {
+    let api = Api::start();
+    // A structured CloudEvent without `type`: a webhook sender would take a 200 as delivered.
+    let ce = json!({"specversion": "1.0", "id": "ce-1", "source": "/okta"});
+    let (status, answer) = api.call(
+        "POST",
+        "/v1/buses/default/events",
+        Some(TOKEN),
+        &[("content-type", "application/cloudevents+json")],
+        ce.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "ValidationException", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("type"),
+        "{answer}"
+    );
+    // The same for one envelope object.
+    let (status, answer) = api.post_json(
+        "/v1/buses/default/events",
+        &json!({"source": "a", "detail-type": "One", "detail": 5}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"]["message"],
+        "detail: must be a JSON object, not a number"
+    );
+    // A batch keeps answering entry by entry.
+    let (status, answer) = api.post_json(
+        "/v1/buses/default/events",
+        &json!([{"source": "a", "detail-type": "One", "detail": 5}]),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["FailedEntryCount"], 1, "{answer}");
+}
