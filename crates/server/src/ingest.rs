@@ -42,9 +42,8 @@ async fn answer(state: &AppState, entries: Vec<Prepared>) -> Result<Json<Value>,
             let outcome = match slot {
                 Some(err) => Err(err),
                 None => match results.next() {
-                    Some(Ok(PutOutcome::Stored { id, .. } | PutOutcome::Duplicate { id })) => {
-                        Ok(id)
-                    }
+                    Some(Ok(PutOutcome::Stored { id, .. })) => Ok((id, false)),
+                    Some(Ok(PutOutcome::Duplicate { id })) => Ok((id, true)),
                     Some(Err(e @ PutError::UnknownBus(_))) => {
                         Err(("ResourceNotFoundException", e.to_string()))
                     }
@@ -53,7 +52,11 @@ async fn answer(state: &AppState, entries: Vec<Prepared>) -> Result<Json<Value>,
                 },
             };
             match outcome {
-                Ok(id) => json!({"EventId": id}),
+                Ok((id, false)) => json!({"EventId": id}),
+                // Accepted but dropped as a repeat of an event already taken in the
+                // dedup window: the sender learns its event was not stored again
+                // (SDKs ignore a member they do not know).
+                Ok((id, true)) => json!({"EventId": id, "Duplicate": true}),
                 Err((code, message)) => {
                     failed += 1;
                     json!({"ErrorCode": code, "ErrorMessage": message})

@@ -141,3 +141,19 @@ fn a_single_event_that_fails_validation_is_a_400_not_a_200_with_a_failed_entry()
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["FailedEntryCount"], 1, "{answer}");
 }
+
+#[test]
+fn a_repeat_within_the_dedup_window_is_answered_as_a_duplicate() {
+    let api = Api::start();
+    let envelope = json!({"source": "a", "detail-type": "One", "id": "same-id", "detail": {}});
+    let (status, first) = api.post_json("/v1/buses/default/events", &envelope);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["Entries"][0], json!({"EventId": "same-id"}));
+    let (status, second) = api.post_json("/v1/buses/default/events", &envelope);
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        second["Entries"][0],
+        json!({"EventId": "same-id", "Duplicate": true})
+    );
+    assert_eq!(second["FailedEntryCount"], 0);
+}
