@@ -35,6 +35,29 @@ pub enum AssetError {
         value: String,
         reason: &'static str,
     },
+    #[error("invalid pin key: {reason}")]
+    PinKey { reason: &'static str },
+    #[error("invalid pin key in `{}`: {reason}", path.display())]
+    PinKeyInvalid { path: PathBuf, reason: &'static str },
+    #[error("cannot read or create the pin key file `{}`: {source}", path.display())]
+    PinKeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's sealed check value does not open: its PINs were sealed with
+    /// another key. Nothing is changed.
+    #[error(
+        "the pin key does not open this asset store's escrowed pins (sealed with another \
+         key); not retryable, use the key the pins were escrowed with"
+    )]
+    WrongPinKey,
+    /// Deliberately names no PIN.
+    #[error("the escrowed pin for command `{command_uuid}` on device `{serial}` does not open with the pin key")]
+    PinUnreadable {
+        serial: String,
+        command_uuid: String,
+    },
     #[error("command `{uuid}` is already in the ledger")]
     DuplicateCommand { uuid: String },
     /// Deliberately carries no PIN: neither the stored one nor the new one.

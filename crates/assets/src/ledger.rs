@@ -8,7 +8,72 @@ use time::OffsetDateTime;
 use crate::devices::serial_for_udid_in;
 use crate::error::{AssetError, Op};
 use crate::model::{CommandRecord, EscrowedPin};
+use crate::pin_key::{is_sealed, PinKey};
 use crate::{key, sort_key, timestamp, AssetStore};
+
+/// What the store's check row seals: opening it proves the key is the store's.
+const CHECK_TEXT: &str = "fleetbus pin key check";
+const CHECK_ROW: (&str, &str) = ("", "pin-key-check");
+
+/// At open: checks `key` against the store's check row (writing one into a new
+/// store) and seals any PIN an older build kept in plain text, in one transaction.
+pub(crate) fn seal_pins(conn: &mut Connection, key: &PinKey) -> Result<(), AssetError> {
+    const OP: &str = "seal pins";
+    let tx = conn.transaction().op(OP)?;
+    let check: Option<String> = tx
+        .query_row("SELECT sealed FROM pin_key_check WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .op(OP)?;
+    match check {
+        Some(sealed) => {
+            if key.open(&sealed, CHECK_ROW.0, CHECK_ROW.1).as_deref() != Some(CHECK_TEXT) {
+                return Err(AssetError::WrongPinKey);
+            }
+        }
+        None => {
+            let sealed = key.seal(CHECK_TEXT, CHECK_ROW.0, CHECK_ROW.1)?;
+            tx.execute(
+                "INSERT INTO pin_key_check (id, sealed) VALUES (1, ?1)",
+                [sealed],
+            )
+            .op(OP)?;
+        }
+    }
+    let plain: Vec<(i64, String, String, String)> = {
+        let mut stmt = tx
+            .prepare("SELECT seq, serial, command_uuid, pin FROM pins WHERE pin NOT LIKE 'v1:%'")
+            .op(OP)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .op(OP)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .op(OP)?;
+        rows
+    };
+    for (seq, serial, uuid, pin) in plain {
+        let sealed = key.seal(&pin, &serial, &uuid)?;
+        tx.execute(
+            "UPDATE pins SET pin = ?1 WHERE seq = ?2",
+            params![sealed, seq],
+        )
+        .op(OP)?;
+    }
+    tx.commit().op(OP)
+}
+
+/// The PIN of a stored row, opened with the store's key.
+fn open_pin(key: &PinKey, stored: &str, serial: &str, uuid: &str) -> Result<String, AssetError> {
+    let unreadable = || AssetError::PinUnreadable {
+        serial: serial.to_owned(),
+        command_uuid: uuid.to_owned(),
+    };
+    if !is_sealed(stored) {
+        return Err(unreadable());
+    }
+    key.open(stored, serial, uuid).ok_or_else(unreadable)
+}
 
 const COMMAND_COLUMNS: &str = "command_uuid, request_type, udid, serial, rule, target, \
      event_id, enqueued_at, status, completed_at";
@@ -163,16 +228,17 @@ impl AssetStore {
                 .optional()
                 .op(OP)?;
             match stored {
-                Some(stored) if stored == pin => Ok(()),
+                Some(stored) if open_pin(&self.pins, &stored, serial, uuid)? == pin => Ok(()),
                 Some(_) => Err(AssetError::PinConflict {
                     serial: serial.to_string(),
                     command_uuid: uuid.to_string(),
                 }),
                 None => {
+                    let sealed = self.pins.seal(pin, serial, uuid)?;
                     tx.execute(
                         "INSERT INTO pins (serial, command_uuid, pin, created_at, created_ns)
                          VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![serial, uuid, pin, created_at, sort_key(now)],
+                        params![serial, uuid, sealed, created_at, sort_key(now)],
                     )
                     .op(OP)?;
                     Ok(())
@@ -191,18 +257,27 @@ impl AssetStore {
                  ORDER BY created_ns DESC, seq DESC",
             )
             .op(OP)?;
-        let pins = stmt
-            .query_map([serial.trim()], |row| {
-                Ok(EscrowedPin {
-                    command_uuid: row.get(0)?,
-                    pin: row.get(1)?,
-                    created_at: row.get(2)?,
-                })
+        let serial = serial.trim();
+        let rows = stmt
+            .query_map([serial], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
             })
             .op(OP)?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .op(OP);
-        pins
+            .op(OP)?;
+        rows.into_iter()
+            .map(|(command_uuid, stored, created_at)| {
+                Ok(EscrowedPin {
+                    pin: open_pin(&self.pins, &stored, serial, &command_uuid)?,
+                    command_uuid,
+                    created_at,
+                })
+            })
+            .collect()
     }
 
     /// The PIN escrowed for a command, under whichever key (serial or UDID) it
@@ -211,19 +286,30 @@ impl AssetStore {
     pub fn pin_for_command(&self, command_uuid: &str) -> Result<Option<EscrowedPin>, AssetError> {
         const OP: &str = "pin_for_command";
         let conn = self.lock();
-        conn.query_row(
-            "SELECT command_uuid, pin, created_at FROM pins WHERE command_uuid = ?1 ORDER BY seq LIMIT 1",
-            [command_uuid],
-            |row| {
-                Ok(EscrowedPin {
-                    command_uuid: row.get(0)?,
-                    pin: row.get(1)?,
-                    created_at: row.get(2)?,
-                })
-            },
-        )
-        .optional()
-        .op(OP)
+        let row = conn
+            .query_row(
+                "SELECT command_uuid, pin, created_at, serial FROM pins WHERE command_uuid = ?1 \
+                 ORDER BY seq LIMIT 1",
+                [command_uuid],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .op(OP)?;
+        row.map(|(command_uuid, stored, created_at, serial)| {
+            Ok(EscrowedPin {
+                pin: open_pin(&self.pins, &stored, &serial, &command_uuid)?,
+                command_uuid,
+                created_at,
+            })
+        })
+        .transpose()
     }
 }
 
@@ -231,6 +317,56 @@ impl AssetStore {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn pins_are_sealed_in_the_file_and_a_plain_text_pin_from_an_older_build_is_sealed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("assets.db");
+        let store = AssetStore::open(&path).unwrap();
+        let now = datetime!(2026-01-02 03:04:05 UTC);
+        store
+            .escrow_pin("C02NEW", "uuid-new", "112233", now)
+            .unwrap();
+        drop(store);
+        // An older build's row, in plain text.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO pins (serial, command_uuid, pin, created_at, created_ns) \
+             VALUES ('C02OLD', 'uuid-old', '445566', '2025-01-01T00:00:00Z', 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = AssetStore::open(&path).unwrap();
+        assert_eq!(store.escrowed_pins("C02OLD").unwrap()[0].pin, "445566");
+        assert_eq!(
+            store.pin_for_command("uuid-new").unwrap().unwrap().pin,
+            "112233"
+        );
+        drop(store);
+        let raw = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.contains("445566") && !text.contains("112233"));
+        let wal = std::fs::read(dir.path().join("assets.db-wal")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&wal).contains("445566"));
+    }
+
+    #[test]
+    fn a_store_opened_with_another_key_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("assets.db");
+        let store = AssetStore::open(&path).unwrap();
+        store
+            .escrow_pin("C02X", "u-1", "123456", datetime!(2026-01-02 03:04:05 UTC))
+            .unwrap();
+        drop(store);
+        let err = AssetStore::open_with_key(&path, PinKey::generate().unwrap()).unwrap_err();
+        assert!(matches!(err, AssetError::WrongPinKey), "{err:?}");
+        assert!(!err.is_retryable());
+        // The right key still opens it.
+        let store = AssetStore::open(&path).unwrap();
+        assert_eq!(store.escrowed_pins("C02X").unwrap()[0].pin, "123456");
+    }
 
     fn command(uuid: &str, udid: &str, enqueued_at: &str) -> CommandRecord {
         CommandRecord {

@@ -12,6 +12,7 @@ mod error;
 mod import;
 mod ledger;
 mod model;
+mod pin_key;
 mod schema;
 mod users;
 mod version;
@@ -30,6 +31,7 @@ pub use model::{
     CommandRecord, Device, DeviceFilter, DeviceUpdate, EscrowedPin, ImportReport, User, UserUpdate,
     UserWithDevices,
 };
+pub use pin_key::PinKey;
 pub use version::compare_versions;
 
 use error::Op;
@@ -42,6 +44,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct AssetStore {
     conn: Arc<Mutex<Connection>>,
+    /// Seals escrowed PINs at rest.
+    pins: Arc<PinKey>,
 }
 
 impl std::fmt::Debug for AssetStore {
@@ -51,8 +55,17 @@ impl std::fmt::Debug for AssetStore {
 }
 
 impl AssetStore {
-    /// Opens (creating if needed) the asset database at `path` and migrates its schema.
+    /// Opens (creating if needed) the asset database at `path`, with the pin key in
+    /// `pin.key` beside it (created with a new random key if missing).
     pub fn open(path: &Path) -> Result<Self, AssetError> {
+        let key = PinKey::load_or_create(&path.with_file_name("pin.key"))?;
+        Self::open_with_key(path, key)
+    }
+
+    /// Opens (creating if needed) the asset database at `path` and migrates its
+    /// schema; escrowed PINs are sealed with `key` (plain-text PINs an older build
+    /// stored are sealed now).
+    pub fn open_with_key(path: &Path, key: PinKey) -> Result<Self, AssetError> {
         let open_err = |source| AssetError::Open {
             path: path.to_path_buf(),
             source,
@@ -65,22 +78,24 @@ impl AssetStore {
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
-        Self::with_connection(conn)
+        Self::with_connection(conn, key)
     }
 
-    /// A private in-memory database, for tests and dry runs.
+    /// A private in-memory database with a random pin key, for tests and dry runs.
     pub fn open_in_memory() -> Result<Self, AssetError> {
         let conn = Connection::open_in_memory().map_err(|source| AssetError::Open {
             path: ":memory:".into(),
             source,
         })?;
-        Self::with_connection(conn)
+        Self::with_connection(conn, PinKey::generate()?)
     }
 
-    fn with_connection(mut conn: Connection) -> Result<Self, AssetError> {
+    fn with_connection(mut conn: Connection, key: PinKey) -> Result<Self, AssetError> {
         schema::migrate(&mut conn)?;
+        ledger::seal_pins(&mut conn, &key)?;
         Ok(AssetStore {
             conn: Arc::new(Mutex::new(conn)),
+            pins: Arc::new(key),
         })
     }
 

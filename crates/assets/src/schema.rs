@@ -69,6 +69,12 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: a retried command finds its PIN by CommandUUID alone.
     "CREATE INDEX pins_command ON pins (command_uuid);",
+    // 3: PINs are sealed with the pin key (an older build must not read the sealed
+    // text as a PIN); one sealed check value tells a wrong key at open.
+    "CREATE TABLE pin_key_check (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        sealed TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.
@@ -109,8 +115,10 @@ mod tests {
 
         // A version-1 database gains the later steps on open.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP INDEX pins_command; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP INDEX pins_command; DROP TABLE pin_key_check; PRAGMA user_version = 1;",
+        )
+        .unwrap();
         drop(conn);
         crate::AssetStore::open(&path).unwrap();
         let conn = Connection::open(&path).unwrap();

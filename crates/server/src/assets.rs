@@ -96,24 +96,56 @@ pub async fn list_devices(
 }
 
 /// `GET /v1/assets/devices/{serial}`: the record, its escrowed PINs and its commands.
+/// Showing PINs is recorded first as a `DeviceLock PIN Revealed` event on the
+/// device's timeline (naming the commands, never a PIN): no record, no PINs.
 pub async fn device(
     State(state): State<AppState>,
     Path(serial): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    with_store(&state, "device", move |s| {
+    let key = serial.clone();
+    let (device, pins, commands) = with_store(&state, "device", move |s| {
         let device = s
-            .device(&serial)?
-            .ok_or_else(|| ApiError::not_found(format!("unknown device {serial:?}")))?;
-        let pins = s.escrowed_pins(&serial)?;
-        let commands = s.commands_for_device(&serial)?;
-        let mut out =
-            serde_json::to_value(&device).map_err(|e| ApiError::internal(e.to_string()))?;
-        out["escrowed_pins"] = json!(pins);
-        out["commands"] = json!(commands);
-        Ok(Json(out))
+            .device(&key)?
+            .ok_or_else(|| ApiError::not_found(format!("unknown device {key:?}")))?;
+        Ok((device, s.escrowed_pins(&key)?, s.commands_for_device(&key)?))
     })
-    .await
+    .await?;
+    if !pins.is_empty() {
+        let uuids: Vec<&str> = pins.iter().map(|p| p.command_uuid.as_str()).collect();
+        record_reveal(&state, &serial, &uuids).await?;
+    }
+    let mut out = serde_json::to_value(&device).map_err(|e| ApiError::internal(e.to_string()))?;
+    out["escrowed_pins"] = json!(pins);
+    out["commands"] = json!(commands);
+    Ok(Json(out))
 }
+
+/// Puts the `DeviceLock PIN Revealed` event and waits until it is durable.
+async fn record_reveal(state: &AppState, serial: &str, uuids: &[&str]) -> Result<(), ApiError> {
+    let envelope = json!({
+        "source": REVEAL_SOURCE,
+        "detail-type": "DeviceLock PIN Revealed",
+        "resources": [format!("device/{serial}")],
+        "detail": {
+            "serial": serial,
+            "command_uuids": uuids,
+            "via": "GET /v1/assets/devices/{serial}",
+        },
+    });
+    let event = fleetbus_event::Event::from_value(envelope, &state.engine.defaults())
+        .map_err(|e| ApiError::internal(format!("pin reveal event: {e}")))?;
+    let meta = fleetbus_event::Meta::ingested("default", "assets-api");
+    match state.engine.put(vec![(event, meta)]).await?.pop() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(ApiError::internal(format!(
+            "pin reveal not recorded, pins withheld: {e}"
+        ))),
+        None => Err(ApiError::internal("pin reveal not recorded, pins withheld")),
+    }
+}
+
+/// The source of events the asset API records.
+const REVEAL_SOURCE: &str = "fleetbus.assets";
 
 /// `PUT /v1/assets/devices/{serial}`: merge fields into the record.
 pub async fn put_device(

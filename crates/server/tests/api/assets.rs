@@ -117,3 +117,36 @@ fn unknown_records_are_404_naming_them() {
         assert_eq!(body["error"]["message"], message, "{path}");
     }
 }
+
+#[test]
+fn showing_escrowed_pins_is_recorded_on_the_devices_timeline_without_the_pin() {
+    let api = Api::start();
+    let (status, _) = put(
+        &api,
+        "/v1/assets/devices/C02PIN",
+        &json!({"name": "Lost Mac"}),
+    );
+    assert_eq!(status, 200);
+    // A DeviceLock escrowed its PIN (as the mdm target does), through the same file.
+    let store = fleetbus_assets::AssetStore::open(&api.assets_path()).unwrap();
+    store
+        .escrow_pin("C02PIN", "cmd-1", "135790", time::OffsetDateTime::now_utc())
+        .unwrap();
+    let (status, body) = api.get("/v1/assets/devices/C02PIN");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["escrowed_pins"][0]["pin"], "135790");
+    let (_, timeline) = api.get("/v1/timeline?resource=device/C02PIN");
+    let events = timeline["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{timeline}");
+    let reveal = &events[0]["event"];
+    assert_eq!(reveal["source"], "fleetbus.assets");
+    assert_eq!(reveal["detail-type"], "DeviceLock PIN Revealed");
+    assert_eq!(reveal["detail"]["command_uuids"], json!(["cmd-1"]));
+    assert!(!timeline.to_string().contains("135790"), "{timeline}");
+    // A device without PINs shows no reveal.
+    let (status, _) = put(&api, "/v1/assets/devices/C02NOPIN", &json!({"name": "x"}));
+    assert_eq!(status, 200);
+    api.get("/v1/assets/devices/C02NOPIN");
+    let (_, timeline) = api.get("/v1/timeline?resource=device/C02NOPIN");
+    assert_eq!(timeline["events"], json!([]));
+}

@@ -143,6 +143,11 @@ impl Api {
         self.base.strip_prefix("http://").unwrap()
     }
 
+    /// The asset store file the server uses, to open beside it.
+    pub fn assets_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("assets.db")
+    }
+
     /// Starts shutdown; true when the listener returned within `within`.
     pub fn stop_within(&self, within: std::time::Duration) -> bool {
         self.shutdown.cancel();
