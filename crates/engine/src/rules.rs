@@ -2,13 +2,13 @@
 //! pattern, the exemptions, and the targets built once per configuration.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleetbus_config::{Config, Schedule, Target};
 use fleetbus_pattern::{Matcher, Pattern};
 use fleetbus_targets::TargetImpl;
-use metrics::{Counter, Histogram};
+use fleetbus_telemetry::{BusMetrics, RuleMetrics, TargetMetrics};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -20,47 +20,7 @@ pub(crate) struct TargetEntry {
     pub target: TargetImpl,
     pub concurrency: Semaphore,
     limiter: Option<Mutex<(Duration, Instant)>>,
-    pub metrics: Labelled,
-}
-
-/// Metric handles for one rule or one (rule, target), each registered on first
-/// use: the hot path skips the registry's lookup by name and labels, and series
-/// that never happen never appear.
-pub(crate) struct Labelled {
-    labels: Vec<(&'static str, String)>,
-    handles: [OnceLock<Counter>; 3],
-    latency: OnceLock<Histogram>,
-}
-
-/// The counters a [`Labelled`] holds, by slot.
-#[derive(Clone, Copy)]
-pub(crate) enum Count {
-    /// Per target: delivered; per rule: matched.
-    Succeeded = 0,
-    /// Per target: retried; per rule: exempted.
-    Retried = 1,
-    /// Per target: dead-lettered.
-    Dead = 2,
-}
-
-impl Labelled {
-    fn new(labels: Vec<(&'static str, String)>) -> Labelled {
-        Labelled {
-            labels,
-            handles: Default::default(),
-            latency: OnceLock::new(),
-        }
-    }
-
-    /// The counter in `slot`, named `name` the first time.
-    pub(crate) fn counter(&self, slot: Count, name: &'static str) -> &Counter {
-        self.handles[slot as usize].get_or_init(|| metrics::counter!(name, &self.labels))
-    }
-
-    pub(crate) fn latency(&self) -> &Histogram {
-        self.latency
-            .get_or_init(|| metrics::histogram!("fleetbus_delivery_latency_seconds", &self.labels))
-    }
+    pub metrics: TargetMetrics,
 }
 
 impl TargetEntry {
@@ -85,7 +45,7 @@ pub(crate) struct CompiledRule {
     pub enabled: bool,
     exempt: Option<Matcher<u8>>,
     pub targets: Vec<Arc<TargetEntry>>,
-    pub metrics: Labelled,
+    pub metrics: RuleMetrics,
 }
 
 impl CompiledRule {
@@ -102,8 +62,8 @@ pub(crate) struct RuleSet {
     pub rules: Vec<CompiledRule>,
     matchers: HashMap<String, Matcher<u32>>,
     targets: HashMap<(String, String), Arc<TargetEntry>>,
-    /// Per bus: `fleetbus_events_stored_total`.
-    stored: HashMap<String, Labelled>,
+    /// Per bus: events stored.
+    stored: HashMap<String, BusMetrics>,
 }
 
 impl RuleSet {
@@ -153,10 +113,7 @@ impl RuleSet {
                     target,
                     concurrency: Semaphore::new(t.concurrency as usize),
                     limiter,
-                    metrics: Labelled::new(vec![
-                        ("rule", rule.name.clone()),
-                        ("target", t.id.clone()),
-                    ]),
+                    metrics: TargetMetrics::new(&rule.name, &t.id),
                 });
                 targets.insert((rule.name.clone(), t.id.clone()), entry.clone());
                 built.push(entry);
@@ -168,13 +125,13 @@ impl RuleSet {
                 enabled: rule.enabled,
                 exempt,
                 targets: built,
-                metrics: Labelled::new(vec![("rule", rule.name.clone())]),
+                metrics: RuleMetrics::new(&rule.name),
             });
         }
         let stored = config
             .buses
             .iter()
-            .map(|b| (b.clone(), Labelled::new(vec![("bus", b.clone())])))
+            .map(|b| (b.clone(), BusMetrics::new(b)))
             .collect();
         Ok(RuleSet {
             rules,
@@ -199,11 +156,9 @@ impl RuleSet {
     /// Counts an event stored on `bus`.
     pub(crate) fn count_stored(&self, bus: &str) {
         match self.stored.get(bus) {
-            Some(m) => m
-                .counter(Count::Succeeded, "fleetbus_events_stored_total")
-                .increment(1),
-            None => metrics::counter!("fleetbus_events_stored_total", "bus" => bus.to_owned())
-                .increment(1),
+            Some(m) => m.stored(1),
+            // A bus of an earlier configuration (a reload since the put began).
+            None => BusMetrics::new(bus).stored(1),
         }
     }
 

@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{Appended, JobUpdate, Millis, NewEvent, Store};
 use crate::EngineError;
+use fleetbus_telemetry::{InternalEvent, StoreBatchCommitted};
 
 /// Commands queued beyond this block their senders: bounded memory under load.
 const QUEUE: usize = 4096;
@@ -73,7 +74,10 @@ impl Writer {
                     }
                     if !commits.is_empty() {
                         let result = store.commit(&events, &updates, now_ms(), dedup_window_ms);
-                        metrics::histogram!("fleetbus_store_batch_events").record(events.len() as f64);
+                        StoreBatchCommitted {
+                            events: events.len(),
+                        }
+                        .emit();
                         match result {
                             Ok(appended) => {
                                 // Hand each caller its own events back with their answers, in order.

@@ -11,6 +11,7 @@
 //! for that CommandUUID is reused. The PIN is escrowed *before* the enqueue call, so
 //! a crash can never leave a device locked with a PIN nobody knows.
 
+use fleetbus_telemetry::{InternalEvent, MdmCommandEnqueued};
 use std::collections::BTreeSet;
 
 use fleetbus_assets::{AssetStore, CommandRecord, Device, DeviceFilter};
@@ -260,12 +261,12 @@ impl MdmTargetImpl {
             a.record_command(&entry).map_err(store_error)
         })
         .await?;
-        metrics::counter!(
-            "fleetbus_mdm_commands_enqueued_total",
-            "server" => self.spec.server.as_str(),
-            "request_type" => self.spec.request_type.clone()
-        )
-        .increment(1);
+        MdmCommandEnqueued {
+            server: self.spec.server.as_str(),
+            request_type: &self.spec.request_type,
+            command_uuid: uuid,
+        }
+        .emit();
         self.enqueued_event(ctx, device, uuid, serial.as_deref(), warnings, now)
     }
 

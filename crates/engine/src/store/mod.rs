@@ -178,6 +178,9 @@ pub trait Store: Send + 'static {
 
     fn counts(&mut self) -> Result<Counts, StoreError>;
 
+    /// Jobs waiting for delivery (due or not, in flight included): the backlog.
+    fn pending_jobs(&mut self) -> Result<u64, StoreError>;
+
     fn dlq_list(&mut self, limit: usize) -> Result<Vec<DlqEntry>, StoreError>;
 
     /// Moves dead jobs (all, or the given ids) back to pending with a fresh attempt

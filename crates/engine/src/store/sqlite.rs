@@ -391,6 +391,15 @@ impl Store for SqliteStore {
         )?)
     }
 
+    fn pending_jobs(&mut self) -> Result<u64, StoreError> {
+        let pending: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM jobs WHERE state = 0", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(pending as u64)
+    }
+
     fn counts(&mut self) -> Result<Counts, StoreError> {
         let events: i64 =
             self.conn

@@ -1,0 +1,221 @@
+//! Ingest: an event is matched against its bus's rules, then committed with one
+//! job per matched (rule, target) in one transaction; only then is it acknowledged,
+//! and its jobs are handed to the dispatcher in memory.
+
+use std::sync::atomic::Ordering;
+
+use fleetbus_event::{Event, Meta, StoredEvent};
+
+use super::{engine_backlog_set, Engine, PutOutcome, Ready};
+use fleetbus_telemetry::{EventDuplicate, EventHopLimited, InternalEvent};
+
+use crate::rules::RuleSet;
+use crate::store::{Appended, Job, NewEvent};
+use crate::writer::now_ms;
+use crate::{EngineError, PutError};
+
+impl Engine {
+    /// Refuses new work when the delivery backlog is past its bound.
+    pub fn check_backpressure(&self) -> Result<(), EngineError> {
+        let pending = self.inner.backlog.load(Ordering::Relaxed);
+        let limit = self.inner.settings.max_backlog;
+        if pending >= limit {
+            return Err(EngineError::Backpressure { pending, limit });
+        }
+        Ok(())
+    }
+
+    /// Matches and durably appends events; each answer is for the event at the same
+    /// index. Resolves only once everything accepted is committed.
+    pub async fn put(
+        &self,
+        events: Vec<(Event, Meta)>,
+    ) -> Result<Vec<Result<PutOutcome, PutError>>, EngineError> {
+        if self.is_shutting_down() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let rules = self.rules();
+        let mut answers: Vec<Option<Result<PutOutcome, PutError>>> =
+            Vec::with_capacity(events.len());
+        let mut batch = Vec::new();
+        let mut ids = Vec::new();
+        for (event, meta) in events {
+            match self.prepare(&rules, event, meta) {
+                Ok(new) => {
+                    ids.push(answers.len());
+                    answers.push(None);
+                    batch.push(new);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        if !batch.is_empty() {
+            let committed = self.inner.writer.commit(batch, Vec::new()).await?;
+            for (slot, (new, result)) in ids.into_iter().zip(committed) {
+                answers[slot] = Some(Ok(self.accepted(&rules, new, result)));
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Err(PutError::Unmatchable("internal: no answer".into()))))
+            .collect())
+    }
+
+    /// Counts a committed event and hands its jobs to the dispatcher.
+    pub(super) fn accepted(&self, rules: &RuleSet, new: NewEvent, result: Appended) -> PutOutcome {
+        let id = new.stored.event.id.clone();
+        match result {
+            Appended::Duplicate => {
+                EventDuplicate {
+                    source: &new.stored.event.source,
+                    id: &id,
+                }
+                .emit();
+                PutOutcome::Duplicate { id }
+            }
+            Appended::Stored { job_ids, .. } => {
+                rules.count_stored(&new.stored.meta.bus);
+                let jobs = job_ids.len();
+                self.enqueue(new, job_ids);
+                PutOutcome::Stored { id, jobs }
+            }
+        }
+    }
+
+    pub(super) fn prepare(
+        &self,
+        rules: &RuleSet,
+        event: Event,
+        meta: Meta,
+    ) -> Result<NewEvent, PutError> {
+        if !rules.has_bus(&meta.bus) {
+            return Err(PutError::UnknownBus(meta.bus));
+        }
+        if meta.hop > self.inner.settings.hop_limit {
+            let cause = meta.causation_id.clone().unwrap_or_default();
+            EventHopLimited {
+                id: &event.id,
+                detail_type: &event.detail_type,
+                hop: meta.hop,
+                limit: self.inner.settings.hop_limit,
+            }
+            .emit();
+            return Err(PutError::HopLimit {
+                limit: self.inner.settings.hop_limit,
+                cause,
+            });
+        }
+        let json = event.to_json();
+        let hits = rules
+            .matching(&meta.bus, &json)
+            .map_err(PutError::Unmatchable)?;
+        let mut jobs = Vec::new();
+        let mut suppressed = Vec::new();
+        for i in hits {
+            let Some(rule) = rules.rules.get(i as usize) else {
+                continue;
+            };
+            if rule.exempted(&json) {
+                tracing::info!(rule = %rule.name, event_id = %event.id, "rule suppressed by its exempt pattern");
+                rule.metrics.exempted();
+                suppressed.push(rule.name.clone());
+                continue;
+            }
+            rule.metrics.matched();
+            jobs.extend(
+                rule.targets
+                    .iter()
+                    .map(|t| (rule.name.clone(), t.config.id.clone())),
+            );
+        }
+        // The bytes just matched are the ones stored: the event is serialized once.
+        NewEvent::new(StoredEvent { event, meta }, &json, jobs, suppressed)
+            .map_err(|e| PutError::Unmatchable(e.to_string()))
+    }
+
+    /// Appends an event with jobs for every target of one rule, bypassing matching
+    /// (scheduled rules fire their own targets only, as on EventBridge).
+    pub(super) async fn put_for_rule(
+        &self,
+        rule_name: &str,
+        event: Event,
+        meta: Meta,
+    ) -> Result<(), EngineError> {
+        let rules = self.rules();
+        let Some(rule) = rules.rules.iter().find(|r| r.name == rule_name) else {
+            return Ok(());
+        };
+        let jobs = rule
+            .targets
+            .iter()
+            .map(|t| (rule.name.clone(), t.config.id.clone()))
+            .collect();
+        let json = event.to_json();
+        let new =
+            NewEvent::new(StoredEvent { event, meta }, &json, jobs, Vec::new()).map_err(|e| {
+                EngineError::Store {
+                    message: e.to_string(),
+                    retryable: false,
+                }
+            })?;
+        let committed = self.inner.writer.commit(vec![new], Vec::new()).await?;
+        if let Some((new, Appended::Stored { job_ids, .. })) = committed.into_iter().next() {
+            self.enqueue(new, job_ids);
+        }
+        Ok(())
+    }
+
+    /// Hands a committed event's jobs to the dispatcher. Each job is marked owned
+    /// (in flight) before it is queued, so the store scan cannot start it as well:
+    /// a job queued here and also found by a scan would run twice, and count twice
+    /// off the backlog.
+    pub(super) fn enqueue(&self, new: NewEvent, job_ids: Vec<i64>) {
+        if job_ids.is_empty() {
+            return;
+        }
+        let n = job_ids.len() as u64;
+        let pending = self.inner.backlog.fetch_add(n, Ordering::Relaxed) + n;
+        engine_backlog_set(&self.inner, pending);
+        self.inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(job_ids.iter().copied());
+        let created_at = now_ms();
+        for ((rule, target), id) in new.jobs.into_iter().zip(job_ids) {
+            let job = Job {
+                id,
+                rule,
+                target,
+                attempts: 0,
+                created_at,
+                event: new.stored.clone(),
+            };
+            if self.inner.ready.try_send(Ready { job }).is_err() {
+                // Not queued: released for the scan to find in the store.
+                self.inner
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                self.inner.wake.notify_one();
+            }
+        }
+    }
+
+    /// Puts an event the engine or a target produced; failures are logged, since
+    /// there is no caller to answer.
+    pub(super) async fn put_derived(&self, event: Event, meta: Meta) {
+        let id = event.id.clone();
+        match self.put(vec![(event, meta)]).await {
+            Ok(answers) => {
+                if let Some(Err(e)) = answers.into_iter().next() {
+                    tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus")
+            }
+        }
+    }
+}

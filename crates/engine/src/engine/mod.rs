@@ -1,0 +1,371 @@
+//! The running engine: the handle, its state and its settings, start, reload,
+//! queries and shutdown. Each concern of the running engine is a module of its own:
+//! - `ingest`: matching events and committing them with their jobs;
+//! - `dispatch`: finding due jobs and running deliveries;
+//! - `retry`: whether and when a failed delivery is tried again (a pure decision);
+//! - `record`: committing outcomes and outcome events in batches;
+//! - `prune`: retention;
+//! - `schedule`: `rate`/`cron` rules.
+
+mod dispatch;
+mod ingest;
+mod prune;
+mod record;
+mod retry;
+mod schedule;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use fleetbus_config::Config;
+use fleetbus_event::StoredEvent;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::rules::RuleSet;
+use crate::store::{Counts, DlqEntry, Job, JobUpdate, Millis, NewEvent, Store};
+use crate::writer::{now_ms, Writer};
+use crate::EngineError;
+
+/// Source of delivery outcome events.
+pub const DELIVERY_SOURCE: &str = "fleetbus.delivery";
+/// Source of scheduled events.
+pub const SCHEDULER_SOURCE: &str = "fleetbus.scheduler";
+
+/// Settings the engine takes from `server:` in the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub hop_limit: u32,
+    pub max_backlog: u64,
+    pub dedup_window: Duration,
+    pub account: String,
+    pub region: String,
+    /// How long shutdown waits for deliveries in flight.
+    pub shutdown_grace: Duration,
+    /// The asset store the mdm and assets targets use.
+    pub assets: Option<fleetbus_assets::AssetStore>,
+    /// How long archived events and finished deliveries are kept.
+    pub retention: fleetbus_config::Retention,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            hop_limit: config.server.hop_limit,
+            max_backlog: config.server.max_backlog,
+            dedup_window: config.server.dedup_window,
+            account: config.server.account.clone(),
+            region: config.server.region.clone(),
+            shutdown_grace: Duration::from_secs(10),
+            assets: None,
+            retention: config.retention.clone(),
+        }
+    }
+}
+
+/// The answer for one event put on a bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// Durable; `jobs` deliveries were queued.
+    Stored { id: String, jobs: usize },
+    /// A repeat of an event already accepted within the dedup window.
+    Duplicate { id: String },
+}
+
+impl PutOutcome {
+    pub fn id(&self) -> &str {
+        match self {
+            PutOutcome::Stored { id, .. } | PutOutcome::Duplicate { id } => id,
+        }
+    }
+}
+
+/// A job handed from ingest to the dispatcher without a store round trip.
+struct Ready {
+    job: Job,
+}
+
+/// A finished attempt on its way to the store: the job's new state and the
+/// outcome event, committed together with those of other attempts.
+struct Finished {
+    update: JobUpdate,
+    outcome: Option<NewEvent>,
+    /// Answered once committed; dropped when the commit failed.
+    recorded: oneshot::Sender<()>,
+}
+
+/// Dispatcher wake-up queue size; beyond it, jobs are found by the store scan.
+const READY_QUEUE: usize = 8192;
+/// Finished attempts waiting to be recorded; beyond it, delivery tasks wait.
+const FINISHED_QUEUE: usize = 4096;
+
+struct Inner {
+    writer: Writer,
+    rules: RwLock<Arc<RuleSet>>,
+    settings: Settings,
+    backlog: AtomicU64,
+    inflight: Mutex<HashSet<i64>>,
+    ready: mpsc::Sender<Ready>,
+    /// `fleetbus_delivery_backlog`, looked up once: it is set on every enqueue.
+    backlog_gauge: metrics::Gauge,
+    finished: mpsc::Sender<Finished>,
+    wake: Notify,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    schedules: Mutex<CancellationToken>,
+    started: OffsetDateTime,
+}
+
+/// A handle to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Starts the engine on a store: the writer thread, the dispatcher and the
+    /// scheduler. Pending jobs left by a previous run are delivered again.
+    pub async fn start(
+        config: &Config,
+        store: Box<dyn Store>,
+        settings: Settings,
+    ) -> Result<Engine, EngineError> {
+        let rules = Arc::new(RuleSet::build(config)?);
+        let (writer, _thread) = Writer::spawn(store, millis(settings.dedup_window));
+        let counts = writer.read(|s| s.counts()).await?;
+        let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
+        let (finished_tx, finished_rx) = mpsc::channel(FINISHED_QUEUE);
+        let inner = Arc::new(Inner {
+            writer,
+            rules: RwLock::new(rules),
+            settings,
+            backlog: AtomicU64::new(counts.pending_jobs),
+            inflight: Mutex::new(HashSet::new()),
+            ready: ready_tx,
+            backlog_gauge: fleetbus_telemetry::catalogue::DELIVERY_BACKLOG.get(),
+            finished: finished_tx,
+            wake: Notify::new(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            schedules: Mutex::new(CancellationToken::new()),
+            started: OffsetDateTime::now_utc(),
+        });
+        engine_backlog_set(&inner, counts.pending_jobs);
+        let engine = Engine { inner };
+        let dispatcher = engine.clone();
+        engine
+            .inner
+            .tasks
+            .spawn(async move { dispatcher.dispatch(ready_rx).await });
+        // Not tracked: delivery tasks wait on it while shutdown waits on them.
+        let recorder = engine.clone();
+        tokio::spawn(async move { recorder.record(finished_rx).await });
+        engine.start_schedules();
+        let pruner = engine.clone();
+        engine
+            .inner
+            .tasks
+            .spawn(async move { pruner.prune_forever().await });
+        tracing::info!(
+            pending_jobs = counts.pending_jobs,
+            dead_jobs = counts.dead_jobs,
+            "engine started"
+        );
+        Ok(engine)
+    }
+
+    /// A fresh event id: a UUID (v7), so ids given in one period sort together and
+    /// the store's id and dedup indexes grow at their end instead of at random pages.
+    pub fn new_event_id() -> String {
+        fleetbus_event::new_id()
+    }
+
+    /// Defaults for fields events leave out.
+    pub fn defaults(&self) -> fleetbus_event::Defaults {
+        fleetbus_event::Defaults {
+            account: self.inner.settings.account.clone(),
+            region: self.inner.settings.region.clone(),
+            now: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    pub fn has_bus(&self, bus: &str) -> bool {
+        self.rules().has_bus(bus)
+    }
+
+    pub(super) fn rules(&self) -> Arc<RuleSet> {
+        self.inner
+            .rules
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the rules with those of `config`. Events committed before the swap
+    /// keep the jobs they got; later events match the new rules; nothing is lost or
+    /// delivered twice.
+    pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
+        let rules = Arc::new(RuleSet::build(config)?);
+        tracing::info!(rules = ?rules.summary(), "configuration reloaded");
+        *self.inner.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        self.start_schedules();
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    pub async fn counts(&self) -> Result<Counts, EngineError> {
+        self.inner.writer.read(|s| s.counts()).await
+    }
+
+    pub async fn dlq_list(&self, limit: usize) -> Result<Vec<DlqEntry>, EngineError> {
+        self.inner.writer.read(move |s| s.dlq_list(limit)).await
+    }
+
+    /// Sends dead-lettered jobs (all, or the given ids) back for delivery.
+    pub async fn dlq_redrive(&self, ids: Option<Vec<i64>>) -> Result<Vec<i64>, EngineError> {
+        let moved = self
+            .inner
+            .writer
+            .read(move |s| s.dlq_redrive(ids.as_deref(), now_ms()))
+            .await?;
+        let pending = self
+            .inner
+            .backlog
+            .fetch_add(moved.len() as u64, Ordering::Relaxed)
+            + moved.len() as u64;
+        engine_backlog_set(&self.inner, pending);
+        self.inner.wake.notify_one();
+        Ok(moved)
+    }
+
+    pub async fn event(&self, id: String) -> Result<Option<StoredEvent>, EngineError> {
+        self.inner.writer.read(move |s| s.event(&id)).await
+    }
+
+    pub async fn timeline(
+        &self,
+        resource: String,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, EngineError> {
+        self.inner
+            .writer
+            .read(move |s| s.timeline(&resource, limit))
+            .await
+    }
+
+    /// Stops intake and scheduling, lets deliveries in flight finish for the grace
+    /// period, then returns. Unfinished jobs stay pending for the next start.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(self.inner.settings.shutdown_grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("deliveries still in flight at shutdown are left pending and will be retried on start");
+        }
+    }
+}
+
+/// Publishes the delivery backlog.
+fn engine_backlog_set(inner: &Inner, pending: u64) {
+    inner.backlog_gauge.set(pending as f64);
+}
+
+/// A duration in the store's unit, saturating: "keep for ever" written as a huge
+/// duration must not wrap into the past.
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// The value used as an idempotency key and in logs for a job.
+pub fn idempotency_key(event_id: &str, rule: &str, target: &str) -> String {
+    format!("{event_id}:{rule}:{target}")
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Engine>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use fleetbus_event::{Event, Meta};
+
+    const CONFIG: &str = "rules:
+  - name: all
+    event_pattern: {source: [test]}
+    targets:
+      - {id: file, kind: log, path: out.log}
+";
+
+    async fn engine(dir: &std::path::Path) -> Engine {
+        let config = fleetbus_config::load_str("c.yaml", CONFIG, dir).unwrap();
+        let store = SqliteStore::open(&dir.join("data")).unwrap();
+        Engine::start(&config, Box::new(store), Settings::from_config(&config))
+            .await
+            .unwrap()
+    }
+
+    fn event(n: usize) -> (Event, Meta) {
+        let mut e = Event::new("test", "Ping", serde_json::Map::new());
+        e.id = format!("e-{n}");
+        (e, Meta::ingested("default", "test"))
+    }
+
+    /// A job handed over in memory is owned before the put returns, so a store scan
+    /// racing the hand-over cannot start it a second time (each start counted off the
+    /// backlog, which once wrapped below zero and refused all ingest).
+    #[tokio::test]
+    async fn a_handed_over_job_is_owned_before_the_scan_can_see_it_and_runs_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        let answers = engine.put((0..20).map(event).collect()).await.unwrap();
+        assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+        let owned = engine.inner.inflight.lock().unwrap().len();
+        assert_eq!(owned, 20, "jobs not owned when the put returned");
+        // Scans right away, while the hand-over queue may still hold the jobs.
+        for _ in 0..5 {
+            engine.scan().await;
+        }
+        let log = dir.path().join("out.log");
+        for _ in 0..400 {
+            let pending = engine.counts().await.unwrap().pending_jobs;
+            if pending == 0 && engine.inner.inflight.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let lines = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(lines.lines().count(), 20, "each job delivered exactly once");
+        engine.scan().await;
+        assert_eq!(engine.inner.backlog.load(Ordering::Relaxed), 0);
+        engine.shutdown().await;
+    }
+
+    /// The backlog can never wrap below zero, and an idle scan sets it to what the
+    /// store holds, whatever drift came before.
+    #[tokio::test]
+    async fn an_idle_scan_corrects_a_drifted_backlog_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path()).await;
+        engine.inner.backlog.store(u64::MAX - 11, Ordering::Relaxed);
+        assert!(engine.check_backpressure().is_err());
+        engine.scan().await;
+        assert_eq!(engine.inner.backlog.load(Ordering::Relaxed), 0);
+        assert!(engine.check_backpressure().is_ok());
+        engine.shutdown().await;
+    }
+}
