@@ -11,6 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Engine, SCHEDULER_SOURCE};
 
+/// Namespace of scheduled events' ids (UUID v5).
+const SCHEDULED_IDS: uuid::Uuid = uuid::Uuid::from_u128(0x6a1f_3c0e_9b7d_4e52_a8c1_2f40_d95e_7b13);
+
+/// The id of `rule`'s event firing at `at`: the same in every process, so processes
+/// sharing a store that fire the same tick store one event (the others are
+/// duplicates), and a restart re-firing a tick does not fire it twice.
+pub(crate) fn scheduled_id(rule: &str, at: OffsetDateTime) -> String {
+    let name = format!("{rule}\0{}", at.unix_timestamp_nanos());
+    uuid::Uuid::new_v5(&SCHEDULED_IDS, name.as_bytes()).to_string()
+}
+
 impl Engine {
     pub(super) fn start_schedules(&self) {
         let token = self.inner.shutdown.child_token();
@@ -60,7 +71,7 @@ impl Engine {
             }
             let s = &self.inner.settings;
             let mut event = Event::new(SCHEDULER_SOURCE, "Scheduled Event", Map::new());
-            event.id = Engine::new_event_id();
+            event.id = scheduled_id(&rule, at);
             event.time = at;
             event.account = s.account.clone();
             event.region = s.region.clone();
@@ -74,5 +85,28 @@ impl Engine {
             }
             after = at;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_scheduled_id_depends_on_the_rule_and_the_tick_only() {
+        let at = datetime!(2026-12-03 10:00 UTC);
+        assert_eq!(scheduled_id("nightly", at), scheduled_id("nightly", at));
+        assert_ne!(scheduled_id("nightly", at), scheduled_id("weekly", at));
+        assert_ne!(
+            scheduled_id("nightly", at),
+            scheduled_id("nightly", at + time::Duration::minutes(1))
+        );
+        // A rule name cannot run into the time: "a" at 10 vs "a\01" at 0.
+        assert_ne!(
+            scheduled_id("a", OffsetDateTime::from_unix_timestamp(10).unwrap()),
+            scheduled_id("a\01", OffsetDateTime::from_unix_timestamp(0).unwrap())
+        );
+        assert!(uuid::Uuid::parse_str(&scheduled_id("r", at)).is_ok());
     }
 }

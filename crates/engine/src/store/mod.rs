@@ -1,7 +1,9 @@
 //! Storage behind one trait: the event log and archive, the delivery queue and the
 //! dead-letter queue. The engine drives a store from one writer thread (see
-//! [`crate::writer`]), so implementations are plain synchronous code; SQLite is the
-//! embedded default, PostgreSQL and NATS JetStream implement the same contract.
+//! `crate::writer`), so implementations are plain synchronous code. SQLite
+//! ([`sqlite`]) is the one backend; [`StoreError`] names no backend type, and the
+//! conformance suite in `fleetbus-test-support` (feature `store`) says what any
+//! backend must do.
 
 pub mod sqlite;
 
@@ -12,11 +14,18 @@ use fleetbus_event::{Meta, StoredEvent};
 /// Milliseconds since the Unix epoch: the store's one clock unit.
 pub type Millis = i64;
 
-/// Why storage failed.
+/// Why storage failed, in terms any backend can give: each backend turns its own
+/// errors into these (SQLite's in [`sqlite`]), saying whether a retry may help.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The backend refused or failed an operation.
+    #[error("{backend}: {message}")]
+    Backend {
+        backend: &'static str,
+        message: String,
+        /// A busy or locked database, a lost connection: may succeed later.
+        retryable: bool,
+    },
     #[error("stored event {seq} is unreadable: {reason}")]
     Corrupt { seq: i64, reason: String },
     #[error("cannot open store at {path}: {reason}")]
@@ -26,15 +35,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A busy or locked database, or a store restarting, may succeed later.
+    /// True when trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ),
+            StoreError::Backend { retryable, .. } => *retryable,
             StoreError::Closed => true,
-            _ => false,
+            StoreError::Corrupt { .. } | StoreError::Open { .. } => false,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! past [`WAL_RESTART_FRAMES`] the writer finishes the (by then short) checkpoint
 //! itself between two commits.
 
+mod error;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
