@@ -105,7 +105,10 @@ mod tests {
         // A rule name cannot run into the time: "a" at 10 vs "a\01" at 0.
         assert_ne!(
             scheduled_id("a", OffsetDateTime::from_unix_timestamp(10).unwrap()),
-            scheduled_id("a\01", OffsetDateTime::from_unix_timestamp(0).unwrap())
+            scheduled_id(
+                &format!("a{}1", char::from(0)),
+                OffsetDateTime::from_unix_timestamp(0).unwrap()
+            )
         );
         assert!(uuid::Uuid::parse_str(&scheduled_id("r", at)).is_ok());
     }
