@@ -86,11 +86,12 @@ pub struct RawSet {
     pub buses: Vec<Located<RawBus>>,
     pub rules: Vec<Located<RawRule>>,
     pub retention: Option<Located<RawRetention>>,
+    pub storage: Option<Located<RawStorage>>,
     /// The directory relative paths in the config resolve against.
     pub base_dir: PathBuf,
 }
 
-const SECTIONS: &str = "server, sources, connections, buses, rules, retention";
+const SECTIONS: &str = "server, sources, connections, buses, rules, retention, storage";
 
 /// Lists the files of a config path: the file itself, or a directory's `*.yaml` and
 /// `*.yml` files in name order.
@@ -177,7 +178,10 @@ pub fn load_text(file: &Arc<str>, text: &str, set: &mut RawSet, errors: &mut Vec
         path: Vec::new(),
     };
     let Some(entries) = root.as_map() else {
-        errors.push(origin.error(&[], "the top level must be a mapping (expected keys among server, sources, connections, buses, rules, retention)"));
+        errors.push(origin.error(
+            &[],
+            format!("the top level must be a mapping (expected keys among {SECTIONS})"),
+        ));
         return;
     };
     for (key, _, node) in entries {
@@ -185,6 +189,7 @@ pub fn load_text(file: &Arc<str>, text: &str, set: &mut RawSet, errors: &mut Vec
         match key.as_str() {
             "server" => single(node, at, &mut set.server, errors),
             "retention" => single(node, at, &mut set.retention, errors),
+            "storage" => single(node, at, &mut set.storage, errors),
             "sources" => list(node, at, &mut set.sources, errors),
             "connections" => list(node, at, &mut set.connections, errors),
             "buses" => list(node, at, &mut set.buses, errors),

@@ -31,7 +31,18 @@ pub struct Config {
     pub bus_descriptions: BTreeMap<String, String>,
     pub rules: Vec<Rule>,
     pub retention: Retention,
+    pub storage: Storage,
 }
+
+/// Where events, delivery jobs and dead letters are stored (`storage:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// The embedded SQLite store in `dir`; `None`: the data directory.
+    Sqlite { dir: Option<PathBuf> },
+}
+
+/// The storage kinds `storage.kind` takes.
+pub const STORAGE_KINDS: [&str; 1] = ["sqlite"];
 
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -645,6 +656,8 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
         }
     }
 
+    let storage = validate_storage(&raw, &mut cx);
+
     Config {
         server,
         sources,
@@ -653,7 +666,26 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
         bus_descriptions,
         rules,
         retention,
+        storage,
     }
+}
+
+fn validate_storage(raw: &RawSet, cx: &mut Ctx<'_>) -> Storage {
+    let Some(s) = &raw.storage else {
+        return Storage::Sqlite { dir: None };
+    };
+    let dir = s.value.path.as_ref().map(|p| cx.base_dir.join(p));
+    match s.value.kind.as_deref().unwrap_or("sqlite") {
+        "sqlite" => {}
+        other => cx.errors.push(s.origin.error(
+            &[key("kind")],
+            format!(
+                "unknown storage kind {other:?} (expected one of {})",
+                STORAGE_KINDS.join(", ")
+            ),
+        )),
+    }
+    Storage::Sqlite { dir }
 }
 
 fn valid_name(name: &str) -> bool {

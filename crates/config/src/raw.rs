@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// How long events and delivery records are kept.
     #[serde(default)]
     pub retention: Option<RawRetention>,
+    /// Where events, deliveries and dead letters are stored.
+    #[serde(default)]
+    pub storage: Option<RawStorage>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -307,4 +310,14 @@ pub struct RawRetention {
     pub archive: Option<String>,
     /// How long finished delivery records are kept.
     pub deliveries: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// The backend: `sqlite` (the embedded store, the default).
+    pub kind: Option<String>,
+    /// For `sqlite`: the directory of the store file (relative to the config file);
+    /// by default the data directory (`server.data_dir`, or `serve --data`).
+    pub path: Option<String>,
 }

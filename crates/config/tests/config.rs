@@ -66,8 +66,11 @@ fn each_kind_of_mistake_is_located() {
         ("server:\n  dedup_window: soon\n", "c.yaml:2:17: server.dedup_window: \"soon\" is not a duration (expected e.g. 30s, 5m, 24h, 90d)"),
         ("server:\n  dedup_window: 2d\nretention:\n  archive: 1d\n", "c.yaml:2:17: server.dedup_window: 172800s is longer than the archive retention (86400s): duplicates are detected among archived events"),
         ("retention:\n  archive: 5m\n", "c.yaml:2:12: retention.archive: 300s is shorter than the dedup window (600s): duplicates are detected among archived events"),
-        ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention)"),
+        ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention, storage)"),
         ("a: 1\na: 2\n", "c.yaml:2:1: a: duplicate key"),
+        // storage
+        ("storage:\n  kind: postgres\n", "c.yaml:2:9: storage.kind: unknown storage kind \"postgres\" (expected one of sqlite)"),
+        ("storage:\n  kind: sqlite\n  dir: x\n", "c.yaml:3:3: storage.dir: unknown field (expected one of kind, path)"),
     ];
     for (text, want) in cases {
         let errors = errors_of(text);
@@ -393,5 +396,24 @@ fn smtp_ca_file_mistakes_are_located_and_name_the_file() {
         got.iter()
             .any(|e| e.starts_with("c.yaml:12:11: rules[0].targets[0].smtp.cafile: unknown field (expected one of host, port, tls, username, password, ca_file)")),
         "{got:?}"
+    );
+}
+
+#[test]
+fn storage_defaults_to_sqlite_in_the_data_directory_and_takes_a_path_relative_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleetbus_config::load_str("c.yaml", "rules: []\n", dir.path()).unwrap();
+    assert_eq!(config.storage, fleetbus_config::Storage::Sqlite { dir: None });
+    let config = fleetbus_config::load_str(
+        "c.yaml",
+        "storage:\n  kind: sqlite\n  path: events\n",
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.storage,
+        fleetbus_config::Storage::Sqlite {
+            dir: Some(dir.path().join("events"))
+        }
     );
 }

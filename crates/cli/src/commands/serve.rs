@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fleetbus_engine::store::sqlite::SqliteStore;
 use fleetbus_engine::{Engine, Settings};
 use fleetbus_server::AppState;
 use tokio_util::sync::CancellationToken;
@@ -83,14 +82,14 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
         // `# HELP` lines for every metric, from the one catalogue.
         fleetbus_telemetry::describe();
     }
-    let store = SqliteStore::open(&data_dir)
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let store = fleetbus_engine::store::open(&config.storage, &data_dir)
+        .context("opening the store")?;
     let assets_path = data_dir.join("assets.db");
     let assets = fleetbus_assets::AssetStore::open(&assets_path)
         .with_context(|| format!("opening the asset store {}", assets_path.display()))?;
     let mut settings = Settings::from_config(&config);
     settings.assets = Some(assets.clone());
-    let engine = Engine::start(&config, Box::new(store), settings).await?;
+    let engine = Engine::start(&config, store, settings).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;

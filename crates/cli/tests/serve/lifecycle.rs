@@ -261,3 +261,26 @@ fn a_second_serve_on_the_same_data_directory_is_refused_naming_the_holder() {
         "{stderr}"
     );
 }
+
+#[test]
+fn storage_path_puts_the_event_store_where_the_config_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    edit_config(dir.path(), |c| {
+        format!("{c}\nstorage:\n  kind: sqlite\n  path: events\n")
+    });
+    let server = Server::start(dir.path());
+    server.put_events(json!([{"Source": "s", "DetailType": "t", "Detail": "{}"}]));
+    server.stop();
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("events"))
+        .expect("the storage directory exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().any(|f| f.ends_with(".db")), "{files:?}");
+    let data: Vec<String> = std::fs::read_dir(dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!data.iter().any(|f| f == "events.db" || f == "fleetbus.db"), "{data:?}");
+}

@@ -7,6 +7,10 @@
 
 pub mod sqlite;
 
+use std::path::Path;
+
+use fleetbus_config::Storage;
+
 use std::sync::Arc;
 
 use fleetbus_event::{Meta, StoredEvent};
@@ -42,6 +46,16 @@ impl StoreError {
             StoreError::Closed => true,
             StoreError::Corrupt { .. } | StoreError::Open { .. } => false,
         }
+    }
+}
+
+/// Opens the store `storage:` names; `data_dir` is where a store without a path of
+/// its own lives.
+pub fn open(storage: &Storage, data_dir: &Path) -> Result<Box<dyn Store>, StoreError> {
+    match storage {
+        Storage::Sqlite { dir } => Ok(Box::new(sqlite::SqliteStore::open(
+            dir.as_deref().unwrap_or(data_dir),
+        )?)),
     }
 }
 
