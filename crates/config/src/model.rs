@@ -34,6 +34,30 @@ pub struct Config {
     pub storage: Storage,
 }
 
+/// Where an item of the configuration is written: errors found after loading (a
+/// target that does not build) are reported at `file:line:col` like load errors.
+/// A target made in code rather than read from a file has the default, unplaced site.
+#[derive(Debug, Clone, Default)]
+pub struct Site(Option<Origin>);
+
+impl Site {
+    /// An error at `field` (a path of keys below the item; empty for the item).
+    pub fn error(&self, field: &[String], message: impl Into<String>) -> ConfigError {
+        match &self.0 {
+            Some(origin) => {
+                let sub: Vec<PathSeg> = field.iter().map(|k| PathSeg::Key(k.clone())).collect();
+                origin.error(&sub, message)
+            }
+            None => ConfigError {
+                file: "<not from a file>".into(),
+                loc: crate::Loc::default(),
+                path: field.join("."),
+                message: message.into(),
+            },
+        }
+    }
+}
+
 /// Where events, delivery jobs and dead letters are stored (`storage:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
@@ -147,6 +171,8 @@ impl Default for RetryPolicy {
 
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// Where the target is written, to locate errors found when it is built.
+    pub site: Site,
     pub id: String,
     pub input: Input,
     pub retry: RetryPolicy,
@@ -1137,6 +1163,7 @@ fn validate_target(
         TargetKind::Assets => validate_assets(t, o, cx),
     };
     (cx.errors.len() == errors_before).then(|| Target {
+        site: Site(Some(o.clone())),
         id: t.id.clone(),
         input,
         retry,

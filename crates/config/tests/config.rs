@@ -403,7 +403,10 @@ fn smtp_ca_file_mistakes_are_located_and_name_the_file() {
 fn storage_defaults_to_sqlite_in_the_data_directory_and_takes_a_path_relative_to_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = fleetbus_config::load_str("c.yaml", "rules: []\n", dir.path()).unwrap();
-    assert_eq!(config.storage, fleetbus_config::Storage::Sqlite { dir: None });
+    assert_eq!(
+        config.storage,
+        fleetbus_config::Storage::Sqlite { dir: None }
+    );
     let config = fleetbus_config::load_str(
         "c.yaml",
         "storage:\n  kind: sqlite\n  path: events\n",

@@ -123,6 +123,33 @@ pub enum BuildError {
     Other { target: String, reason: String },
 }
 
+impl BuildError {
+    /// The config keys (below the target) the error is about, for locating it.
+    pub fn field(&self) -> Vec<String> {
+        match self {
+            BuildError::UnknownConnection { .. } => vec!["connection".into()],
+            BuildError::InvalidUrl { .. } => vec!["url".into()],
+            BuildError::InvalidHeader { name, .. } => vec!["headers".into(), name.clone()],
+            BuildError::InvalidAddress { .. } | BuildError::Other { .. } => Vec::new(),
+        }
+    }
+}
+
+/// Builds every target of `config` as `serve` would, and returns each failure at the
+/// target's place in the files (`fleetbus validate` reports them with load errors).
+pub fn check_builds(config: &fleetbus_config::Config) -> Vec<fleetbus_config::ConfigError> {
+    config
+        .rules
+        .iter()
+        .flat_map(|r| &r.targets)
+        .filter_map(|t| {
+            TargetImpl::build(t, &config.connections)
+                .err()
+                .map(|e| t.site.error(&e.field(), e.to_string()))
+        })
+        .collect()
+}
+
 /// A built target, ready to deliver. `Send + Sync`: share it behind an `Arc`.
 #[derive(Debug)]
 pub enum TargetImpl {

@@ -15,6 +15,7 @@ use fleetbus_test_support::smtp;
 
 fn target(spec: TargetSpec, input: Input, timeout: Duration) -> Target {
     Target {
+        site: Default::default(),
         id: "t1".into(),
         input,
         retry: RetryPolicy::default(),

@@ -17,7 +17,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match fleetbus_config::load(&args.config) {
+    // What `serve` would refuse when building targets (a header name, a URL) is a
+    // validation error too, located like the others.
+    let loaded = fleetbus_config::load(&args.config).and_then(|config| {
+        let built = fleetbus_targets::check_builds(&config);
+        if built.is_empty() {
+            Ok(config)
+        } else {
+            Err(fleetbus_config::ConfigErrors(built))
+        }
+    });
+    match loaded {
         Ok(config) => {
             let (rules, sources, buses) =
                 (config.rules.len(), config.sources.len(), config.buses.len());

@@ -282,5 +282,8 @@ fn storage_path_puts_the_event_store_where_the_config_says() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!data.iter().any(|f| f == "events.db" || f == "fleetbus.db"), "{data:?}");
+    assert!(
+        !data.iter().any(|f| f == "events.db" || f == "fleetbus.db"),
+        "{data:?}"
+    );
 }
