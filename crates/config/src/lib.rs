@@ -5,6 +5,7 @@
 mod ca;
 mod error;
 pub mod jsonpath;
+pub mod kinds;
 mod load;
 mod model;
 mod raw;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::ca::CaCerts;
 use crate::error::{ConfigError, ConfigErrors};
+use crate::kinds;
 use crate::load::{load_raw, Origin, RawSet};
 use crate::raw::*;
 use crate::schedule::Schedule;
@@ -854,28 +855,6 @@ fn check_pattern(p: &Value, o: &Origin, name: &str, cx: &mut Ctx<'_>) -> Option<
 }
 
 /// Which target fields each kind accepts, beyond the common ones.
-fn kind_fields(kind: TargetKind) -> &'static [&'static str] {
-    match kind {
-        TargetKind::Http => &["url", "method", "headers", "connection", "timeout"],
-        TargetKind::Slack => &["url", "timeout"],
-        TargetKind::Email => &["smtp", "from", "to", "subject", "timeout"],
-        TargetKind::Exec => &["command", "env", "emit_events", "timeout"],
-        TargetKind::Bus => &["bus"],
-        TargetKind::Log => &["path", "max_bytes", "keep"],
-        TargetKind::Mdm => &[
-            "server",
-            "url",
-            "api_key",
-            "push",
-            "mdm_command",
-            "devices",
-            "variables",
-            "timeout",
-        ],
-        TargetKind::Assets => &["device", "user"],
-    }
-}
-
 fn validate_target(
     t: &RawTarget,
     o: &Origin,
@@ -892,46 +871,31 @@ fn validate_target(
         }
         cx.errors.push(o.error(
             &[],
-            "missing required field kind (expected one of http, slack, email, exec, bus, log, mdm, assets)",
+            format!(
+                "missing required field kind (expected one of {})",
+                kinds::names()
+            ),
         ));
         return None;
     };
-    let allowed = kind_fields(kind);
-    let present: [(&str, bool); 25] = [
-        ("url", t.url.is_some()),
-        ("method", t.method.is_some()),
-        ("headers", t.headers.is_some()),
-        ("connection", t.connection.is_some()),
-        ("timeout", t.timeout.is_some()),
-        ("smtp", t.smtp.is_some()),
-        ("from", t.from.is_some()),
-        ("to", t.to.is_some()),
-        ("subject", t.subject.is_some()),
-        ("command", t.command.is_some()),
-        ("env", t.env.is_some()),
-        ("emit_events", t.emit_events.is_some()),
-        ("bus", t.bus.is_some()),
-        ("path", t.path.is_some()),
-        ("max_bytes", t.max_bytes.is_some()),
-        ("keep", t.keep.is_some()),
-        ("rate_limit", false),
-        ("server", t.server.is_some()),
-        ("api_key", t.api_key.is_some()),
-        ("push", t.push.is_some()),
-        ("mdm_command", t.mdm_command.is_some()),
-        ("devices", t.devices.is_some()),
-        ("variables", t.variables.is_some()),
-        ("device", t.device.is_some()),
-        ("user", t.user.is_some()),
-    ];
-    for (name, is_set) in present {
-        if is_set && !allowed.contains(&name) {
+    let spec = kinds::spec(kind);
+    // The fields as written (from the file, so no table of RawTarget's fields is kept
+    // by hand): a kind-specific field of another kind is refused, naming what this
+    // kind takes.
+    let written: Vec<String> = o
+        .root
+        .lookup(&o.path)
+        .and_then(|(node, _)| node.as_map())
+        .map(|entries| entries.iter().map(|(k, _, _)| k.clone()).collect())
+        .unwrap_or_default();
+    for name in written {
+        if kinds::is_kind_field(&name) && !spec.fields.contains(&name.as_str()) {
             cx.errors.push(o.key_error(
-                &[key(name)],
+                &[key(&name)],
                 format!(
                     "does not apply to kind {} (it takes: {})",
-                    kind_name(kind),
-                    allowed.join(", ")
+                    spec.name,
+                    spec.fields.join(", ")
                 ),
             ));
         }
@@ -994,7 +958,7 @@ fn validate_target(
                 &[],
                 format!(
                     "missing required field {name} (kind {} needs it)",
-                    kind_name(kind)
+                    spec.name
                 ),
             ));
         }
@@ -1172,19 +1136,6 @@ fn validate_target(
         timeout,
         spec,
     })
-}
-
-fn kind_name(kind: TargetKind) -> &'static str {
-    match kind {
-        TargetKind::Http => "http",
-        TargetKind::Slack => "slack",
-        TargetKind::Email => "email",
-        TargetKind::Exec => "exec",
-        TargetKind::Bus => "bus",
-        TargetKind::Log => "log",
-        TargetKind::Mdm => "mdm",
-        TargetKind::Assets => "assets",
-    }
 }
 
 fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
