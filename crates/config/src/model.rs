@@ -222,6 +222,22 @@ pub enum TargetSpec {
     },
 }
 
+impl TargetSpec {
+    /// The kind this spec is of.
+    pub fn kind(&self) -> TargetKind {
+        match self {
+            TargetSpec::Http { .. } => TargetKind::Http,
+            TargetSpec::Slack { .. } => TargetKind::Slack,
+            TargetSpec::Email { .. } => TargetKind::Email,
+            TargetSpec::Exec { .. } => TargetKind::Exec,
+            TargetSpec::Bus { .. } => TargetKind::Bus,
+            TargetSpec::Log { .. } => TargetKind::Log,
+            TargetSpec::Mdm(_) => TargetKind::Mdm,
+            TargetSpec::Assets { .. } => TargetKind::Assets,
+        }
+    }
+}
+
 /// The MDM server an mdm target enqueues commands through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MdmServer {

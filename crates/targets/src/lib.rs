@@ -7,24 +7,18 @@
 //! target's input; [`TargetImpl::build`] makes a target once per config load
 //! (share it in an `Arc`); [`TargetImpl::deliver`] sends one payload.
 
+pub mod kinds;
 pub mod transform;
 
-mod assets;
-mod bus;
-mod email;
-mod exec;
-mod http;
-mod log;
-mod mdm;
-mod slack;
 mod tls;
 
 use std::collections::BTreeMap;
 
-use fleetbus_config::{Auth, Target, TargetSpec};
+use fleetbus_config::{Auth, Target};
 use fleetbus_event::{Event, StoredEvent};
 
-pub use crate::mdm::{ENQUEUED as MDM_ENQUEUED, MDM_SOURCE};
+pub use crate::kinds::mdm::{ENQUEUED as MDM_ENQUEUED, MDM_SOURCE};
+pub use crate::kinds::{BuildContext, Deliver};
 pub use crate::transform::{apply, Payload, TransformError};
 
 /// What a delivery needs to know beside the payload.
@@ -152,96 +146,35 @@ pub fn check_builds(config: &fleetbus_config::Config) -> Vec<fleetbus_config::Co
 
 /// A built target, ready to deliver. `Send + Sync`: share it behind an `Arc`.
 #[derive(Debug)]
-pub enum TargetImpl {
-    Http(http::HttpTarget),
-    Slack(slack::SlackTarget),
-    Email(email::EmailTarget),
-    Exec(exec::ExecTarget),
-    Bus(bus::BusTarget),
-    Log(log::LogTarget),
-    Mdm(mdm::MdmTargetImpl),
-    Assets(assets::AssetsTarget),
+pub struct TargetImpl {
+    kind: &'static str,
+    inner: Box<dyn Deliver>,
 }
 
 impl TargetImpl {
-    /// Builds a target from its validated configuration; `connections` are the
-    /// config's named auth settings for http targets.
+    /// Builds a target from its validated configuration, through its kind's entry in
+    /// [`kinds::KINDS`]; `connections` are the named credentials.
     pub fn build(
         target: &Target,
         connections: &BTreeMap<String, Auth>,
     ) -> Result<TargetImpl, BuildError> {
-        Ok(match &target.spec {
-            TargetSpec::Http {
-                url,
-                method,
-                headers,
-                connection,
-            } => TargetImpl::Http(http::HttpTarget::new(
-                &target.id,
-                url,
-                method,
-                headers,
-                connection.as_deref(),
-                target.timeout,
-                connections,
-            )?),
-            TargetSpec::Slack { url } => TargetImpl::Slack(slack::SlackTarget::new(
-                &target.id,
-                url,
-                target.input == fleetbus_config::Input::Event,
-                target.timeout,
-            )?),
-            TargetSpec::Email {
-                smtp,
-                from,
-                to,
-                subject,
-            } => TargetImpl::Email(email::EmailTarget::new(
-                &target.id,
-                smtp,
-                from,
-                to,
-                subject,
-                target.timeout,
-            )?),
-            TargetSpec::Exec {
-                command,
-                env,
-                emit_events,
-            } => TargetImpl::Exec(exec::ExecTarget::new(
-                &target.id,
-                command,
-                env,
-                *emit_events,
-                target.timeout,
-            )?),
-            TargetSpec::Bus { bus } => TargetImpl::Bus(bus::BusTarget::new(bus)),
-            TargetSpec::Log {
-                path,
-                max_bytes,
-                keep,
-            } => TargetImpl::Log(log::LogTarget::new(path.as_ref(), *max_bytes, *keep)),
-            TargetSpec::Mdm(spec) => {
-                TargetImpl::Mdm(mdm::MdmTargetImpl::new(&target.id, spec, target.timeout)?)
-            }
-            TargetSpec::Assets { device, user } => {
-                TargetImpl::Assets(assets::AssetsTarget::new(device, user))
-            }
-        })
+        let kind = target.spec.kind();
+        let name = fleetbus_config::kinds::spec(kind).name;
+        let build = kinds::KINDS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, build)| build)
+            .ok_or_else(|| BuildError::Other {
+                target: target.id.clone(),
+                reason: format!("internal: no build for kind {name}"),
+            })?;
+        let inner = build(target, &BuildContext { connections })?;
+        Ok(TargetImpl { kind: name, inner })
     }
 
     /// The kind, as written in config (`http`, `slack`, ...).
     pub fn kind(&self) -> &'static str {
-        match self {
-            TargetImpl::Http(_) => "http",
-            TargetImpl::Slack(_) => "slack",
-            TargetImpl::Email(_) => "email",
-            TargetImpl::Exec(_) => "exec",
-            TargetImpl::Bus(_) => "bus",
-            TargetImpl::Log(_) => "log",
-            TargetImpl::Mdm(_) => "mdm",
-            TargetImpl::Assets(_) => "assets",
-        }
+        self.kind
     }
 
     /// Delivers one payload. Never retries: the error says whether to.
@@ -250,17 +183,7 @@ impl TargetImpl {
         payload: &Payload,
         ctx: &DeliveryContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
-        match self {
-            TargetImpl::Http(t) => t.deliver(payload, ctx).await,
-            TargetImpl::Slack(t) => t.deliver(payload, ctx).await,
-            TargetImpl::Email(t) => t.deliver(payload, ctx).await,
-            TargetImpl::Exec(t) => t.deliver(payload, ctx).await,
-            TargetImpl::Bus(t) => t.deliver(payload, ctx),
-            TargetImpl::Log(t) => t.deliver(payload).await,
-            // Both read the event itself: their "input" is the command or the mapping.
-            TargetImpl::Mdm(t) => t.deliver(ctx).await,
-            TargetImpl::Assets(t) => t.deliver(ctx).await,
-        }
+        self.inner.deliver(payload, ctx).await
     }
 }
 

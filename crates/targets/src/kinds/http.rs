@@ -13,6 +13,9 @@
 //! configured), cached until shortly before `expires_in`, and fetched afresh
 //! once when the API answers 401.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use fleetbus_config::{Target, TargetSpec};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -417,6 +420,38 @@ pub(crate) async fn classify(response: reqwest::Response) -> Result<Delivered, D
         });
     }
     Err(status_error(status, retry_after.as_deref(), &body))
+}
+
+/// `kind: http`.
+pub(crate) fn build(t: &Target, cx: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Http {
+        url,
+        method,
+        headers,
+        connection,
+    } = &t.spec
+    else {
+        return Err(super::wrong_spec(t, "http"));
+    };
+    Ok(Box::new(HttpTarget::new(
+        &t.id,
+        url,
+        method,
+        headers,
+        connection.as_deref(),
+        t.timeout,
+        cx.connections,
+    )?))
+}
+
+impl Deliver for HttpTarget {
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a Payload,
+        ctx: &'a DeliveryContext<'_>,
+    ) -> DeliverFuture<'a> {
+        Box::pin(HttpTarget::deliver(self, payload, ctx))
+    }
 }
 
 #[cfg(test)]

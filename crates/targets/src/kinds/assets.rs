@@ -2,6 +2,10 @@
 //! event, by field mappings (constants or JSONPaths). A path that matches nothing
 //! leaves that field as it is, so one rule can feed partial facts from many sources.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use crate::{BuildError, Payload};
+use fleetbus_config::{Target, TargetSpec};
+
 use std::collections::BTreeMap;
 
 use fleetbus_assets::{AssetStore, DeviceUpdate, UserUpdate};
@@ -125,5 +129,20 @@ pub(crate) fn store_error(e: fleetbus_assets::AssetError) -> DeliveryError {
         DeliveryError::Retryable(format!("asset store: {e}"))
     } else {
         DeliveryError::Permanent(format!("asset store: {e}"))
+    }
+}
+
+/// `kind: assets`.
+pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Assets { device, user } = &t.spec else {
+        return Err(super::wrong_spec(t, "assets"));
+    };
+    Ok(Box::new(AssetsTarget::new(device, user)))
+}
+
+impl Deliver for AssetsTarget {
+    fn deliver<'a>(&'a self, _: &'a Payload, ctx: &'a DeliveryContext<'_>) -> DeliverFuture<'a> {
+        // It reads the event itself: its "input" is the field mapping.
+        Box::pin(AssetsTarget::deliver(self, ctx))
     }
 }

@@ -11,6 +11,10 @@
 //! the engine's de-duplication can drop the repeats, and the copy never collides
 //! with the original's id.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use crate::BuildError;
+use fleetbus_config::{Target, TargetSpec};
+
 use fleetbus_event::{Defaults, Event};
 use serde_json::Value;
 
@@ -70,6 +74,26 @@ pub(crate) fn derived_id(idempotency_key: &str, n: usize) -> String {
         format!("fleetbus:{idempotency_key}:{n}").as_bytes(),
     )
     .to_string()
+}
+
+/// `kind: bus`.
+pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Bus { bus } = &t.spec else {
+        return Err(super::wrong_spec(t, "bus"));
+    };
+    Ok(Box::new(BusTarget::new(bus)))
+}
+
+impl Deliver for BusTarget {
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a Payload,
+        ctx: &'a DeliveryContext<'_>,
+    ) -> DeliverFuture<'a> {
+        // Nothing to wait for: the engine puts the event on the bus.
+        let result = BusTarget::deliver(self, payload, ctx);
+        Box::pin(std::future::ready(result))
+    }
 }
 
 #[cfg(test)]

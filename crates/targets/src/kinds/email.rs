@@ -26,6 +26,9 @@
 //! period is retryable: a renewal (or a host clock set right) fixes it without
 //! anyone touching fleetbus. The error names the certificate problem.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use fleetbus_config::{Target, TargetSpec};
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -256,6 +259,32 @@ fn message_id(key: &str) -> String {
         "<{}@fleetbus>",
         if left.is_empty() { "event" } else { left }
     )
+}
+
+/// `kind: email`.
+pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Email {
+        smtp,
+        from,
+        to,
+        subject,
+    } = &t.spec
+    else {
+        return Err(super::wrong_spec(t, "email"));
+    };
+    Ok(Box::new(EmailTarget::new(
+        &t.id, smtp, from, to, subject, t.timeout,
+    )?))
+}
+
+impl Deliver for EmailTarget {
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a Payload,
+        ctx: &'a DeliveryContext<'_>,
+    ) -> DeliverFuture<'a> {
+        Box::pin(EmailTarget::deliver(self, payload, ctx))
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@
 //! blocking pool (two thread hand-offs a line), and nothing is buffered in the
 //! process, so a line reported written is in the kernel.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use crate::{BuildError, DeliveryContext};
+use fleetbus_config::{Target, TargetSpec};
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -150,6 +154,29 @@ fn remove_if_present(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+/// `kind: log`.
+pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Log {
+        path,
+        max_bytes,
+        keep,
+    } = &t.spec
+    else {
+        return Err(super::wrong_spec(t, "log"));
+    };
+    Ok(Box::new(LogTarget::new(path.as_ref(), *max_bytes, *keep)))
+}
+
+impl Deliver for LogTarget {
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a Payload,
+        _: &'a DeliveryContext<'_>,
+    ) -> DeliverFuture<'a> {
+        Box::pin(LogTarget::deliver(self, payload))
     }
 }
 

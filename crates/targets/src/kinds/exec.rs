@@ -21,6 +21,9 @@
 //! retried run emits the same ids. Other lines (not JSON, or an invalid
 //! envelope) are ignored and counted in the status.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use fleetbus_config::{Target, TargetSpec};
+
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -259,7 +262,7 @@ fn parse_events(out: &[u8], ctx: &DeliveryContext<'_>) -> (Vec<(String, Event)>,
         let event = match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(mut map)) => {
                 if !map.contains_key("id") {
-                    let id = crate::bus::derived_id(ctx.idempotency_key, n);
+                    let id = super::bus::derived_id(ctx.idempotency_key, n);
                     map.insert("id".into(), Value::String(id));
                 }
                 Event::from_value(Value::Object(map), &defaults)
@@ -279,6 +282,35 @@ fn parse_events(out: &[u8], ctx: &DeliveryContext<'_>) -> (Vec<(String, Event)>,
         }
     }
     (emitted, ignored)
+}
+
+/// `kind: exec`.
+pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Exec {
+        command,
+        env,
+        emit_events,
+    } = &t.spec
+    else {
+        return Err(super::wrong_spec(t, "exec"));
+    };
+    Ok(Box::new(ExecTarget::new(
+        &t.id,
+        command,
+        env,
+        *emit_events,
+        t.timeout,
+    )?))
+}
+
+impl Deliver for ExecTarget {
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a Payload,
+        ctx: &'a DeliveryContext<'_>,
+    ) -> DeliverFuture<'a> {
+        Box::pin(ExecTarget::deliver(self, payload, ctx))
+    }
 }
 
 #[cfg(test)]
@@ -350,7 +382,7 @@ mod tests {
                    "key": "k:enrolled:handler", "dt": "Device Enrolled", "src": "mdm",
                    "id": e.event.id, "extra": "yes", "secret": "unset"})
         );
-        assert_eq!(first.id, crate::bus::derived_id("k:enrolled:handler", 0));
+        assert_eq!(first.id, crate::kinds::bus::derived_id("k:enrolled:handler", 0));
         assert_eq!(out.emitted[1].1.id, "fixed");
     }
 

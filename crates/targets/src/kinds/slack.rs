@@ -8,6 +8,9 @@
 //! The webhook URL is a secret: it appears in no log line and no error message.
 //! Outcomes are classified as for the http target.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use fleetbus_config::{Target, TargetSpec};
+
 use std::time::Duration;
 
 use fleetbus_config::Secret;
@@ -15,7 +18,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::Client;
 use serde_json::{json, Value};
 
-use crate::http::{classify, client, request_error};
+use super::http::{classify, client, request_error};
 use crate::{BuildError, Delivered, DeliveryContext, DeliveryError, Payload};
 
 #[derive(Debug)]
@@ -87,6 +90,29 @@ fn summary(ctx: &DeliveryContext<'_>) -> String {
         s.push_str(&format!(" ({})", e.resources.join(", ")));
     }
     s
+}
+
+/// `kind: slack`.
+pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Slack { url } = &t.spec else {
+        return Err(super::wrong_spec(t, "slack"));
+    };
+    Ok(Box::new(SlackTarget::new(
+        &t.id,
+        url,
+        t.input == fleetbus_config::Input::Event,
+        t.timeout,
+    )?))
+}
+
+impl Deliver for SlackTarget {
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a Payload,
+        ctx: &'a DeliveryContext<'_>,
+    ) -> DeliverFuture<'a> {
+        Box::pin(SlackTarget::deliver(self, payload, ctx))
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,10 @@
 //! for that CommandUUID is reused. The PIN is escrowed *before* the enqueue call, so
 //! a crash can never leave a device locked with a PIN nobody knows.
 
+use super::{BuildContext, Deliver, DeliverFuture};
+use crate::Payload;
+use fleetbus_config::{Target, TargetSpec};
+
 use fleetbus_telemetry::{InternalEvent, MdmCommandEnqueued};
 use std::collections::BTreeSet;
 
@@ -23,8 +27,8 @@ use reqwest::Client;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::assets::{blocking, store_error};
-use crate::http::{read_body, request_error, status_error};
+use super::assets::{blocking, store_error};
+use super::http::{read_body, request_error, status_error};
 use crate::transform::{parse_path, select};
 use crate::{BuildError, Delivered, DeliveryContext, DeliveryError};
 
@@ -55,13 +59,13 @@ impl MdmTargetImpl {
         spec: &MdmTarget,
         timeout: std::time::Duration,
     ) -> Result<Self, BuildError> {
-        crate::http::parse_url(id, &spec.url)?;
+        super::http::parse_url(id, &spec.url)?;
         let template = Value::Object(spec.payload.clone());
         Ok(MdmTargetImpl {
             uses_pin: mentions(&template, "pin"),
             template,
             spec: spec.clone(),
-            client: crate::http::client(id, timeout)?,
+            client: super::http::client(id, timeout)?,
         })
     }
 
@@ -550,6 +554,21 @@ fn missing(name: &str) -> String {
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// `kind: mdm`.
+pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+    let TargetSpec::Mdm(spec) = &t.spec else {
+        return Err(super::wrong_spec(t, "mdm"));
+    };
+    Ok(Box::new(MdmTargetImpl::new(&t.id, spec, t.timeout)?))
+}
+
+impl Deliver for MdmTargetImpl {
+    fn deliver<'a>(&'a self, _: &'a Payload, ctx: &'a DeliveryContext<'_>) -> DeliverFuture<'a> {
+        // It reads the event itself: its "input" is the command.
+        Box::pin(MdmTargetImpl::deliver(self, ctx))
+    }
 }
 
 #[cfg(test)]
