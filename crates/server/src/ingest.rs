@@ -352,7 +352,12 @@ pub async fn source(
         return Err(ApiError::not_found(format!("unknown source {name:?}")));
     };
     check_intake(&state)?;
-    let entries = sources::process(&state, source, &headers, uri.query(), &body)
+    let request = sources::Request {
+        headers: &headers,
+        query: uri.query(),
+        body: &body,
+    };
+    let entries = sources::process(&state, source, request)
         .await?
         .into_iter()
         .map(Ok)

@@ -12,7 +12,7 @@ mod error;
 mod ingest;
 mod listen;
 mod manage;
-mod sources;
+pub mod sources;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

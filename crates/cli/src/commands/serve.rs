@@ -101,9 +101,13 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
         .with_assets(assets.to_async());
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(handle_signals(state.clone(), shutdown.clone()));
+    let source_tasks = fleetbus_server::sources::start(&state, &shutdown);
     fleetbus_server::serve(listener, state, shutdown.clone())
         .await
         .context("serving HTTP")?;
+    for task in source_tasks {
+        let _ = task.await;
+    }
     tracing::info!("intake stopped; finishing deliveries in flight");
     engine.shutdown().await;
     signals.abort();

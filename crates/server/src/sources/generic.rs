@@ -5,17 +5,35 @@ use fleetbus_config::{Field, Mapping, Source};
 use fleetbus_event::{Defaults, Event};
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use super::SourceError;
 
-pub fn process(source: &Source, body: &[u8], defaults: &Defaults) -> Result<Vec<Event>, ApiError> {
+/// `kind: generic`.
+#[derive(Debug)]
+pub struct Generic;
+
+impl super::Source for Generic {
+    fn handle<'a>(
+        &'a self,
+        state: &'a crate::AppState,
+        source: &'a Source,
+        request: super::Request<'a>,
+    ) -> super::HandleFuture<'a> {
+        let events = process(source, request.body, &state.engine.defaults());
+        Box::pin(std::future::ready(
+            events.map(|e| super::ingested(source, e)),
+        ))
+    }
+}
+
+fn process(source: &Source, body: &[u8], defaults: &Defaults) -> Result<Vec<Event>, SourceError> {
     let Some(mapping) = &source.mapping else {
-        return Err(ApiError::bad_request(format!(
+        return Err(SourceError::Invalid(format!(
             "source {:?} has no mapping",
             source.name
         )));
     };
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+        .map_err(|e| SourceError::Invalid(format!("body is not valid JSON: {e}")))?;
     match value {
         Value::Array(items) => items
             .iter()
@@ -33,27 +51,27 @@ fn lookup<'a>(path: &str, body: &'a Value) -> Option<&'a Value> {
         .and_then(|p| p.query(body).first())
 }
 
-fn text(field: &Field, body: &Value, name: &str, at: &str) -> Result<Option<String>, ApiError> {
+fn text(field: &Field, body: &Value, name: &str, at: &str) -> Result<Option<String>, SourceError> {
     match field {
         Field::Const(c) => Ok(Some(c.clone())),
         Field::Path(p) => match lookup(p, body) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
-            Some(_) => Err(ApiError::bad_request(format!(
+            Some(_) => Err(SourceError::Invalid(format!(
                 "body{at}: mapping.{name} {p} must select a string, not an object or array"
             ))),
         },
     }
 }
 
-fn map_one(m: &Mapping, body: &Value, defaults: &Defaults, at: &str) -> Result<Event, ApiError> {
-    let required = |field: &Field, name: &str| -> Result<String, ApiError> {
+fn map_one(m: &Mapping, body: &Value, defaults: &Defaults, at: &str) -> Result<Event, SourceError> {
+    let required = |field: &Field, name: &str| -> Result<String, SourceError> {
         text(field, body, name, at)?.ok_or_else(|| {
             let what = match field {
                 Field::Path(p) | Field::Const(p) => p,
             };
-            ApiError::bad_request(format!("body{at}: mapping.{name} {what} matched nothing"))
+            SourceError::Invalid(format!("body{at}: mapping.{name} {what} matched nothing"))
         })
     };
     let mut envelope = Map::new();
@@ -102,15 +120,12 @@ fn map_one(m: &Mapping, body: &Value, defaults: &Defaults, at: &str) -> Result<E
         }
     };
     envelope.insert("detail".into(), detail);
-    Event::from_value(Value::Object(envelope), defaults)
-        .map_err(|e| ApiError::from(e).with_prefix(at))
-}
-
-impl ApiError {
-    fn with_prefix(mut self, at: &str) -> ApiError {
-        if !at.is_empty() {
-            self.message = format!("body{at}: {}", self.message);
-        }
-        self
-    }
+    Event::from_value(Value::Object(envelope), defaults).map_err(|error| SourceError::Event {
+        at: if at.is_empty() {
+            String::new()
+        } else {
+            format!("body{at}")
+        },
+        error,
+    })
 }

@@ -16,7 +16,7 @@ use fleetbus_telemetry::{InternalEvent, MdmWebhookEvent};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::error::ApiError;
+use super::SourceError;
 use crate::AppState;
 
 /// Which server's webhook format.
@@ -35,23 +35,39 @@ impl Server {
     }
 }
 
-pub async fn process(
+/// `kind: nanomdm` / `kind: micromdm`.
+#[derive(Debug)]
+pub struct Mdm(pub Server);
+
+impl super::Source for Mdm {
+    fn handle<'a>(
+        &'a self,
+        state: &'a AppState,
+        source: &'a fleetbus_config::Source,
+        request: super::Request<'a>,
+    ) -> super::HandleFuture<'a> {
+        let ingest = format!("source/{}", source.name);
+        Box::pin(async move { process(state, self.0, request.body, &source.bus, &ingest).await })
+    }
+}
+
+async fn process(
     state: &AppState,
     server: Server,
     body: &[u8],
     bus: &str,
     ingest: &str,
-) -> Result<Vec<(Event, Meta)>, ApiError> {
+) -> Result<Vec<(Event, Meta)>, SourceError> {
     let parsed = match server {
         Server::NanoMdm => webhook::nanomdm::parse(body),
         Server::MicroMdm => webhook::micromdm::parse(body),
     }
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    .map_err(|e| SourceError::Invalid(e.to_string()))?;
     let link_all = |assets: Option<&AssetStore>| {
         parsed
             .into_iter()
             .map(|we| link(assets, we))
-            .collect::<Result<Vec<_>, ApiError>>()
+            .collect::<Result<Vec<_>, SourceError>>()
     };
     let linked = match state.assets.clone() {
         Some(assets) => {
@@ -82,7 +98,7 @@ pub async fn process(
             // The sender's id makes a re-sent webhook a duplicate within the window.
             envelope["id"] = json!(id);
         }
-        let event = Event::from_value(envelope, &defaults).map_err(ApiError::from)?;
+        let event = Event::from_value(envelope, &defaults)?;
         let mut meta = Meta::ingested(bus.to_owned(), ingest.to_owned());
         if let Some(cause_id) = cause {
             let hop = match state.engine.event(cause_id.clone()).await {
@@ -102,7 +118,7 @@ pub async fn process(
 fn link(
     assets: Option<&AssetStore>,
     mut we: WebhookEvent,
-) -> Result<(WebhookEvent, Vec<String>, Option<String>), ApiError> {
+) -> Result<(WebhookEvent, Vec<String>, Option<String>), SourceError> {
     let Some(assets) = assets else {
         let resources = we.resource().into_iter().collect();
         return Ok((we, resources, None));

@@ -382,7 +382,10 @@ mod tests {
                    "key": "k:enrolled:handler", "dt": "Device Enrolled", "src": "mdm",
                    "id": e.event.id, "extra": "yes", "secret": "unset"})
         );
-        assert_eq!(first.id, crate::kinds::bus::derived_id("k:enrolled:handler", 0));
+        assert_eq!(
+            first.id,
+            crate::kinds::bus::derived_id("k:enrolled:handler", 0)
+        );
         assert_eq!(out.emitted[1].1.id, "fixed");
     }
 
