@@ -17,6 +17,7 @@ use crate::raw::*;
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::yaml::PathSeg;
+pub use fleetbus_mdm::MdmServer;
 
 pub use crate::raw::{SourceKind, TargetKind};
 
@@ -239,21 +240,6 @@ impl TargetSpec {
 }
 
 /// The MDM server an mdm target enqueues commands through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MdmServer {
-    NanoMdm,
-    MicroMdm,
-}
-
-impl MdmServer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MdmServer::NanoMdm => "nanomdm",
-            MdmServer::MicroMdm => "micromdm",
-        }
-    }
-}
-
 /// `kind: mdm`: a command template sent to devices through an MDM server.
 #[derive(Debug, Clone)]
 pub struct MdmTarget {

@@ -30,6 +30,7 @@ pub mod command;
 pub mod enqueue;
 mod error;
 pub mod response;
+mod server;
 pub mod value;
 pub mod webhook;
 
@@ -42,3 +43,4 @@ pub use error::{MdmError, Problem, ProblemKind};
 pub use response::{
     parse_checkin, parse_message, parse_response, CheckinMessage, CommandResponse, Message, Status,
 };
+pub use server::MdmServer;

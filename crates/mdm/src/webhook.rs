@@ -101,21 +101,7 @@ struct RawIds {
     parent_id: Option<String>,
 }
 
-/// Which server sent the webhook (kept in the detail as `server`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Server {
-    NanoMdm,
-    MicroMdm,
-}
-
-impl Server {
-    fn name(self) -> &'static str {
-        match self {
-            Server::NanoMdm => "nanomdm",
-            Server::MicroMdm => "micromdm",
-        }
-    }
-}
+use crate::MdmServer as Server;
 
 /// NanoMDM's webhook (`-webhook-url`).
 pub mod nanomdm {
@@ -137,7 +123,7 @@ pub mod micromdm {
     }
 }
 
-fn parse_body(body: &[u8], server: Server) -> Result<Vec<WebhookEvent>, MdmError> {
+pub(crate) fn parse_body(body: &[u8], server: Server) -> Result<Vec<WebhookEvent>, MdmError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| MdmError::Webhook(format!("not JSON: {e}")))?;
     let items = match value {
@@ -291,7 +277,7 @@ fn base_detail(
     let mut detail = Map::new();
     detail.insert("scope".into(), json!("device"));
     detail.insert("action".into(), json!(action));
-    detail.insert("server".into(), json!(server.name()));
+    detail.insert("server".into(), json!(server.as_str()));
     detail.insert("topic".into(), json!(topic));
     detail.insert("device".into(), Value::Object(device));
     if let Some(e) = enrollment(inner) {

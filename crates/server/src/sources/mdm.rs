@@ -11,7 +11,8 @@
 
 use fleetbus_assets::AssetStore;
 use fleetbus_event::{Event, Meta};
-use fleetbus_mdm::webhook::{self, WebhookEvent};
+use fleetbus_mdm::webhook::WebhookEvent;
+use fleetbus_mdm::MdmServer;
 use fleetbus_telemetry::{InternalEvent, MdmWebhookEvent};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -19,25 +20,9 @@ use time::OffsetDateTime;
 use super::SourceError;
 use crate::AppState;
 
-/// Which server's webhook format.
-#[derive(Debug, Clone, Copy)]
-pub enum Server {
-    NanoMdm,
-    MicroMdm,
-}
-
-impl Server {
-    fn source(self) -> &'static str {
-        match self {
-            Server::NanoMdm => "mdm.nanomdm",
-            Server::MicroMdm => "mdm.micromdm",
-        }
-    }
-}
-
 /// `kind: nanomdm` / `kind: micromdm`.
 #[derive(Debug)]
-pub struct Mdm(pub Server);
+pub struct Mdm(pub MdmServer);
 
 impl super::Source for Mdm {
     fn handle<'a>(
@@ -53,16 +38,14 @@ impl super::Source for Mdm {
 
 async fn process(
     state: &AppState,
-    server: Server,
+    server: MdmServer,
     body: &[u8],
     bus: &str,
     ingest: &str,
 ) -> Result<Vec<(Event, Meta)>, SourceError> {
-    let parsed = match server {
-        Server::NanoMdm => webhook::nanomdm::parse(body),
-        Server::MicroMdm => webhook::micromdm::parse(body),
-    }
-    .map_err(|e| SourceError::Invalid(e.to_string()))?;
+    let parsed = server
+        .parse_webhook(body)
+        .map_err(|e| SourceError::Invalid(e.to_string()))?;
     let link_all = |assets: Option<&AssetStore>| {
         parsed
             .into_iter()
@@ -81,12 +64,12 @@ async fn process(
     let mut out = Vec::with_capacity(linked.len());
     for (we, resources, cause) in linked {
         MdmWebhookEvent {
-            server: server.source(),
+            server: server.event_source(),
             detail_type: &we.detail_type,
         }
         .emit();
         let mut envelope = json!({
-            "source": server.source(),
+            "source": server.event_source(),
             "detail-type": we.detail_type,
             "resources": resources,
             "detail": we.detail,

@@ -111,8 +111,14 @@ impl From<SourceError> for ApiError {
 pub static KINDS: &[(SourceKind, &dyn Source)] = &[
     (SourceKind::Generic, &generic::Generic),
     (SourceKind::UnifiedLog, &unified_log::UnifiedLog),
-    (SourceKind::Nanomdm, &mdm::Mdm(mdm::Server::NanoMdm)),
-    (SourceKind::Micromdm, &mdm::Mdm(mdm::Server::MicroMdm)),
+    (
+        SourceKind::Nanomdm,
+        &mdm::Mdm(fleetbus_mdm::MdmServer::NanoMdm),
+    ),
+    (
+        SourceKind::Micromdm,
+        &mdm::Mdm(fleetbus_mdm::MdmServer::MicroMdm),
+    ),
 ];
 
 fn kind(kind: SourceKind) -> Option<&'static dyn Source> {
