@@ -35,7 +35,7 @@ pub struct DeliveryContext<'a> {
     /// Stable across retries of the same (event, rule, target): `<event id>:<rule>:<target>`.
     pub idempotency_key: &'a str,
     /// The asset store, for the mdm and assets targets.
-    pub assets: Option<&'a fleetbus_assets::AssetStore>,
+    pub assets: Option<&'a fleetbus_assets::AsyncAssetStore>,
 }
 
 /// A successful delivery.
@@ -64,6 +64,18 @@ pub enum DeliveryError {
     /// to the dead-letter queue.
     #[error("{0}")]
     Permanent(String),
+}
+
+/// An asset-store failure in a delivery: a busy store or a failed task is worth
+/// another attempt, anything else fails the same way again.
+impl From<fleetbus_assets::AssetError> for DeliveryError {
+    fn from(e: fleetbus_assets::AssetError) -> DeliveryError {
+        if e.is_retryable() {
+            DeliveryError::Retryable(format!("asset store: {e}"))
+        } else {
+            DeliveryError::Permanent(format!("asset store: {e}"))
+        }
+    }
 }
 
 impl DeliveryError {

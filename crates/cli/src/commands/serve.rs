@@ -85,8 +85,10 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
     let store =
         fleetbus_engine::store::open(&config.storage, &data_dir).context("opening the store")?;
     let assets_path = data_dir.join("assets.db");
+    // One facade for the targets and the API: its bound on blocking calls is shared.
     let assets = fleetbus_assets::AssetStore::open(&assets_path)
-        .with_context(|| format!("opening the asset store {}", assets_path.display()))?;
+        .with_context(|| format!("opening the asset store {}", assets_path.display()))?
+        .to_async();
     let mut settings = Settings::from_config(&config);
     settings.assets = Some(assets.clone());
     let engine = Engine::start(&config, store, settings).await?;
@@ -98,7 +100,7 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
     // A line for scripts and tests that start fleetbus on port 0.
     println!("listening on {local}");
     let state = AppState::new(engine.clone(), config, Some(args.config.clone()), metrics)
-        .with_assets(assets.to_async());
+        .with_assets(assets);
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(handle_signals(state.clone(), shutdown.clone()));
     let source_tasks = fleetbus_server::sources::start(&state, &shutdown);

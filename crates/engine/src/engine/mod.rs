@@ -47,7 +47,7 @@ pub struct Settings {
     /// How long shutdown waits for deliveries in flight.
     pub shutdown_grace: Duration,
     /// The asset store the mdm and assets targets use.
-    pub assets: Option<fleetbus_assets::AssetStore>,
+    pub assets: Option<fleetbus_assets::AsyncAssetStore>,
     /// How long archived events and finished deliveries are kept.
     pub retention: fleetbus_config::Retention,
 }

@@ -8,7 +8,7 @@ use fleetbus_config::{Target, TargetSpec};
 
 use std::collections::BTreeMap;
 
-use fleetbus_assets::{AssetStore, DeviceUpdate, UserUpdate};
+use fleetbus_assets::{DeviceUpdate, UserUpdate};
 use fleetbus_config::Field;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -60,20 +60,21 @@ impl AssetsTarget {
             }
             Some(update)
         };
-        let done = blocking(assets, move |a| {
-            let now = OffsetDateTime::now_utc();
-            let mut done = Vec::new();
-            if let Some(u) = user {
-                a.upsert_user(&u, now).map_err(store_error)?;
-                done.push(format!("user {}", u.id));
-            }
-            if let Some(d) = device {
-                a.upsert_device(&d, now).map_err(store_error)?;
-                done.push(format!("device {}", d.serial));
-            }
-            Ok(done)
-        })
-        .await?;
+        let done = assets
+            .run("assets target", move |a| -> Result<_, DeliveryError> {
+                let now = OffsetDateTime::now_utc();
+                let mut done = Vec::new();
+                if let Some(u) = user {
+                    a.upsert_user(&u, now)?;
+                    done.push(format!("user {}", u.id));
+                }
+                if let Some(d) = device {
+                    a.upsert_device(&d, now)?;
+                    done.push(format!("device {}", d.serial));
+                }
+                Ok(done)
+            })
+            .await?;
         Ok(Delivered {
             status: format!("updated {}", done.join(", ")),
             emitted: Vec::new(),
@@ -109,27 +110,6 @@ fn record<T: serde::de::DeserializeOwned>(
     }
     serde_json::from_value(Value::Object(object))
         .map_err(|e| DeliveryError::Permanent(format!("{section} fields: {e}")))
-}
-
-/// Runs asset-store calls on the blocking pool: the store is synchronous SQLite
-/// behind one connection and may wait out its busy timeout for a lock, which must
-/// not stall an async worker (and every delivery on it).
-pub(crate) async fn blocking<T: Send + 'static>(
-    store: &AssetStore,
-    f: impl FnOnce(&AssetStore) -> Result<T, DeliveryError> + Send + 'static,
-) -> Result<T, DeliveryError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| DeliveryError::Retryable(format!("asset store task failed: {e}")))?
-}
-
-pub(crate) fn store_error(e: fleetbus_assets::AssetError) -> DeliveryError {
-    if e.is_retryable() {
-        DeliveryError::Retryable(format!("asset store: {e}"))
-    } else {
-        DeliveryError::Permanent(format!("asset store: {e}"))
-    }
 }
 
 /// `kind: assets`.

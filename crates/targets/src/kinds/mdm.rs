@@ -18,7 +18,7 @@ use fleetbus_config::{Target, TargetSpec};
 use fleetbus_telemetry::{InternalEvent, MdmCommandEnqueued};
 use std::collections::BTreeSet;
 
-use fleetbus_assets::{AssetStore, CommandRecord, Device, DeviceFilter};
+use fleetbus_assets::{AssetStore, AsyncAssetStore, CommandRecord, Device, DeviceFilter};
 use fleetbus_config::{MdmServer, MdmTarget};
 use fleetbus_event::{Defaults, Event};
 use fleetbus_mdm::enqueue::{self, HttpRequest};
@@ -27,7 +27,6 @@ use reqwest::Client;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use super::assets::{blocking, store_error};
 use super::http::{read_body, request_error, status_error};
 use crate::transform::{parse_path, select};
 use crate::{BuildError, Delivered, DeliveryContext, DeliveryError};
@@ -79,7 +78,9 @@ impl MdmTargetImpl {
         let doc = ctx.event.event.to_value();
         let vars = self.variables(&doc)?;
         let sel = self.spec.devices.clone();
-        let devices = blocking(assets, move |a| select_devices(a, &sel, &doc)).await?;
+        let devices = assets
+            .run("select devices", move |a| select_devices(a, &sel, &doc))
+            .await?;
         let mut emitted = Vec::new();
         let mut already = 0;
         let mut failures = Vec::new();
@@ -87,7 +88,11 @@ impl MdmTargetImpl {
             let uuid = command_uuid(ctx.idempotency_key, &device.udid);
             let known = {
                 let uuid = uuid.clone();
-                blocking(assets, move |a| a.command(&uuid).map_err(store_error)).await?
+                assets
+                    .run("command", move |a| {
+                        Ok::<_, DeliveryError>(a.command(&uuid)?)
+                    })
+                    .await?
             };
             if let Some(record) = known {
                 // Enqueued by an earlier attempt of this delivery, which failed as a
@@ -165,7 +170,7 @@ impl MdmTargetImpl {
     /// Builds, escrows, enqueues and records one device's command.
     async fn send(
         &self,
-        assets: &AssetStore,
+        assets: &AsyncAssetStore,
         ctx: &DeliveryContext<'_>,
         device: &Addressee,
         uuid: &str,
@@ -176,28 +181,28 @@ impl MdmTargetImpl {
         let (serial, pin) = {
             let known = device.record.as_ref().map(|d| d.serial.clone());
             let (udid, uuid, uses_pin) = (device.udid.clone(), uuid.to_owned(), self.uses_pin);
-            blocking(assets, move |a| {
-                let serial = match known {
-                    Some(s) => Some(s),
-                    None => a.serial_for_udid(&udid).map_err(store_error)?,
-                };
-                if !uses_pin {
-                    return Ok((serial, None));
-                }
-                let escrow_key = serial.clone().unwrap_or_else(|| udid.clone());
-                let existing = a.pin_for_command(&uuid).map_err(store_error)?;
-                let pin = match existing {
-                    Some(p) => p.pin,
-                    None => {
-                        let pin = generate_pin();
-                        a.escrow_pin(&escrow_key, &uuid, &pin, OffsetDateTime::now_utc())
-                            .map_err(store_error)?;
-                        pin
+            assets
+                .run("escrow pin", move |a| -> Result<_, DeliveryError> {
+                    let serial = match known {
+                        Some(s) => Some(s),
+                        None => a.serial_for_udid(&udid)?,
+                    };
+                    if !uses_pin {
+                        return Ok((serial, None));
                     }
-                };
-                Ok((serial, Some(pin)))
-            })
-            .await?
+                    let escrow_key = serial.clone().unwrap_or_else(|| udid.clone());
+                    let existing = a.pin_for_command(&uuid)?;
+                    let pin = match existing {
+                        Some(p) => p.pin,
+                        None => {
+                            let pin = generate_pin();
+                            a.escrow_pin(&escrow_key, &uuid, &pin, OffsetDateTime::now_utc())?;
+                            pin
+                        }
+                    };
+                    Ok((serial, Some(pin)))
+                })
+                .await?
         };
         let mut vars = event_vars.clone();
         vars.insert("device.udid".into(), json!(device.udid));
@@ -261,10 +266,11 @@ impl MdmTargetImpl {
             status: None,
             completed_at: None,
         };
-        blocking(assets, move |a| {
-            a.record_command(&entry).map_err(store_error)
-        })
-        .await?;
+        assets
+            .run("record command", move |a| {
+                Ok::<_, DeliveryError>(a.record_command(&entry)?)
+            })
+            .await?;
         MdmCommandEnqueued {
             server: self.spec.server.as_str(),
             request_type: &self.spec.request_type,
@@ -368,14 +374,14 @@ fn select_devices(
         };
         for (i, udid) in udids.into_iter().enumerate() {
             let record = match serials.get(i) {
-                Some(s) => assets.device(s).map_err(store_error)?,
-                None => assets.device_by_udid(&udid).map_err(store_error)?,
+                Some(s) => assets.device(s)?,
+                None => assets.device_by_udid(&udid)?,
             };
             out.push(Addressee { udid, record });
         }
     } else if let Some(path) = &sel.serial {
         for serial in strings_at(path, doc)? {
-            let record = assets.device(&serial).map_err(store_error)?;
+            let record = assets.device(&serial)?;
             let udid = record
                 .as_ref()
                 .and_then(|d| d.udid.clone())
@@ -389,7 +395,7 @@ fn select_devices(
     }
     if let Some(path) = &sel.user {
         for user in strings_at(path, doc)? {
-            let found = assets.user(&user).map_err(store_error)?;
+            let found = assets.user(&user)?;
             for d in found.map(|u| u.devices).unwrap_or_default() {
                 if let Some(udid) = d.udid.clone() {
                     out.push(Addressee {
@@ -414,7 +420,7 @@ fn select_devices(
             os_below: sel.os_below.clone(),
             enrolled_only: sel.enrolled_only,
         };
-        for d in assets.list_devices(&filter).map_err(store_error)? {
+        for d in assets.list_devices(&filter)? {
             if let Some(udid) = d.udid.clone() {
                 out.push(Addressee {
                     udid,
