@@ -2,7 +2,7 @@
 //! per behaviour over `&mut dyn Store`. A backend's tests run all of them with one
 //! line, one `#[test]` each so a failure names its behaviour:
 //!
-//! ```ignore
+//! ```text
 //! fleetbus_test_support::store_conformance!(|| {
 //!     let dir = tempfile::tempdir().unwrap();
 //!     let store = SqliteStore::open(dir.path()).unwrap();
