@@ -16,8 +16,22 @@ use fleetbus_telemetry::{IngestEntriesFailed, InternalEvent};
 /// One entry's result before the engine sees it.
 type Prepared = Result<(Event, Meta), (&'static str, String)>;
 
+/// Most entries (events) one request may carry; a larger batch is refused whole, to
+/// be split by the sender, so no single request can hold the writer or the backlog.
+pub const MAX_ENTRIES_PER_REQUEST: usize = 10_000;
+
 /// Puts prepared entries and answers `{"FailedEntryCount", "Entries"}`.
 async fn answer(state: &AppState, entries: Vec<Prepared>) -> Result<Json<Value>, ApiError> {
+    if entries.len() > MAX_ENTRIES_PER_REQUEST {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TooManyEntries",
+            format!(
+                "the request has {} entries, more than {MAX_ENTRIES_PER_REQUEST}; send it in smaller batches",
+                entries.len()
+            ),
+        ));
+    }
     let mut slots = Vec::with_capacity(entries.len());
     let mut batch = Vec::new();
     for entry in entries {

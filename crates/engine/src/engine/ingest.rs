@@ -26,10 +26,24 @@ impl Engine {
     }
 
     /// Matches and durably appends events; each answer is for the event at the same
-    /// index. Resolves only once everything accepted is committed.
+    /// index. Resolves only once everything accepted is committed. Room in the
+    /// delivery backlog is reserved for all the request's deliveries before anything
+    /// is committed: a request that does not fit is refused whole
+    /// ([`EngineError::Backpressure`]), so one large request cannot overshoot
+    /// `max_backlog`.
     pub async fn put(
         &self,
         events: Vec<(Event, Meta)>,
+    ) -> Result<Vec<Result<PutOutcome, PutError>>, EngineError> {
+        self.put_inner(events, true).await
+    }
+
+    /// [`Engine::put`], with or without a backlog reservation (events the engine
+    /// derives are not refused: their cause was accepted already).
+    pub(super) async fn put_inner(
+        &self,
+        events: Vec<(Event, Meta)>,
+        reserve: bool,
     ) -> Result<Vec<Result<PutOutcome, PutError>>, EngineError> {
         if self.is_shutting_down() {
             return Err(EngineError::ShuttingDown);
@@ -50,9 +64,21 @@ impl Engine {
             }
         }
         if !batch.is_empty() {
-            let committed = self.inner.writer.commit(batch, Vec::new()).await?;
+            let jobs: u64 = batch.iter().map(|n| n.jobs.len() as u64).sum();
+            if reserve {
+                self.reserve(jobs)?;
+            }
+            let committed = match self.inner.writer.commit(batch, Vec::new()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if reserve {
+                        self.release(jobs);
+                    }
+                    return Err(e);
+                }
+            };
             for (slot, (new, result)) in ids.into_iter().zip(committed) {
-                answers[slot] = Some(Ok(self.accepted(&rules, new, result)));
+                answers[slot] = Some(Ok(self.accepted(&rules, new, result, reserve)));
             }
         }
         Ok(answers
@@ -61,11 +87,50 @@ impl Engine {
             .collect())
     }
 
-    /// Counts a committed event and hands its jobs to the dispatcher.
-    pub(super) fn accepted(&self, rules: &RuleSet, new: NewEvent, result: Appended) -> PutOutcome {
+    /// Takes room for `jobs` deliveries in the backlog, or refuses: the count never
+    /// goes past `max_backlog` (a request needing more than it holds is refused too).
+    fn reserve(&self, jobs: u64) -> Result<(), EngineError> {
+        let limit = self.inner.settings.max_backlog;
+        self.inner
+            .backlog
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                let after = b.saturating_add(jobs);
+                (after <= limit).then_some(after)
+            })
+            .map(|before| engine_backlog_set(&self.inner, before + jobs))
+            .map_err(|pending| EngineError::Backpressure { pending, limit })
+    }
+
+    /// Gives back room reserved for deliveries that were not queued.
+    fn release(&self, jobs: u64) {
+        if jobs == 0 {
+            return;
+        }
+        let before = self
+            .inner
+            .backlog
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(jobs))
+            })
+            .unwrap_or(0);
+        engine_backlog_set(&self.inner, before.saturating_sub(jobs));
+    }
+
+    /// Counts a committed event and hands its jobs to the dispatcher; `reserved`:
+    /// the backlog already counts its jobs.
+    pub(super) fn accepted(
+        &self,
+        rules: &RuleSet,
+        new: NewEvent,
+        result: Appended,
+        reserved: bool,
+    ) -> PutOutcome {
         let id = new.stored.event.id.clone();
         match result {
             Appended::Duplicate => {
+                if reserved {
+                    self.release(new.jobs.len() as u64);
+                }
                 EventDuplicate {
                     source: &new.stored.event.source,
                     id: &id,
@@ -76,7 +141,7 @@ impl Engine {
             Appended::Stored { job_ids, .. } => {
                 rules.count_stored(&new.stored.meta.bus);
                 let jobs = job_ids.len();
-                self.enqueue(new, job_ids);
+                self.enqueue(new, job_ids, reserved);
                 PutOutcome::Stored { id, jobs }
             }
         }
@@ -160,7 +225,7 @@ impl Engine {
             })?;
         let committed = self.inner.writer.commit(vec![new], Vec::new()).await?;
         if let Some((new, Appended::Stored { job_ids, .. })) = committed.into_iter().next() {
-            self.enqueue(new, job_ids);
+            self.enqueue(new, job_ids, false);
         }
         Ok(())
     }
@@ -169,13 +234,15 @@ impl Engine {
     /// (in flight) before it is queued, so the store scan cannot start it as well:
     /// a job queued here and also found by a scan would run twice, and count twice
     /// off the backlog.
-    pub(super) fn enqueue(&self, new: NewEvent, job_ids: Vec<i64>) {
+    pub(super) fn enqueue(&self, new: NewEvent, job_ids: Vec<i64>, reserved: bool) {
         if job_ids.is_empty() {
             return;
         }
-        let n = job_ids.len() as u64;
-        let pending = self.inner.backlog.fetch_add(n, Ordering::Relaxed) + n;
-        engine_backlog_set(&self.inner, pending);
+        if !reserved {
+            let n = job_ids.len() as u64;
+            let pending = self.inner.backlog.fetch_add(n, Ordering::Relaxed) + n;
+            engine_backlog_set(&self.inner, pending);
+        }
         self.inner
             .inflight
             .lock()
@@ -207,7 +274,7 @@ impl Engine {
     /// there is no caller to answer.
     pub(super) async fn put_derived(&self, event: Event, meta: Meta) {
         let id = event.id.clone();
-        match self.put(vec![(event, meta)]).await {
+        match self.put_inner(vec![(event, meta)], false).await {
             Ok(answers) => {
                 if let Some(Err(e)) = answers.into_iter().next() {
                     tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus");

@@ -214,7 +214,7 @@ impl Engine {
                     }
                     let rules = self.rules();
                     for (new, result) in committed {
-                        self.accepted(&rules, new, result);
+                        self.accepted(&rules, new, result, false);
                     }
                     for reply in replies {
                         let _ = reply.send(());

@@ -157,3 +157,58 @@ fn a_repeat_within_the_dedup_window_is_answered_as_a_duplicate() {
     );
     assert_eq!(second["FailedEntryCount"], 0);
 }
+
+#[test]
+fn a_batch_over_the_entry_cap_is_refused_whole() {
+    let api = Api::start();
+    let line = "{\"source\":\"a\",\"detail-type\":\"One\",\"detail\":{}}\n";
+    let body = line.repeat(10_001);
+    let (status, answer) = api.call(
+        "POST",
+        "/v1/buses/default/events",
+        Some(TOKEN),
+        &[("content-type", "application/x-ndjson")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"]["code"], "TooManyEntries");
+    let (_, stats) = api.get("/v1/timeline?resource=none");
+    assert_eq!(stats["events"], json!([]));
+}
+
+/// Room for a request's deliveries is reserved before anything is committed: a
+/// request that would take the backlog past `max_backlog` is refused whole, not
+/// accepted because the backlog was below the limit when it arrived.
+#[test]
+fn a_request_whose_deliveries_do_not_fit_the_backlog_is_refused_whole() {
+    let config = crate::support::BASE_CONFIG
+        .replace("server:\n", "server:\n  max_backlog: 10\n")
+        .replace(
+            "rules: []",
+            "rules:
+  - name: stuck
+    event_pattern: {source: [a]}
+    targets:
+      - id: nowhere
+        kind: http
+        url: http://127.0.0.1:9/never",
+        );
+    let api = Api::with(crate::support::Options {
+        config,
+        ..Default::default()
+    });
+    let envelope = |n: usize| json!({"source": "a", "detail-type": "One", "id": format!("e-{n}"), "detail": {}});
+    let five: Vec<_> = (0..5).map(envelope).collect();
+    let (status, answer) = api.post_json("/v1/buses/default/events", &json!(five));
+    assert_eq!(status, 200, "{answer}");
+    let twenty: Vec<_> = (5..25).map(envelope).collect();
+    let (status, answer) = api.post_json("/v1/buses/default/events", &json!(twenty));
+    assert_eq!(status, 429, "{answer}");
+    // Nothing of the refused request was stored.
+    let (status, _) = api.get("/v1/events/e-5");
+    assert_eq!(status, 404);
+    // What fits still goes in.
+    let five_more: Vec<_> = (25..30).map(envelope).collect();
+    let (status, answer) = api.post_json("/v1/buses/default/events", &json!(five_more));
+    assert_eq!(status, 200, "{answer}");
+}
