@@ -357,6 +357,17 @@ fn log_summary(entry: &LogEntry<'_>) -> Value {
 /// one device: the entry point for the `unified-log` source. Returns the events and the
 /// number of lines skipped as junk.
 pub fn events_from_ndjson(extractor: &Extractor, bytes: &[u8], serial: &str) -> (Vec<Value>, u64) {
+    let (events, stats) = extract_ndjson(extractor, bytes, serial);
+    (events, stats.junk_lines)
+}
+
+/// [`events_from_ndjson`] with the reader's counts: how many log entries the bytes
+/// held (a batch with none is not a log batch) and how many lines were junk.
+pub fn extract_ndjson(
+    extractor: &Extractor,
+    bytes: &[u8],
+    serial: &str,
+) -> (Vec<Value>, crate::reader::ReadStats) {
     let mut events = Vec::new();
     let mut reader = crate::reader::LogReader::new(bytes);
     let stats = reader.for_each_entry(|_, entry| {
@@ -364,8 +375,7 @@ pub fn events_from_ndjson(extractor: &Extractor, bytes: &[u8], serial: &str) -> 
         true
     });
     // Reading from a byte slice cannot fail with I/O errors.
-    let junk = stats.map(|s| s.junk_lines).unwrap_or(0);
-    (events, junk)
+    (events, stats.unwrap_or_default())
 }
 
 /// Parses an NSDictionary description (`{ key = value; ... }`, as `%@` prints one) or a

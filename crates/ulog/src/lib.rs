@@ -21,6 +21,6 @@ pub mod summary;
 
 pub use entry::{EventType, LogEntry, MessageType, NumField, StrField};
 pub use error::{PredicateError, ReadError, RuleError};
-pub use extract::{events_from_ndjson, EnvelopeOptions, Extractor, RuleSpec};
+pub use extract::{events_from_ndjson, extract_ndjson, EnvelopeOptions, Extractor, RuleSpec};
 pub use predicate::Predicate;
 pub use reader::{open, LogReader, ReadStats};

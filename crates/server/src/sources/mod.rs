@@ -66,6 +66,12 @@ pub enum SourceError {
     /// An event it makes is not a valid event; `at` says which part of the body.
     #[error("{at}: {error}")]
     Event { at: String, error: EventError },
+    /// The body's encoding is not one the source reads (415).
+    #[error("{0}")]
+    UnsupportedEncoding(String),
+    /// The body is larger than the source accepts once decoded (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The asset store failed (busy: retry; otherwise 500).
     #[error(transparent)]
     Assets(#[from] fleetbus_assets::AssetError),
@@ -75,7 +81,10 @@ impl SourceError {
     /// True when the sender may try the same request again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SourceError::Invalid(_) | SourceError::Event { .. } => false,
+            SourceError::Invalid(_)
+            | SourceError::Event { .. }
+            | SourceError::UnsupportedEncoding(_)
+            | SourceError::TooLarge(_) => false,
             SourceError::Assets(e) => e.is_retryable(),
         }
     }
@@ -95,6 +104,16 @@ impl From<SourceError> for ApiError {
     fn from(e: SourceError) -> ApiError {
         match e {
             SourceError::Invalid(message) => ApiError::bad_request(message),
+            SourceError::UnsupportedEncoding(message) => ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedEncoding",
+                message,
+            ),
+            SourceError::TooLarge(message) => ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLarge",
+                message,
+            ),
             SourceError::Event { at, error } => {
                 let mut answer = ApiError::from(error);
                 if !at.is_empty() {

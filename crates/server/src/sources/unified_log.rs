@@ -5,7 +5,9 @@
 
 use axum::http::HeaderMap;
 use fleetbus_event::{Defaults, Event};
-use fleetbus_ulog::{events_from_ndjson, Extractor};
+use std::io::Read;
+
+use fleetbus_ulog::{extract_ndjson, Extractor};
 
 use super::SourceError;
 
@@ -45,7 +47,22 @@ fn process(
         .or(from_query)
         .filter(|s| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         .ok_or_else(|| SourceError::Invalid("device serial: required, letters, digits or '-', in the X-Fleetbus-Device header or the serial query parameter".into()))?;
-    let (values, junk) = events_from_ndjson(&Extractor::builtin(), body, serial);
+    let decoded;
+    let body = match content_encoding(headers)? {
+        Encoding::Identity => body,
+        Encoding::Gzip => {
+            decoded = gunzip(body)?;
+            &decoded[..]
+        }
+    };
+    let (values, stats) = extract_ndjson(&Extractor::builtin(), body, serial);
+    let junk = stats.junk_lines;
+    if stats.entries == 0 {
+        // Never a silent 200: a sender must learn its logs were not read.
+        return Err(SourceError::Invalid(format!(
+            "body holds no unified-log entries ({junk} line(s) were not log entries; expected NDJSON or `log show --style json`, gzip with Content-Encoding: gzip)"
+        )));
+    }
     if junk > 0 {
         tracing::debug!(
             serial,
@@ -57,4 +74,43 @@ fn process(
         .into_iter()
         .map(|v| Event::from_value(v, defaults).map_err(SourceError::from))
         .collect()
+}
+
+/// Most bytes a gzip body may decompress to: devices send hours of logs, but a
+/// small body must not inflate without bound.
+const MAX_DECODED_BYTES: u64 = 256 * 1024 * 1024;
+
+enum Encoding {
+    Identity,
+    Gzip,
+}
+
+/// The body's `Content-Encoding`: none, `identity` or `gzip`; anything else is 415.
+fn content_encoding(headers: &HeaderMap) -> Result<Encoding, SourceError> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_ENCODING) else {
+        return Ok(Encoding::Identity);
+    };
+    let value = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    match value.as_str() {
+        "" | "identity" => Ok(Encoding::Identity),
+        "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+        other => Err(SourceError::UnsupportedEncoding(format!(
+            "Content-Encoding {other:?} is not supported (expected gzip or none)"
+        ))),
+    }
+}
+
+/// The gzip body decompressed, up to [`MAX_DECODED_BYTES`].
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, SourceError> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(body)
+        .take(MAX_DECODED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| SourceError::Invalid(format!("body is not valid gzip: {e}")))?;
+    if out.len() as u64 > MAX_DECODED_BYTES {
+        return Err(SourceError::TooLarge(format!(
+            "gzip body decompresses to more than {MAX_DECODED_BYTES} bytes"
+        )));
+    }
+    Ok(out)
 }

@@ -212,3 +212,55 @@ fn a_request_whose_deliveries_do_not_fit_the_backlog_is_refused_whole() {
     let (status, answer) = api.post_json("/v1/buses/default/events", &json!(five_more));
     assert_eq!(status, 200, "{answer}");
 }
+
+fn softwareupdate_log() -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ulog/fixtures/softwareupdate.ndjson");
+    std::fs::read(path).unwrap()
+}
+
+fn post_logs(api: &Api, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
+    api.call(
+        "POST",
+        "/v1/sources/devlogs?serial=C02LOG",
+        Some(SOURCE_TOKEN),
+        headers,
+        body,
+    )
+}
+
+/// Devices send their logs gzipped: a gzip body is read, not answered 200 with
+/// nothing in it.
+#[test]
+fn a_gzip_log_batch_gives_the_same_events_as_the_plain_one() {
+    use std::io::Write;
+    let api = Api::start();
+    let plain = softwareupdate_log();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let (status, zipped) = post_logs(&api, &[("content-encoding", "gzip")], &gz);
+    assert_eq!(status, 200, "{zipped}");
+    let n = zipped["Entries"].as_array().unwrap().len();
+    assert!(n > 0, "{zipped}");
+    let (status, unzipped) = post_logs(&api, &[], &plain);
+    assert_eq!(status, 200, "{unzipped}");
+    assert_eq!(unzipped["Entries"].as_array().unwrap().len(), n);
+}
+
+#[test]
+fn other_encodings_are_415_and_a_body_without_log_entries_is_400() {
+    let api = Api::start();
+    let (status, answer) = post_logs(&api, &[("content-encoding", "br")], b"\x1b\x00");
+    assert_eq!(status, 415, "{answer}");
+    assert_eq!(answer["error"]["code"], "UnsupportedEncoding");
+    let (status, answer) = post_logs(&api, &[], b"this is not a log\nnor is this\n");
+    assert_eq!(status, 400, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("body holds no unified-log entries (2 line(s)"),
+        "{message}"
+    );
+    let (status, answer) = post_logs(&api, &[("content-encoding", "gzip")], b"not gzip at all");
+    assert_eq!(status, 400, "{answer}");
+}

@@ -25,6 +25,9 @@ sources:
   - name: nanomdm
     kind: nanomdm
     tokens: ["${file:source-token}"]
+  - name: devlogs
+    kind: unified-log
+    tokens: ["${file:source-token}"]
 rules: []
 "#;
 
