@@ -25,6 +25,19 @@ impl EngineError {
     }
 }
 
+impl From<crate::store::StoreError> for EngineError {
+    fn from(e: crate::store::StoreError) -> EngineError {
+        match e {
+            // The store went away with the engine.
+            crate::store::StoreError::Closed => EngineError::ShuttingDown,
+            e => EngineError::Store {
+                message: e.to_string(),
+                retryable: e.is_retryable(),
+            },
+        }
+    }
+}
+
 /// Why one event of a batch was not accepted (the others may have been).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PutError {

@@ -1,17 +1,18 @@
 //! The engine: buses, rules, the durable log and delivery queue, retries, the
-//! dead-letter queue, the scheduler. Storage sits behind the [`store::Store`] trait.
+//! dead-letter queue, the scheduler. Storage sits behind the role traits of
+//! [`store`], held as one `Arc<dyn store::Store>`.
 //!
 //! Flow: [`Engine::put`] matches each event against its bus's rules, then the
-//! writer thread commits the event and one job per (rule, target) in one
-//! transaction; only then is the put acknowledged. The dispatcher delivers jobs
-//! (handed over in memory, or found by scanning the store after a restart), records
-//! each outcome, retries with backoff, and dead-letters what cannot be delivered.
+//! store appends the event and one job per (rule, target) atomically, the jobs
+//! claimed by this process; only then is the put acknowledged. The dispatcher
+//! delivers jobs (handed over in memory, or claimed from the store after a
+//! restart or when a retry falls due), records each outcome with its claim's
+//! fence, retries with backoff, and dead-letters what cannot be delivered.
 
 mod engine;
 mod error;
 mod rules;
 pub mod store;
-mod writer;
 
 pub use engine::{
     idempotency_key, Engine, PutOutcome, Settings, DELIVERY_SOURCE, SCHEDULER_SOURCE,

@@ -100,18 +100,6 @@ impl InternalEvent for StoreBatchCommitted {
     }
 }
 
-/// The delivery backlog as last read from the store.
-#[derive(Debug)]
-pub struct BacklogObserved {
-    pub pending: u64,
-}
-
-impl InternalEvent for BacklogObserved {
-    fn emit(self) {
-        DELIVERY_BACKLOG.get().set(self.pending as f64);
-    }
-}
-
 /// An event made from an MDM server's webhook.
 #[derive(Debug)]
 pub struct MdmWebhookEvent<'a> {

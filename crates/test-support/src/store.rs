@@ -1,29 +1,40 @@
-//! The store conformance suite: what every storage backend must do, as one function
-//! per behaviour over `&mut dyn Store`. A backend's tests run all of them with one
-//! line, one `#[test]` each so a failure names its behaviour:
+//! The store conformance suite: what every storage backend must do, as one async
+//! function per behaviour over `&dyn Store`. A backend's tests run all of them with
+//! one line, one `#[tokio::test]` each so a failure names its behaviour:
 //!
 //! ```text
-//! fleetbus_test_support::store_conformance!(|| {
+//! fleetbus_test_support::store_conformance!(|options| {
 //!     let dir = tempfile::tempdir().unwrap();
-//!     let store = SqliteStore::open(dir.path()).unwrap();
+//!     let store = SqliteStore::open(dir.path(), options).unwrap();
 //!     (Box::new(store) as Box<dyn Store>, dir)
 //! });
 //! ```
 //!
-//! The opener returns the store and a guard kept alive for the test (a temporary
-//! directory, a database to drop).
+//! The opener gets the [`OPTIONS`] to open with and returns the store and a guard
+//! kept alive for the test (a temporary directory, a database to drop). Every case
+//! passes its own clock (`now`), so leases and windows are exact.
 
 use std::sync::Arc;
 
-use fleetbus_engine::store::{Appended, JobUpdate, Millis, NewEvent, PruneCursor, Store};
+use fleetbus_engine::store::{
+    Appended, JobUpdate, Millis, NewEvent, PruneCursor, Store, StoreOptions, FIRST_FENCE,
+};
 use fleetbus_event::{Event, Meta, StoredEvent};
 use time::OffsetDateTime;
 
 /// A point in the suite's time, well after the epoch; every case counts from it.
 const T0: Millis = 1_800_000_000_000;
 const MINUTE: Millis = 60_000;
-/// The dedup window the cases commit with.
+/// The dedup window the cases open the store with.
 const WINDOW: Millis = 10 * MINUTE;
+/// How long a claim holds.
+const LEASE: Millis = 5 * MINUTE;
+
+/// What the opener must open the store with.
+pub const OPTIONS: StoreOptions = StoreOptions {
+    dedup_window_ms: WINDOW,
+    lease_ms: LEASE,
+};
 
 /// An event `source`/`id` received at `at`, naming `resources`, with jobs for
 /// `targets` of rule `r`.
@@ -49,11 +60,30 @@ fn new_event(source: &str, id: &str, at: Millis, resources: &[&str], targets: &[
     NewEvent::new(StoredEvent { event, meta }, &json, jobs, Vec::new()).expect("valid event")
 }
 
-/// Commits `events` at their own time and returns the answers.
-fn append(store: &mut dyn Store, events: Vec<NewEvent>, now: Millis) -> Vec<Appended> {
+/// Appends `events` at `now` and returns the answers.
+async fn append(store: &dyn Store, events: Vec<NewEvent>, now: Millis) -> Vec<Appended> {
     store
-        .commit(&events, &[], now, WINDOW)
-        .expect("commit succeeds")
+        .append(events, now)
+        .await
+        .expect("append succeeds")
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect()
+}
+
+/// Applies `updates` at `now`; returns the ids refused for a stale fence.
+async fn complete(store: &dyn Store, updates: Vec<JobUpdate>, now: Millis) -> Vec<i64> {
+    store
+        .complete(updates, Vec::new(), now)
+        .await
+        .expect("completion succeeds")
+        .fenced
+}
+
+/// Ends the appender's claims on `ids`, so they are due at `now`.
+async fn release(store: &dyn Store, ids: &[i64], now: Millis) {
+    let claims = ids.iter().map(|&id| (id, FIRST_FENCE)).collect();
+    store.release(claims, now).await.expect("release succeeds");
 }
 
 fn job_ids(a: &Appended) -> Vec<i64> {
@@ -63,51 +93,53 @@ fn job_ids(a: &Appended) -> Vec<i64> {
     }
 }
 
-fn no_exclusion(_: i64) -> bool {
-    false
-}
-
 /// An appended event reads back whole by id, on each resource's timeline (newest
 /// first) and in its time range.
-pub fn appended_events_read_back(store: &mut dyn Store) {
+pub async fn appended_events_read_back(store: &dyn Store) {
     let a = new_event("s", "a", T0, &["device/C02A"], &[]);
     let b = new_event("s", "b", T0 + 1000, &["device/C02A", "user/ada"], &[]);
     let expected_b = Arc::clone(&b.stored);
-    append(store, vec![a, b], T0 + 1000);
-    let read = store.event("b").unwrap().expect("event b by id");
+    append(store, vec![a, b], T0 + 1000).await;
+    let read = store
+        .event("b".into())
+        .await
+        .unwrap()
+        .expect("event b by id");
     assert_eq!(read.event, expected_b.event);
     assert_eq!(read.meta.ingest_source, "conformance");
-    assert!(store.event("nope").unwrap().is_none());
+    assert!(store.event("nope".into()).await.unwrap().is_none());
     let ids = |events: Vec<StoredEvent>| -> Vec<String> {
         events.into_iter().map(|e| e.event.id).collect()
     };
-    assert_eq!(ids(store.timeline("device/C02A", 10).unwrap()), ["b", "a"]);
-    assert_eq!(ids(store.timeline("user/ada", 10).unwrap()), ["b"]);
-    assert_eq!(ids(store.timeline("device/C02A", 1).unwrap()), ["b"]);
-    assert!(store.timeline("device/none", 10).unwrap().is_empty());
+    let timeline = |r: &str, n| store.timeline(r.to_owned(), n);
+    assert_eq!(ids(timeline("device/C02A", 10).await.unwrap()), ["b", "a"]);
+    assert_eq!(ids(timeline("user/ada", 10).await.unwrap()), ["b"]);
+    assert_eq!(ids(timeline("device/C02A", 1).await.unwrap()), ["b"]);
+    assert!(timeline("device/none", 10).await.unwrap().is_empty());
     assert_eq!(
-        ids(store.events_between(T0, T0 + 1000, 10).unwrap()),
+        ids(store.events_between(T0, T0 + 1000, 10).await.unwrap()),
         ["a"],
         "the range is [from, to)"
     );
     assert_eq!(
-        ids(store.events_between(T0, T0 + 1001, 10).unwrap()),
+        ids(store.events_between(T0, T0 + 1001, 10).await.unwrap()),
         ["a", "b"]
     );
 }
 
 /// A repeat of (source, id) within the window is a duplicate and adds no jobs; the
 /// same id from another source, or after the window, is a new event.
-pub fn duplicates_are_dropped_within_the_window_only(store: &mut dyn Store) {
-    let first = append(store, vec![new_event("s", "x", T0, &[], &["t"])], T0);
+pub async fn duplicates_are_dropped_within_the_window_only(store: &dyn Store) {
+    let first = append(store, vec![new_event("s", "x", T0, &[], &["t"])], T0).await;
     assert_eq!(job_ids(&first[0]).len(), 1);
     let again = append(
         store,
         vec![new_event("s", "x", T0 + MINUTE, &[], &["t"])],
         T0 + MINUTE,
-    );
+    )
+    .await;
     assert!(matches!(again[0], Appended::Duplicate), "{again:?}");
-    // Within one commit too.
+    // Within one append too.
     let both = append(
         store,
         vec![
@@ -115,38 +147,77 @@ pub fn duplicates_are_dropped_within_the_window_only(store: &mut dyn Store) {
             new_event("s", "y", T0 + MINUTE, &[], &["t"]),
         ],
         T0 + MINUTE,
-    );
+    )
+    .await;
     assert!(matches!(both[0], Appended::Stored { .. }), "{both:?}");
     assert!(matches!(both[1], Appended::Duplicate), "{both:?}");
     let other_source = append(
         store,
         vec![new_event("s2", "x", T0 + MINUTE, &[], &[])],
         T0 + MINUTE,
-    );
+    )
+    .await;
     assert!(matches!(other_source[0], Appended::Stored { .. }));
     let later = T0 + WINDOW + MINUTE;
-    let after_window = append(store, vec![new_event("s", "x", later, &[], &[])], later);
+    let after_window = append(store, vec![new_event("s", "x", later, &[], &[])], later).await;
     assert!(
         matches!(after_window[0], Appended::Stored { .. }),
         "{after_window:?}"
     );
-    assert_eq!(store.pending_jobs().unwrap(), 2, "a duplicate queued jobs");
+    assert_eq!(
+        store.pending_jobs().await.unwrap(),
+        2,
+        "a duplicate queued jobs"
+    );
 }
 
-/// New jobs are due at once, oldest first, with their event; excluded ids (in
-/// flight) and the limit are honoured; job ids follow the order of the jobs.
-pub fn new_jobs_are_due_oldest_first(store: &mut dyn Store) {
-    let first = append(store, vec![new_event("s", "1", T0, &[], &["a", "b"])], T0);
+/// Appended jobs are the appender's: nobody can claim them while its lease holds,
+/// and anyone can once it has run out (a crashed appender's jobs are not lost).
+pub async fn appended_jobs_are_claimed_by_the_appender_until_the_lease_ends(store: &dyn Store) {
+    let a = append(store, vec![new_event("s", "1", T0, &[], &["a", "b"])], T0).await;
+    let ids = job_ids(&a[0]);
+    assert!(store.claim(T0, 10).await.unwrap().is_empty());
+    assert!(store.claim(T0 + LEASE - 1, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.next_due(T0).await.unwrap(),
+        Some(T0 + LEASE),
+        "the lease's end"
+    );
+    let taken = store.claim(T0 + LEASE, 10).await.unwrap();
+    let got: Vec<(i64, u64)> = taken.iter().map(|j| (j.id, j.fence)).collect();
+    assert_eq!(got, [(ids[0], FIRST_FENCE + 1), (ids[1], FIRST_FENCE + 1)]);
+    assert!(
+        store.claim(T0 + LEASE, 10).await.unwrap().is_empty(),
+        "a claimed job is not claimed twice"
+    );
+    assert_eq!(
+        store.pending_jobs().await.unwrap(),
+        2,
+        "claimed jobs are pending"
+    );
+}
+
+/// Released jobs are due at once, oldest first, with their event; the limit is
+/// honoured; job ids follow the order of the jobs; a release under a stale fence
+/// changes nothing.
+pub async fn released_jobs_are_claimed_oldest_first(store: &dyn Store) {
+    let first = append(store, vec![new_event("s", "1", T0, &[], &["a", "b"])], T0).await;
     let second = append(
         store,
         vec![new_event("s", "2", T0 + 1, &[], &["c"])],
         T0 + 1,
-    );
+    )
+    .await;
     let ids = job_ids(&first[0]);
     assert_eq!(ids.len(), 2);
-    let due = store.due_jobs(T0 + 1, 10, &no_exclusion).unwrap();
-    let seen: Vec<(String, String)> = due
+    assert!(job_ids(&second[0])[0] > ids[1], "job ids grow");
+    release(store, &[ids[0], ids[1], job_ids(&second[0])[0]], T0 + 1).await;
+    let one = store.claim(T0 + 1, 1).await.unwrap();
+    assert_eq!(one.len(), 1, "the limit is honoured");
+    let rest = store.claim(T0 + 1, 10).await.unwrap();
+    let seen: Vec<(String, String)> = one
         .iter()
+        .chain(&rest)
         .map(|j| (j.target.clone(), j.event.event.id.clone()))
         .collect();
     assert_eq!(
@@ -157,80 +228,109 @@ pub fn new_jobs_are_due_oldest_first(store: &mut dyn Store) {
             ("c".into(), "2".into())
         ]
     );
-    assert_eq!(due[0].id, ids[0]);
-    assert_eq!(due[0].attempts, 0);
-    assert_eq!(due[0].rule, "r");
-    let skip = ids[0];
-    let rest = store.due_jobs(T0 + 1, 10, &|id| id == skip).unwrap();
-    assert_eq!(rest.len(), 2);
-    assert!(rest.iter().all(|j| j.id != skip));
-    assert_eq!(store.due_jobs(T0 + 1, 1, &no_exclusion).unwrap().len(), 1);
-    assert_eq!(store.pending_jobs().unwrap(), 3);
-    assert_eq!(store.counts().unwrap().pending_jobs, 3);
-    assert!(job_ids(&second[0])[0] > ids[1], "job ids grow");
+    assert_eq!(one[0].id, ids[0]);
+    assert_eq!(one[0].attempts, 0);
+    assert_eq!(one[0].rule, "r");
+    // The first claim's fence is stale now: releasing under it does nothing.
+    release(store, &[ids[0]], T0 + 2).await;
+    assert!(store.claim(T0 + 2, 10).await.unwrap().is_empty());
+    assert_eq!(store.pending_jobs().await.unwrap(), 3);
+    assert_eq!(store.counts().await.unwrap().pending_jobs, 3);
 }
 
 /// A retry leaves the job pending but not due before its time, and says when.
-pub fn a_retried_job_falls_due_at_its_time(store: &mut dyn Store) {
-    let a = append(store, vec![new_event("s", "1", T0, &[], &["t"])], T0);
+pub async fn a_retried_job_falls_due_at_its_time(store: &dyn Store) {
+    let a = append(store, vec![new_event("s", "1", T0, &[], &["t"])], T0).await;
     let id = job_ids(&a[0])[0];
     let retry = JobUpdate::Retry {
         id,
+        fence: FIRST_FENCE,
         attempts: 1,
         next_at: T0 + MINUTE,
         error: "503".into(),
     };
-    store.commit(&[], &[retry], T0 + 10, WINDOW).unwrap();
-    assert!(store
-        .due_jobs(T0 + 10, 10, &no_exclusion)
-        .unwrap()
-        .is_empty());
-    assert_eq!(store.next_due(T0 + 10).unwrap(), Some(T0 + MINUTE));
-    let due = store.due_jobs(T0 + MINUTE, 10, &no_exclusion).unwrap();
+    assert!(complete(store, vec![retry], T0 + 10).await.is_empty());
+    assert!(store.claim(T0 + 10, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_due(T0 + 10).await.unwrap(), Some(T0 + MINUTE));
+    let due = store.claim(T0 + MINUTE, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].attempts, 1);
     assert_eq!(
-        store.pending_jobs().unwrap(),
+        store.pending_jobs().await.unwrap(),
         1,
         "a retried job is still pending"
     );
 }
 
+/// Only the latest claim completes a job: an attempt whose lease ran out and whose
+/// job was claimed again is refused, and the new claim's outcome is applied.
+pub async fn a_stale_claim_cannot_complete_a_job(store: &dyn Store) {
+    let a = append(store, vec![new_event("s", "1", T0, &[], &["t"])], T0).await;
+    let id = job_ids(&a[0])[0];
+    let again = store.claim(T0 + LEASE, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let done = |fence| JobUpdate::Done {
+        id,
+        fence,
+        attempts: 1,
+        status: "200".into(),
+    };
+    assert_eq!(
+        complete(store, vec![done(FIRST_FENCE)], T0 + LEASE + 1).await,
+        [id]
+    );
+    assert_eq!(
+        store.pending_jobs().await.unwrap(),
+        1,
+        "a stale completion applied"
+    );
+    assert!(complete(store, vec![done(again[0].fence)], T0 + LEASE + 2)
+        .await
+        .is_empty());
+    assert_eq!(store.pending_jobs().await.unwrap(), 0);
+    assert_eq!(
+        complete(store, vec![done(again[0].fence)], T0 + LEASE + 3).await,
+        [id],
+        "a finished job is not finished twice"
+    );
+}
+
 /// A finished job leaves the queue; a dead one goes to the dead-letter queue with
 /// its error, and a redrive (all, or by id) brings it back with a fresh count.
-pub fn finished_and_dead_jobs_leave_the_queue_and_dead_ones_redrive(store: &mut dyn Store) {
+pub async fn finished_and_dead_jobs_leave_the_queue_and_dead_ones_redrive(store: &dyn Store) {
     let a = append(
         store,
         vec![new_event("s", "1", T0, &[], &["ok", "bad", "worse"])],
         T0,
-    );
+    )
+    .await;
     let ids = job_ids(&a[0]);
-    let updates = [
+    let updates = vec![
         JobUpdate::Done {
             id: ids[0],
+            fence: FIRST_FENCE,
             attempts: 1,
             status: "200".into(),
         },
         JobUpdate::Dead {
             id: ids[1],
+            fence: FIRST_FENCE,
             attempts: 3,
             error: "gave up after 3 attempts".into(),
         },
         JobUpdate::Dead {
             id: ids[2],
+            fence: FIRST_FENCE,
             attempts: 1,
             error: "permanent failure: 400".into(),
         },
     ];
-    store.commit(&[], &updates, T0 + 10, WINDOW).unwrap();
-    assert_eq!(store.pending_jobs().unwrap(), 0);
-    assert!(store
-        .due_jobs(T0 + 10, 10, &no_exclusion)
-        .unwrap()
-        .is_empty());
-    let counts = store.counts().unwrap();
+    assert!(complete(store, updates, T0 + 10).await.is_empty());
+    assert_eq!(store.pending_jobs().await.unwrap(), 0);
+    assert!(store.claim(T0 + LEASE, 10).await.unwrap().is_empty());
+    let counts = store.counts().await.unwrap();
     assert_eq!((counts.pending_jobs, counts.dead_jobs), (0, 2));
-    let dlq = store.dlq_list(10).unwrap();
+    let dlq = store.dlq_list(10).await.unwrap();
     assert_eq!(dlq.len(), 2);
     let bad = dlq
         .iter()
@@ -246,85 +346,95 @@ pub fn finished_and_dead_jobs_leave_the_queue_and_dead_ones_redrive(store: &mut 
         ("1", "r", "bad", 3)
     );
     assert_eq!(bad.error, "gave up after 3 attempts");
-    assert_eq!(store.dlq_list(1).unwrap().len(), 1, "the limit is honoured");
     assert_eq!(
-        store.dlq_redrive(Some(&[ids[1]]), T0 + 20).unwrap(),
+        store.dlq_list(1).await.unwrap().len(),
+        1,
+        "the limit is honoured"
+    );
+    assert_eq!(
+        store
+            .dlq_redrive(Some(vec![ids[1]]), T0 + 20)
+            .await
+            .unwrap(),
         [ids[1]]
     );
     assert_eq!(
-        store.dlq_redrive(Some(&[ids[0]]), T0 + 20).unwrap(),
+        store
+            .dlq_redrive(Some(vec![ids[0]]), T0 + 20)
+            .await
+            .unwrap(),
         Vec::<i64>::new(),
         "only dead jobs redrive"
     );
-    let due = store.due_jobs(T0 + 20, 10, &no_exclusion).unwrap();
-    assert_eq!(due.len(), 1);
+    let due = store.claim(T0 + 20, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "a redriven job is due at once");
     assert_eq!((due[0].id, due[0].attempts), (ids[1], 0));
-    assert_eq!(store.dlq_redrive(None, T0 + 30).unwrap(), [ids[2]]);
-    assert_eq!(store.counts().unwrap().dead_jobs, 0);
-    assert_eq!(store.pending_jobs().unwrap(), 2);
+    assert_eq!(store.dlq_redrive(None, T0 + 30).await.unwrap(), [ids[2]]);
+    assert_eq!(store.counts().await.unwrap().dead_jobs, 0);
+    assert_eq!(store.pending_jobs().await.unwrap(), 2);
 }
 
-/// Events and jobs commit together: each event's answer carries its own jobs.
-pub fn one_commit_appends_events_and_applies_updates_together(store: &mut dyn Store) {
-    let a = append(store, vec![new_event("s", "1", T0, &[], &["t"])], T0);
+/// A completion appends its outcome events with the updates: each event's answer
+/// carries its own jobs.
+pub async fn a_completion_appends_events_and_applies_updates_together(store: &dyn Store) {
+    let a = append(store, vec![new_event("s", "1", T0, &[], &["t"])], T0).await;
     let old = job_ids(&a[0])[0];
-    let answers = store
-        .commit(
-            &[
-                new_event("s", "2", T0 + 1, &[], &["u", "v"]),
-                new_event("s", "3", T0 + 1, &[], &[]),
-            ],
-            &[JobUpdate::Done {
+    let completed = store
+        .complete(
+            vec![JobUpdate::Done {
                 id: old,
+                fence: FIRST_FENCE,
                 attempts: 1,
                 status: "200".into(),
             }],
+            vec![
+                new_event("s", "2", T0 + 1, &[], &["u", "v"]),
+                new_event("s", "3", T0 + 1, &[], &[]),
+            ],
             T0 + 1,
-            WINDOW,
         )
+        .await
         .unwrap();
+    assert!(completed.fenced.is_empty());
+    let answers: Vec<Appended> = completed.appended.into_iter().map(|(_, a)| a).collect();
     assert_eq!(answers.len(), 2);
     assert_eq!(job_ids(&answers[0]).len(), 2);
     assert!(job_ids(&answers[1]).is_empty());
-    assert_eq!(store.pending_jobs().unwrap(), 2);
+    assert_eq!(store.pending_jobs().await.unwrap(), 2);
 }
 
 /// Pruning removes old events without pending or dead jobs and old finished jobs,
 /// in chunks, and keeps everything else.
-pub fn pruning_keeps_what_is_still_owed(store: &mut dyn Store) {
-    let old = [
+pub async fn pruning_keeps_what_is_still_owed(store: &dyn Store) {
+    let old = vec![
         new_event("s", "old-done", T0, &["device/P"], &["t"]),
         new_event("s", "old-pending", T0 + 1, &["device/P"], &["t"]),
         new_event("s", "old-dead", T0 + 2, &["device/P"], &["t"]),
         new_event("s", "old-plain", T0 + 3, &["device/P"], &[]),
     ];
-    let answers = store.commit(&old, &[], T0 + 3, WINDOW).unwrap();
+    let answers = append(store, old, T0 + 3).await;
     let done = job_ids(&answers[0])[0];
     let dead = job_ids(&answers[2])[0];
     // The finished job's last update is old; the dead one's is recent.
+    let update = JobUpdate::Done {
+        id: done,
+        fence: FIRST_FENCE,
+        attempts: 1,
+        status: "200".into(),
+    };
+    assert!(complete(store, vec![update], T0 + 10).await.is_empty());
     store
-        .commit(
-            &[],
-            &[JobUpdate::Done {
-                id: done,
-                attempts: 1,
-                status: "200".into(),
-            }],
-            T0 + 10,
-            WINDOW,
-        )
-        .unwrap();
-    store
-        .commit(
-            &[new_event("s", "new", T0 + 10 * MINUTE, &["device/P"], &[])],
-            &[JobUpdate::Dead {
+        .complete(
+            vec![JobUpdate::Dead {
                 id: dead,
+                fence: FIRST_FENCE,
                 attempts: 1,
                 error: "400".into(),
             }],
+            vec![new_event("s", "new", T0 + 10 * MINUTE, &["device/P"], &[])],
             T0 + 10 * MINUTE,
-            WINDOW,
         )
+        .await
         .unwrap();
     let (mut events, mut jobs) = (0, 0);
     // Two passes: an event whose last job the first pass removed may go in the next.
@@ -333,9 +443,11 @@ pub fn pruning_keeps_what_is_still_owed(store: &mut dyn Store) {
         let mut chunks = 0;
         loop {
             // One row per chunk: the cursor must carry the pass forward.
-            let p = store
-                .prune(T0 + 5 * MINUTE, T0 + 5 * MINUTE, 1, &mut cursor)
+            let (p, next) = store
+                .prune(T0 + 5 * MINUTE, T0 + 5 * MINUTE, 1, cursor)
+                .await
                 .unwrap();
+            cursor = next;
             events += p.events;
             jobs += p.jobs;
             chunks += 1;
@@ -351,42 +463,80 @@ pub fn pruning_keeps_what_is_still_owed(store: &mut dyn Store) {
     );
     assert_eq!(events, 2, "old-done and old-plain go");
     for kept in ["old-pending", "old-dead", "new"] {
-        assert!(store.event(kept).unwrap().is_some(), "{kept} was pruned");
+        assert!(
+            store.event(kept.into()).await.unwrap().is_some(),
+            "{kept} was pruned"
+        );
     }
     for gone in ["old-done", "old-plain"] {
-        assert!(store.event(gone).unwrap().is_none(), "{gone} was kept");
+        assert!(
+            store.event(gone.into()).await.unwrap().is_none(),
+            "{gone} was kept"
+        );
     }
     let timeline: Vec<String> = store
-        .timeline("device/P", 10)
+        .timeline("device/P".into(), 10)
+        .await
         .unwrap()
         .into_iter()
         .map(|e| e.event.id)
         .collect();
     assert_eq!(timeline, ["new", "old-dead", "old-pending"]);
-    assert_eq!(store.dlq_list(10).unwrap().len(), 1);
+    assert_eq!(store.dlq_list(10).await.unwrap().len(), 1);
 }
 
-/// One `#[test]` per behaviour of the suite, for a backend opened by `$open`: an
-/// expression of a closure returning `(Box<dyn Store>, guard)`.
+/// A role has one holder at a time: it renews its own hold, and another holder
+/// gets the role only once the hold has run out unrenewed. Roles are separate.
+pub async fn leadership_has_one_holder_until_its_hold_runs_out(store: &dyn Store) {
+    let lead = |who: &str, now| store.lead("prune", who.to_owned(), now, MINUTE);
+    assert!(lead("a", T0).await.unwrap());
+    assert!(!lead("b", T0 + 1).await.unwrap());
+    assert!(
+        lead("a", T0 + MINUTE - 1).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !lead("b", T0 + MINUTE).await.unwrap(),
+        "renewed until T0 + 2 min - 1"
+    );
+    assert!(
+        store
+            .lead("schedule", "b".into(), T0 + 1, MINUTE)
+            .await
+            .unwrap(),
+        "another role is free"
+    );
+    assert!(
+        lead("b", T0 + 2 * MINUTE - 1).await.unwrap(),
+        "taken once run out"
+    );
+    assert!(!lead("a", T0 + 2 * MINUTE).await.unwrap());
+}
+
+/// One `#[tokio::test]` per behaviour of the suite, for a backend opened by
+/// `$open`: a closure taking the [`OPTIONS`] and returning `(Box<dyn Store>, guard)`.
 #[macro_export]
 macro_rules! store_conformance {
     ($open:expr) => {
         $crate::store_conformance!(@cases $open;
             appended_events_read_back,
             duplicates_are_dropped_within_the_window_only,
-            new_jobs_are_due_oldest_first,
+            appended_jobs_are_claimed_by_the_appender_until_the_lease_ends,
+            released_jobs_are_claimed_oldest_first,
             a_retried_job_falls_due_at_its_time,
+            a_stale_claim_cannot_complete_a_job,
             finished_and_dead_jobs_leave_the_queue_and_dead_ones_redrive,
-            one_commit_appends_events_and_applies_updates_together,
-            pruning_keeps_what_is_still_owed
+            a_completion_appends_events_and_applies_updates_together,
+            pruning_keeps_what_is_still_owed,
+            leadership_has_one_holder_until_its_hold_runs_out
         );
     };
     (@cases $open:expr; $($case:ident),*) => {
         $(
-            #[test]
-            fn $case() {
-                let (mut store, _guard) = ($open)();
-                $crate::store::$case(&mut *store);
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = ($open)($crate::store::OPTIONS);
+                $crate::store::$case(&*store).await;
             }
         )*
     };

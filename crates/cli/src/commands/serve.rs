@@ -82,8 +82,12 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
         // `# HELP` lines for every metric, from the one catalogue.
         fleetbus_telemetry::describe();
     }
-    let store =
-        fleetbus_engine::store::open(&config.storage, &data_dir).context("opening the store")?;
+    let store = fleetbus_engine::store::open(
+        &config.storage,
+        &data_dir,
+        fleetbus_engine::store::StoreOptions::from_config(&config),
+    )
+    .context("opening the store")?;
     let assets_path = data_dir.join("assets.db");
     // One facade for the targets and the API: its bound on blocking calls is shared.
     let assets = fleetbus_assets::AssetStore::open(&assets_path)

@@ -1,7 +1,8 @@
-//! The dispatcher: jobs handed over in memory, or found by scanning the store
-//! (after a restart, a full hand-over queue, or a retry falling due), run within
+//! The dispatcher: jobs handed over in memory, or claimed from the store (after a
+//! restart, a full hand-over queue, a retry or a lease falling due), run within
 //! each target's concurrency and rate limits.
 
+use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};
 
 use fleetbus_targets::{transform, DeliveryContext, DeliveryError};
@@ -10,11 +11,12 @@ use tokio::sync::mpsc;
 use std::sync::atomic::Ordering;
 
 use super::{engine_backlog_set, Engine, Ready};
-use crate::store::Job;
-use crate::writer::now_ms;
+use crate::store::{now_ms, Job, Millis, StoreError};
 
 /// Longest time between two scans of the store for due jobs.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Most jobs claimed per scan.
+const SCAN_PAGE: usize = 1024;
 
 impl Engine {
     pub(super) async fn dispatch(self, mut ready: mpsc::Receiver<Ready>) {
@@ -32,33 +34,26 @@ impl Engine {
         }
     }
 
-    /// Starts due jobs from the store; returns when to scan next: at once when the
-    /// page was full, when the next retry falls due, or after [`SCAN_INTERVAL`].
-    /// Jobs due now but in flight are not a reason to scan again: scanning runs on
-    /// the writer thread, and every scan delays the commits queued behind it.
+    /// Claims due jobs from the store and starts them; returns when to scan next:
+    /// at once when the page was full, when the next retry or lease falls due, or
+    /// after [`SCAN_INTERVAL`].
     pub(super) async fn scan(&self) -> tokio::time::Instant {
-        let inner = self.inner.clone();
-        let result = self
-            .inner
-            .writer
-            .read(move |s| {
-                let now = now_ms();
-                let jobs = {
-                    let inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                    s.due_jobs(now, 1024, &|id| inflight.contains(&id))?
-                };
-                let next = s.next_due(now)?;
-                // Idle: the store's count of pending jobs corrects the in-memory
-                // backlog, so no drift (a lost decrement, a crash) can hold ingest at
-                // 429 while nothing is pending.
-                let pending = if jobs.is_empty() {
-                    Some(s.pending_jobs()?)
-                } else {
-                    None
-                };
-                Ok((jobs, next, pending))
-            })
-            .await;
+        let result: Result<_, StoreError> = async {
+            let store = &self.inner.store;
+            let now = now_ms();
+            let jobs = store.claim(now, SCAN_PAGE).await?;
+            let next = store.next_due(now).await?;
+            // Idle: the store's count of pending jobs corrects the in-memory
+            // backlog, so no drift (a lost decrement, a crash) can hold ingest at
+            // 429 while nothing is pending.
+            let pending = if jobs.is_empty() {
+                Some(store.pending_jobs().await?)
+            } else {
+                None
+            };
+            Ok((jobs, next, pending))
+        }
+        .await;
         let now = tokio::time::Instant::now();
         match result {
             Ok((jobs, next, pending)) => {
@@ -66,7 +61,7 @@ impl Engine {
                     self.inner.backlog.store(pending, Ordering::Relaxed);
                     engine_backlog_set(&self.inner, pending);
                 }
-                let full = jobs.len() >= 1024;
+                let full = jobs.len() >= SCAN_PAGE;
                 for job in jobs {
                     self.start_job(job);
                 }
@@ -76,7 +71,7 @@ impl Engine {
                 match next {
                     Some(at) => {
                         let wait = Duration::from_millis(
-                            (at - now_ms()).clamp(0, SCAN_INTERVAL.as_millis() as i64) as u64,
+                            (at - now_ms()).clamp(0, SCAN_INTERVAL.as_millis() as Millis) as u64,
                         );
                         now + wait.max(Duration::from_millis(5))
                     }
@@ -90,18 +85,55 @@ impl Engine {
         }
     }
 
-    /// Starts a job the scan found, unless this process already owns it (queued
-    /// from ingest or running).
+    /// Starts a job the scan claimed, unless this process already owns it (queued
+    /// or running, its lease run out): then the new claim's fence is what its
+    /// completion will carry, and the claim has renewed the lease.
     pub(super) fn start_job(&self, job: Job) {
-        let claimed = self
+        let start = match self
             .inner
             .inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id);
-        if claimed {
+            .entry(job.id)
+        {
+            Entry::Occupied(mut owned) => {
+                *owned.get_mut() = job.fence;
+                false
+            }
+            Entry::Vacant(free) => {
+                free.insert(job.fence);
+                true
+            }
+        };
+        if start {
             self.run_owned(job);
         }
+    }
+
+    /// The fence of this process's latest claim of `job`.
+    pub(super) fn fence_of(&self, job: &Job) -> u64 {
+        self.inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&job.id)
+            .copied()
+            .unwrap_or(job.fence)
+    }
+
+    /// Gives owned jobs back to the queue, due now, for a scan (here or in another
+    /// process) to claim: they could not be handed over or run.
+    pub(super) fn release_jobs(&self, jobs: Vec<(i64, u64)>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.inner.store.release(jobs, now_ms()).await {
+                tracing::warn!(error = %e, "releasing claimed deliveries failed; they are delivered once their lease runs out");
+            }
+            engine.inner.wake.notify_one();
+        });
     }
 
     /// Runs a job already marked in flight, and releases it once its outcome is
@@ -136,6 +168,7 @@ impl Engine {
             return;
         };
         let Ok(permit) = entry.concurrency.acquire().await else {
+            self.release_jobs(vec![(job.id, self.fence_of(&job))]);
             return;
         };
         entry.rate_slot().await;

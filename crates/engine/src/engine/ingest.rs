@@ -10,8 +10,7 @@ use super::{engine_backlog_set, Engine, PutOutcome, Ready};
 use fleetbus_telemetry::{EventDuplicate, EventHopLimited, InternalEvent};
 
 use crate::rules::RuleSet;
-use crate::store::{Appended, Job, NewEvent};
-use crate::writer::now_ms;
+use crate::store::{now_ms, Appended, Job, NewEvent, FIRST_FENCE};
 use crate::{EngineError, PutError};
 
 impl Engine {
@@ -68,13 +67,13 @@ impl Engine {
             if reserve {
                 self.reserve(jobs)?;
             }
-            let committed = match self.inner.writer.commit(batch, Vec::new()).await {
+            let committed = match self.inner.store.append(batch, now_ms()).await {
                 Ok(c) => c,
                 Err(e) => {
                     if reserve {
                         self.release(jobs);
                     }
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             for (slot, (new, result)) in ids.into_iter().zip(committed) {
@@ -223,16 +222,16 @@ impl Engine {
                     retryable: false,
                 }
             })?;
-        let committed = self.inner.writer.commit(vec![new], Vec::new()).await?;
+        let committed = self.inner.store.append(vec![new], now_ms()).await?;
         if let Some((new, Appended::Stored { job_ids, .. })) = committed.into_iter().next() {
             self.enqueue(new, job_ids, false);
         }
         Ok(())
     }
 
-    /// Hands a committed event's jobs to the dispatcher. Each job is marked owned
-    /// (in flight) before it is queued, so the store scan cannot start it as well:
-    /// a job queued here and also found by a scan would run twice, and count twice
+    /// Hands a committed event's jobs to the dispatcher. The append claimed them
+    /// for this process, and each is marked owned before it is queued: a job
+    /// queued here and also started from a scan would run twice, and count twice
     /// off the backlog.
     pub(super) fn enqueue(&self, new: NewEvent, job_ids: Vec<i64>, reserved: bool) {
         if job_ids.is_empty() {
@@ -247,27 +246,30 @@ impl Engine {
             .inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(job_ids.iter().copied());
+            .extend(job_ids.iter().map(|&id| (id, FIRST_FENCE)));
         let created_at = now_ms();
+        let mut overflow = Vec::new();
         for ((rule, target), id) in new.jobs.into_iter().zip(job_ids) {
             let job = Job {
                 id,
                 rule,
                 target,
                 attempts: 0,
+                fence: FIRST_FENCE,
                 created_at,
                 event: new.stored.clone(),
             };
             if self.inner.ready.try_send(Ready { job }).is_err() {
-                // Not queued: released for the scan to find in the store.
+                // Not queued: given back to the store for a scan to claim.
                 self.inner
                     .inflight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
-                self.inner.wake.notify_one();
+                overflow.push((id, FIRST_FENCE));
             }
         }
+        self.release_jobs(overflow);
     }
 
     /// Puts an event the engine or a target produced; failures are logged, since

@@ -14,7 +14,7 @@ mod record;
 mod retry;
 mod schedule;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -27,8 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::rules::RuleSet;
-use crate::store::{Counts, DlqEntry, Job, JobUpdate, Millis, NewEvent, Store};
-use crate::writer::{now_ms, Writer};
+use crate::store::{now_ms, Counts, DlqEntry, Job, JobUpdate, Millis, NewEvent, Store};
 use crate::EngineError;
 
 /// Source of delivery outcome events.
@@ -41,7 +40,6 @@ pub const SCHEDULER_SOURCE: &str = "fleetbus.scheduler";
 pub struct Settings {
     pub hop_limit: u32,
     pub max_backlog: u64,
-    pub dedup_window: Duration,
     pub account: String,
     pub region: String,
     /// How long shutdown waits for deliveries in flight.
@@ -57,7 +55,6 @@ impl Settings {
         Settings {
             hop_limit: config.server.hop_limit,
             max_backlog: config.server.max_backlog,
-            dedup_window: config.server.dedup_window,
             account: config.server.account.clone(),
             region: config.server.region.clone(),
             shutdown_grace: Duration::from_secs(10),
@@ -104,11 +101,16 @@ const READY_QUEUE: usize = 8192;
 const FINISHED_QUEUE: usize = 4096;
 
 struct Inner {
-    writer: Writer,
+    store: Arc<dyn Store>,
+    /// This process among any sharing the store: who holds leadership.
+    holder: String,
     rules: RwLock<Arc<RuleSet>>,
     settings: Settings,
     backlog: AtomicU64,
-    inflight: Mutex<HashSet<i64>>,
+    /// Jobs this process owns (queued or running), with the fence of their latest
+    /// claim: a job is started at most once per process while it is here, and its
+    /// completion carries the newest fence (a re-claim of an owned job renews it).
+    inflight: Mutex<HashMap<i64, u64>>,
     ready: mpsc::Sender<Ready>,
     /// `fleetbus_delivery_backlog`, looked up once: it is set on every enqueue.
     backlog_gauge: metrics::Gauge,
@@ -127,24 +129,24 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine on a store: the writer thread, the dispatcher and the
-    /// scheduler. Pending jobs left by a previous run are delivered again.
+    /// Starts the engine on a store: the dispatcher, the recorder, the scheduler
+    /// and the pruner. Pending jobs left by a previous run are delivered again.
     pub async fn start(
         config: &Config,
-        store: Box<dyn Store>,
+        store: Arc<dyn Store>,
         settings: Settings,
     ) -> Result<Engine, EngineError> {
         let rules = Arc::new(RuleSet::build(config)?);
-        let (writer, _thread) = Writer::spawn(store, millis(settings.dedup_window));
-        let counts = writer.read(|s| s.counts()).await?;
+        let counts = store.counts().await?;
         let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
         let (finished_tx, finished_rx) = mpsc::channel(FINISHED_QUEUE);
         let inner = Arc::new(Inner {
-            writer,
+            store,
+            holder: uuid::Uuid::new_v4().to_string(),
             rules: RwLock::new(rules),
             settings,
             backlog: AtomicU64::new(counts.pending_jobs),
-            inflight: Mutex::new(HashSet::new()),
+            inflight: Mutex::new(HashMap::new()),
             ready: ready_tx,
             backlog_gauge: fleetbus_telemetry::catalogue::DELIVERY_BACKLOG.get(),
             finished: finished_tx,
@@ -223,20 +225,16 @@ impl Engine {
     }
 
     pub async fn counts(&self) -> Result<Counts, EngineError> {
-        self.inner.writer.read(|s| s.counts()).await
+        Ok(self.inner.store.counts().await?)
     }
 
     pub async fn dlq_list(&self, limit: usize) -> Result<Vec<DlqEntry>, EngineError> {
-        self.inner.writer.read(move |s| s.dlq_list(limit)).await
+        Ok(self.inner.store.dlq_list(limit).await?)
     }
 
     /// Sends dead-lettered jobs (all, or the given ids) back for delivery.
     pub async fn dlq_redrive(&self, ids: Option<Vec<i64>>) -> Result<Vec<i64>, EngineError> {
-        let moved = self
-            .inner
-            .writer
-            .read(move |s| s.dlq_redrive(ids.as_deref(), now_ms()))
-            .await?;
+        let moved = self.inner.store.dlq_redrive(ids, now_ms()).await?;
         let pending = self
             .inner
             .backlog
@@ -248,7 +246,7 @@ impl Engine {
     }
 
     pub async fn event(&self, id: String) -> Result<Option<StoredEvent>, EngineError> {
-        self.inner.writer.read(move |s| s.event(&id)).await
+        Ok(self.inner.store.event(id).await?)
     }
 
     pub async fn timeline(
@@ -256,10 +254,7 @@ impl Engine {
         resource: String,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, EngineError> {
-        self.inner
-            .writer
-            .read(move |s| s.timeline(&resource, limit))
-            .await
+        Ok(self.inner.store.timeline(resource, limit).await?)
     }
 
     /// Stops intake and scheduling, lets deliveries in flight finish for the grace
@@ -273,6 +268,25 @@ impl Engine {
         {
             tracing::warn!("deliveries still in flight at shutdown are left pending and will be retried on start");
         }
+    }
+}
+
+/// Shortest hold on a leadership role: a leader renews it each time it acts.
+const LEADERSHIP_TTL: Millis = 60_000;
+
+impl Engine {
+    /// Takes or renews `role` for this process until `now + ttl_ms`.
+    async fn lead(
+        &self,
+        role: &'static str,
+        now: Millis,
+        ttl_ms: Millis,
+    ) -> Result<bool, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .lead(role, self.inner.holder.clone(), now, ttl_ms)
+            .await?)
     }
 }
 
@@ -302,6 +316,7 @@ fn _assert_send_sync() {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::StoreOptions;
     use fleetbus_event::{Event, Meta};
 
     const CONFIG: &str = "rules:
@@ -313,8 +328,9 @@ mod tests {
 
     async fn engine(dir: &std::path::Path) -> Engine {
         let config = fleetbus_config::load_str("c.yaml", CONFIG, dir).unwrap();
-        let store = SqliteStore::open(&dir.join("data")).unwrap();
-        Engine::start(&config, Box::new(store), Settings::from_config(&config))
+        let store =
+            SqliteStore::open(&dir.join("data"), StoreOptions::from_config(&config)).unwrap();
+        Engine::start(&config, Arc::new(store), Settings::from_config(&config))
             .await
             .unwrap()
     }

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use fleetbus_telemetry::{InternalEvent, Pruned};
 
-use super::{millis, Engine};
-use crate::store::PruneCursor;
-use crate::writer::now_ms;
+use super::{millis, Engine, LEADERSHIP_TTL};
+use crate::store::{now_ms, PruneCursor};
 use crate::EngineError;
 
 /// Rows removed per pruning transaction: small enough that a commit waiting
@@ -43,10 +42,21 @@ impl Engine {
         }
     }
 
-    /// One pass over everything past retention; returns (events, jobs) removed.
+    /// One pass over everything past retention, when this process leads pruning;
+    /// returns (events, jobs) removed.
     pub(super) async fn prune_once(&self) -> Result<(usize, usize), EngineError> {
         let r = &self.inner.settings.retention;
         let now = now_ms();
+        if !self
+            .lead(
+                "prune",
+                now,
+                millis(r.archive.min(r.deliveries) / 4).max(LEADERSHIP_TTL),
+            )
+            .await?
+        {
+            return Ok((0, 0));
+        }
         let events_before = now.saturating_sub(millis(r.archive));
         let jobs_before = now.saturating_sub(millis(r.deliveries));
         let (mut events, mut jobs) = (0, 0);
@@ -57,12 +67,8 @@ impl Engine {
             }
             let (p, next) = self
                 .inner
-                .writer
-                .read(move |s| {
-                    let mut c = cursor;
-                    s.prune(events_before, jobs_before, PRUNE_CHUNK, &mut c)
-                        .map(|p| (p, c))
-                })
+                .store
+                .prune(events_before, jobs_before, PRUNE_CHUNK, cursor)
                 .await?;
             cursor = next;
             Pruned {

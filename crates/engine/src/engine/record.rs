@@ -15,8 +15,7 @@ use super::{engine_backlog_set, Engine, Finished, DELIVERY_SOURCE, FINISHED_QUEU
 use fleetbus_telemetry::TargetMetrics;
 
 use crate::rules::TargetEntry;
-use crate::store::{Job, JobUpdate, Millis, NewEvent};
-use crate::writer::now_ms;
+use crate::store::{now_ms, Job, JobUpdate, Millis, NewEvent};
 
 /// How long the recorder gathers finished attempts before committing them. Every
 /// commit is an fsync on the one writer, and an ingest commit queued behind an
@@ -36,6 +35,8 @@ impl Engine {
         latency: Duration,
     ) {
         let attempts = job.attempts + 1;
+        // The latest claim's fence: a scan may have renewed the claim meanwhile.
+        let fence = self.fence_of(job);
         // A target gone with a reload still counts under its old labels.
         let gone;
         let metrics = match entry {
@@ -61,6 +62,7 @@ impl Engine {
                 (
                     JobUpdate::Done {
                         id: job.id,
+                        fence,
                         attempts,
                         status: delivered.status.clone(),
                     },
@@ -79,6 +81,7 @@ impl Engine {
                         (
                             JobUpdate::Dead {
                                 id: job.id,
+                                fence,
                                 attempts,
                                 error: why.clone(),
                             },
@@ -91,6 +94,7 @@ impl Engine {
                         (
                             JobUpdate::Retry {
                                 id: job.id,
+                                fence,
                                 attempts,
                                 next_at: now_ms() + delay.as_millis() as Millis,
                                 error: err.to_string(),
@@ -165,7 +169,7 @@ impl Engine {
     }
 
     /// Commits finished attempts in batches: whatever finished while the previous
-    /// batch was committing goes in one writer command. Ends once shutdown has
+    /// batch was committing goes in one completion. Ends once shutdown has
     /// closed the task tracker and every delivery task is done.
     pub(super) async fn record(self, mut rx: mpsc::Receiver<Finished>) {
         let mut batch = Vec::new();
@@ -191,13 +195,21 @@ impl Engine {
                 events.extend(f.outcome);
                 replies.push(f.recorded);
             }
-            let finished = updates
+            let ends: Vec<(i64, bool)> = updates
                 .iter()
-                .filter(|u| !matches!(u, JobUpdate::Retry { .. }))
-                .count() as u64;
-            let retried = finished < updates.len() as u64;
-            match self.inner.writer.commit(events, updates).await {
-                Ok(committed) => {
+                .map(|u| (u.id(), !matches!(u, JobUpdate::Retry { .. })))
+                .collect();
+            let retried = ends.iter().any(|&(_, ends)| !ends);
+            match self.inner.store.complete(updates, events, now_ms()).await {
+                Ok(completed) => {
+                    for id in &completed.fenced {
+                        tracing::warn!(job = id, "delivery outcome not recorded: the job was claimed again after its lease ran out, and that claim decides");
+                    }
+                    // Only applied completions leave the backlog.
+                    let finished = ends
+                        .iter()
+                        .filter(|(id, ends)| *ends && !completed.fenced.contains(id))
+                        .count() as u64;
                     // Saturating: a count can never wrap below zero into a backlog
                     // that refuses every request.
                     let pending = self
@@ -213,7 +225,7 @@ impl Engine {
                         self.inner.wake.notify_one();
                     }
                     let rules = self.rules();
-                    for (new, result) in committed {
+                    for (new, result) in completed.appended {
                         self.accepted(&rules, new, result, false);
                     }
                     for reply in replies {

@@ -9,7 +9,8 @@ use serde_json::Map;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, SCHEDULER_SOURCE};
+use super::{Engine, LEADERSHIP_TTL, SCHEDULER_SOURCE};
+use crate::store::now_ms;
 
 /// Namespace of scheduled events' ids (UUID v5).
 const SCHEDULED_IDS: uuid::Uuid = uuid::Uuid::from_u128(0x6a1f_3c0e_9b7d_4e52_a8c1_2f40_d95e_7b13);
@@ -68,6 +69,18 @@ impl Engine {
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+            }
+            // One process fires each tick (the ids would dedupe a second firing,
+            // but a follower should not even try).
+            match self.lead("schedule", now_ms(), LEADERSHIP_TTL).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    after = at;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %rule, error = %e, "cannot tell whether this process leads scheduling; firing anyway (a duplicate firing is deduplicated by its id)");
+                }
             }
             let s = &self.inner.settings;
             let mut event = Event::new(SCHEDULER_SOURCE, "Scheduled Event", Map::new());

@@ -1,17 +1,20 @@
-//! Storage behind one trait: the event log and archive, the delivery queue and the
-//! dead-letter queue. The engine drives a store from one writer thread (see
-//! `crate::writer`), so implementations are plain synchronous code. SQLite
-//! ([`sqlite`]) is the one backend; [`StoreError`] names no backend type, and the
-//! conformance suite in `fleetbus-test-support` (feature `store`) says what any
-//! backend must do.
+//! Storage behind a contract split by role: the event log ([`EventLog`]), the
+//! delivery queue with claims under a lease and fenced completion ([`JobQueue`]),
+//! archive reads ([`Archive`]), the dead-letter queue ([`DeadLetters`]),
+//! housekeeping ([`Maintenance`]) and [`Leadership`] for work one process does
+//! alone. Every call is async and answers a [`StoreError`] that names no backend
+//! type and says whether a retry may help. SQLite ([`sqlite`]) is the one backend
+//! today; the conformance suite in `fleetbus-test-support` (feature `store`) says
+//! what any backend must do.
 
 pub mod sqlite;
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use fleetbus_config::Storage;
-
-use std::sync::Arc;
 
 use fleetbus_event::{Meta, StoredEvent};
 
@@ -20,7 +23,7 @@ pub type Millis = i64;
 
 /// Why storage failed, in terms any backend can give: each backend turns its own
 /// errors into these (SQLite's in [`sqlite`]), saying whether a retry may help.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend refused or failed an operation.
     #[error("{backend}: {message}")]
@@ -51,10 +54,15 @@ impl StoreError {
 
 /// Opens the store `storage:` names; `data_dir` is where a store without a path of
 /// its own lives.
-pub fn open(storage: &Storage, data_dir: &Path) -> Result<Box<dyn Store>, StoreError> {
+pub fn open(
+    storage: &Storage,
+    data_dir: &Path,
+    options: StoreOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
     match storage {
-        Storage::Sqlite { dir } => Ok(Box::new(sqlite::SqliteStore::open(
+        Storage::Sqlite { dir } => Ok(Arc::new(sqlite::SqliteStore::open(
             dir.as_deref().unwrap_or(data_dir),
+            options,
         )?)),
     }
 }
@@ -125,29 +133,53 @@ pub struct Job {
     pub target: String,
     /// Attempts made so far.
     pub attempts: u32,
+    /// The fence of the claim this job was handed out under: its completion must
+    /// carry it.
+    pub fence: u64,
     pub created_at: Millis,
     pub event: Arc<StoredEvent>,
 }
 
-/// What happened to a job.
+/// What happened to a job, under the claim with `fence`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobUpdate {
     Done {
         id: i64,
+        fence: u64,
         attempts: u32,
         status: String,
     },
     Retry {
         id: i64,
+        fence: u64,
         attempts: u32,
         next_at: Millis,
         error: String,
     },
     Dead {
         id: i64,
+        fence: u64,
         attempts: u32,
         error: String,
     },
+}
+
+impl JobUpdate {
+    pub fn id(&self) -> i64 {
+        match self {
+            JobUpdate::Done { id, .. }
+            | JobUpdate::Retry { id, .. }
+            | JobUpdate::Dead { id, .. } => *id,
+        }
+    }
+
+    pub fn fence(&self) -> u64 {
+        match self {
+            JobUpdate::Done { fence, .. }
+            | JobUpdate::Retry { fence, .. }
+            | JobUpdate::Dead { fence, .. } => *fence,
+        }
+    }
 }
 
 /// A dead-lettered delivery.
@@ -170,69 +202,166 @@ pub struct Counts {
     pub dead_jobs: u64,
 }
 
-/// The storage contract. One writer calls it; every method is a transaction.
-/// Appended events are stored as [`NewEvent::body`] and read back as `StoredEvent`.
-pub trait Store: Send + 'static {
-    /// Appends events and applies job updates in one transaction (group commit).
-    /// An event whose (source, id) was received less than `dedup_window_ms` before
-    /// it (by `meta.received_at`) is a duplicate and dropped.
-    fn commit(
-        &mut self,
-        events: &[NewEvent],
-        updates: &[JobUpdate],
+/// A boxed future answering a store call: the role traits are object safe, so the
+/// engine holds any backend as one `Arc<dyn Store>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// What a batch of completions did.
+#[derive(Debug, Default)]
+pub struct Completed {
+    /// The outcome events appended with the completions, with their answers.
+    pub appended: Vec<(NewEvent, Appended)>,
+    /// Jobs whose completion was refused because their fence is stale: the job was
+    /// claimed again (its lease ran out) since this attempt started. The newer
+    /// claim decides what happens to it.
+    pub fenced: Vec<i64>,
+}
+
+/// The event log: appending events with the delivery jobs their match produced.
+pub trait EventLog: Send + Sync {
+    /// Appends `events`, in order, each with its jobs, atomically and durably. An
+    /// event whose (source, id) was received less than the dedup window before it
+    /// (by `meta.received_at`) is a [`Appended::Duplicate`] and adds nothing. The
+    /// new jobs are claimed by the caller at once (fence [`FIRST_FENCE`], leased
+    /// until `now` plus the lease): the appender delivers them without a claim of
+    /// its own, and nobody else can take them while the lease holds. The events
+    /// come back with their answers, in order.
+    fn append(
+        &self,
+        events: Vec<NewEvent>,
         now: Millis,
-        dedup_window_ms: Millis,
-    ) -> Result<Vec<Appended>, StoreError>;
+    ) -> StoreFuture<'_, Vec<(NewEvent, Appended)>>;
+}
 
-    /// Pending jobs due at `now`, oldest first, skipping `exclude` (in flight).
-    fn due_jobs(
-        &mut self,
+/// The delivery queue: jobs are claimed under a lease and completed with the fence
+/// of their claim.
+pub trait JobQueue: Send + Sync {
+    /// Claims up to `limit` pending jobs due at `now` and not leased, oldest first:
+    /// each comes back with a new fence, leased until `now` plus the lease.
+    fn claim(&self, now: Millis, limit: usize) -> StoreFuture<'_, Vec<Job>>;
+
+    /// Applies attempts' outcomes and appends their outcome events in one
+    /// transaction. An update whose fence is not the job's latest is not applied
+    /// (see [`Completed::fenced`]); the events are appended regardless, as
+    /// [`EventLog::append`] does.
+    fn complete(
+        &self,
+        updates: Vec<JobUpdate>,
+        events: Vec<NewEvent>,
         now: Millis,
-        limit: usize,
-        exclude: &dyn Fn(i64) -> bool,
-    ) -> Result<Vec<Job>, StoreError>;
+    ) -> StoreFuture<'_, Completed>;
 
-    /// The earliest `next_at` after `now` among pending jobs: when a retry falls
-    /// due. (Jobs due already are in flight or returned by [`Store::due_jobs`].)
-    fn next_due(&mut self, now: Millis) -> Result<Option<Millis>, StoreError>;
+    /// Ends the given claims (job id, fence) early: the jobs are due at `now` for
+    /// anyone to claim. A claim that is no longer the job's latest is left alone.
+    fn release(&self, jobs: Vec<(i64, u64)>, now: Millis) -> StoreFuture<'_, ()>;
 
-    fn counts(&mut self) -> Result<Counts, StoreError>;
+    /// The earliest time after `now` at which a pending job falls due (a retry's
+    /// time, or a lease running out).
+    fn next_due(&self, now: Millis) -> StoreFuture<'_, Option<Millis>>;
 
-    /// Jobs waiting for delivery (due or not, in flight included): the backlog.
-    fn pending_jobs(&mut self) -> Result<u64, StoreError>;
+    /// Jobs waiting for delivery (due or not, claimed or not): the backlog.
+    fn pending_jobs(&self) -> StoreFuture<'_, u64>;
+}
 
-    fn dlq_list(&mut self, limit: usize) -> Result<Vec<DlqEntry>, StoreError>;
-
-    /// Moves dead jobs (all, or the given ids) back to pending with a fresh attempt
-    /// count; returns the ids moved.
-    fn dlq_redrive(&mut self, ids: Option<&[i64]>, now: Millis) -> Result<Vec<i64>, StoreError>;
-
-    /// An event by id.
-    fn event(&mut self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+/// Reading the archive.
+pub trait Archive: Send + Sync {
+    /// The latest event with `id`.
+    fn event(&self, id: String) -> StoreFuture<'_, Option<StoredEvent>>;
 
     /// A node's timeline: events naming `resource`, newest first.
-    fn timeline(&mut self, resource: &str, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    fn timeline(&self, resource: String, limit: usize) -> StoreFuture<'_, Vec<StoredEvent>>;
 
     /// Events received in `[from, to)`, oldest first, for replay and trends.
     fn events_between(
-        &mut self,
+        &self,
         from: Millis,
         to: Millis,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
+    ) -> StoreFuture<'_, Vec<StoredEvent>>;
+}
+
+/// The dead-letter queue.
+pub trait DeadLetters: Send + Sync {
+    /// Dead jobs, oldest failure first.
+    fn dlq_list(&self, limit: usize) -> StoreFuture<'_, Vec<DlqEntry>>;
+
+    /// Moves dead jobs (all, or the given ids) back to pending and due at `now`,
+    /// with a fresh attempt count; returns the ids moved.
+    fn dlq_redrive(&self, ids: Option<Vec<i64>>, now: Millis) -> StoreFuture<'_, Vec<i64>>;
+}
+
+/// Housekeeping.
+pub trait Maintenance: Send + Sync {
+    /// Counts for health, metrics and backpressure.
+    fn counts(&self) -> StoreFuture<'_, Counts>;
 
     /// One chunk of a pruning pass, in one short transaction: looks at up to
     /// `limit` archived events received before `events_before`, after `cursor`,
     /// and drops those without a pending or dead job; drops up to `limit` finished
     /// or dead jobs last updated before `jobs_before`. A pass starts with a
-    /// default cursor and goes on while [`Pruned::more`].
+    /// default cursor and goes on, with the cursor returned, while
+    /// [`Pruned::more`].
     fn prune(
-        &mut self,
+        &self,
         events_before: Millis,
         jobs_before: Millis,
         limit: usize,
-        cursor: &mut PruneCursor,
-    ) -> Result<Pruned, StoreError>;
+        cursor: PruneCursor,
+    ) -> StoreFuture<'_, (Pruned, PruneCursor)>;
+}
+
+/// Work that one process of several sharing a store must do alone (pruning,
+/// firing schedules).
+pub trait Leadership: Send + Sync {
+    /// Takes or renews `role` for `holder` until `now + ttl_ms`; true when `holder`
+    /// holds it. Another holder gets it only once the lease has run out unrenewed.
+    fn lead(
+        &self,
+        role: &'static str,
+        holder: String,
+        now: Millis,
+        ttl_ms: Millis,
+    ) -> StoreFuture<'_, bool>;
+}
+
+/// A whole backend: every role.
+pub trait Store: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership {}
+
+impl<T: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership> Store for T {}
+
+/// The fence of a job's first claim, the one its appender holds.
+pub const FIRST_FENCE: u64 = 1;
+
+/// Settings every backend honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A repeat of (source, id) received within this long is a duplicate.
+    pub dedup_window_ms: Millis,
+    /// How long a claim holds a job before another may take it.
+    pub lease_ms: Millis,
+}
+
+impl StoreOptions {
+    /// Claims last five minutes: longer than any delivery's timeout, and an owner
+    /// still working on a job renews its claim by claiming it again.
+    pub const DEFAULT_LEASE_MS: Millis = 5 * 60_000;
+
+    /// The options `server:` sets.
+    pub fn from_config(config: &fleetbus_config::Config) -> StoreOptions {
+        StoreOptions::new(config.server.dedup_window)
+    }
+
+    pub fn new(dedup_window: std::time::Duration) -> StoreOptions {
+        StoreOptions {
+            dedup_window_ms: Millis::try_from(dedup_window.as_millis()).unwrap_or(Millis::MAX),
+            lease_ms: Self::DEFAULT_LEASE_MS,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> Millis {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as Millis
 }
 
 /// Where a pruning pass has got to: the last event looked at.
@@ -242,7 +371,7 @@ pub struct PruneCursor {
     pub after: Option<(Millis, i64)>,
 }
 
-/// What one [`Store::prune`] call removed.
+/// What one [`Maintenance::prune`] call removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub events: usize,

@@ -235,7 +235,12 @@ mod tests {
         std::fs::write(dir.path().join("tok"), "t").unwrap();
         let yaml = "sources:\n  - name: feed\n    kind: generic\n    tokens: ['${file:tok}']\n    mapping: {source: $.s, detail_type: $.t}\n";
         let config = fleetbus_config::load_str("c.yaml", yaml, dir.path()).unwrap();
-        let store = fleetbus_engine::store::open(&config.storage, dir.path()).unwrap();
+        let store = fleetbus_engine::store::open(
+            &config.storage,
+            dir.path(),
+            fleetbus_engine::store::StoreOptions::from_config(&config),
+        )
+        .unwrap();
         let settings = fleetbus_engine::Settings::from_config(&config);
         let engine = fleetbus_engine::Engine::start(&config, store, settings)
             .await

@@ -176,9 +176,13 @@ async fn serve(
     addr: std::sync::mpsc::Sender<std::net::SocketAddr>,
     stopped: std::sync::mpsc::Sender<()>,
 ) {
-    let store = fleetbus_engine::store::sqlite::SqliteStore::open(&data.join("data")).unwrap();
+    let store = fleetbus_engine::store::sqlite::SqliteStore::open(
+        &data.join("data"),
+        fleetbus_engine::store::StoreOptions::from_config(&config),
+    )
+    .unwrap();
     let settings = fleetbus_engine::Settings::from_config(&config);
-    let engine = fleetbus_engine::Engine::start(&config, Box::new(store), settings)
+    let engine = fleetbus_engine::Engine::start(&config, std::sync::Arc::new(store), settings)
         .await
         .unwrap();
     let mut state = fleetbus_server::AppState::new(engine.clone(), config, None, None);
