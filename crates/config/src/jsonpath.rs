@@ -2,7 +2,70 @@
 //! dotted names with dashes that EventBridge accepts (`$.detail.instance-id`,
 //! `$.detail-type`), which RFC 9535 only allows in brackets.
 
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
 use serde_json_path::JsonPath;
+
+/// A JSONPath as written in the config, compiled once at load: what a delivery or
+/// a request evaluates, never parsing it again.
+#[derive(Clone)]
+pub struct Path {
+    text: Arc<str>,
+    compiled: Arc<JsonPath>,
+}
+
+impl Path {
+    /// Compiles `text`; the error says why it is not a JSONPath.
+    pub fn parse(text: &str) -> Result<Path, String> {
+        Ok(Path {
+            text: text.into(),
+            compiled: Arc::new(parse(text)?),
+        })
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// What the path selects in `doc`: one match as is, several as an array, none
+    /// as `None`.
+    pub fn select(&self, doc: &Value) -> Option<Value> {
+        let nodes = self.compiled.query(doc).all();
+        match nodes.len() {
+            0 => None,
+            1 => Some(nodes[0].clone()),
+            _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
+        }
+    }
+
+    /// The first match in `doc`.
+    pub fn first<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+        self.compiled.query(doc).first()
+    }
+}
+
+impl fmt::Debug for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.text, f)
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Path) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Path {}
 
 /// Parses a path, rewriting dashed dotted names to brackets when needed.
 pub fn parse(path: &str) -> Result<JsonPath, String> {

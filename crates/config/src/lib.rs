@@ -15,6 +15,7 @@ mod yaml;
 
 pub use ca::CaCerts;
 pub use error::{ConfigError, ConfigErrors};
+pub use jsonpath::Path as JsonPath;
 pub use model::*;
 pub use schedule::Schedule;
 pub use secret::Secret;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::ca::CaCerts;
 use crate::error::{ConfigError, ConfigErrors};
+use crate::jsonpath::Path as JsonPath;
 use crate::kinds;
 use crate::load::{load_raw, Origin, RawSet};
 use crate::raw::*;
@@ -92,11 +93,99 @@ pub struct Source {
     pub mapping: Option<Mapping>,
 }
 
-/// A mapped field: a constant or a JSONPath into the request body.
+/// A mapped field: a constant, a JSONPath into the request body, or a template
+/// of text and `{$.path}` substitutions (`device/{$.event.serialNumber}`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field {
     Const(String),
-    Path(String),
+    Path(JsonPath),
+    Template(Template),
+}
+
+impl Field {
+    /// The field as written in the config.
+    pub fn as_written(&self) -> &str {
+        match self {
+            Field::Const(c) => c,
+            Field::Path(p) => p.as_str(),
+            Field::Template(t) => &t.text,
+        }
+    }
+}
+
+/// Text with `{$.path}` substitutions, each path compiled at load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    text: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Text(String),
+    Path(JsonPath),
+}
+
+impl Template {
+    /// Parses `text`; `Ok(None)` when it holds no `{$`, an error naming the bad
+    /// substitution otherwise.
+    pub fn parse(text: &str) -> Result<Option<Template>, String> {
+        if !text.contains("{$") {
+            return Ok(None);
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{$") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                return Err(format!("{{{after} is not closed with }}"));
+            };
+            let path = &after[..close];
+            let compiled = JsonPath::parse(path)
+                .map_err(|e| format!("{{{path}}} is not a valid JSONPath ({e})"))?;
+            parts.push(Part::Path(compiled));
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Some(Template {
+            text: text.to_owned(),
+            parts,
+        }))
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The text with each path's value in place (strings as they are, numbers and
+    /// booleans as JSON); `Ok(None)` when a path matches nothing or null, an error
+    /// naming the path when it selects an object or array.
+    pub fn render(&self, doc: &serde_json::Value) -> Result<Option<String>, String> {
+        use serde_json::Value;
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Path(p) => match p.first(doc) {
+                    None | Some(Value::Null) => return Ok(None),
+                    Some(Value::String(s)) => out.push_str(s),
+                    Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
+                    Some(_) => {
+                        return Err(format!(
+                            "{{{p}}} selects an object or array, not a value to put in text"
+                        ))
+                    }
+                },
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +195,7 @@ pub struct Mapping {
     pub resources: Vec<Field>,
     pub id: Option<Field>,
     pub time: Option<Field>,
-    pub detail: Option<String>,
+    pub detail: Option<JsonPath>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,9 +237,9 @@ pub struct Rule {
 pub enum Input {
     Event,
     Constant(Value),
-    Path(String),
+    Path(JsonPath),
     Transformer {
-        paths: BTreeMap<String, String>,
+        paths: BTreeMap<String, JsonPath>,
         template: String,
     },
 }
@@ -254,7 +343,7 @@ pub struct MdmTarget {
     pub payload: serde_json::Map<String, Value>,
     pub devices: DeviceSelector,
     /// Placeholder name -> JSONPath into the event.
-    pub variables: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, JsonPath>,
 }
 
 /// Placeholders an mdm command template may use besides its `variables`.
@@ -273,11 +362,11 @@ pub const MDM_BUILTIN_PLACEHOLDERS: [&str; 8] = [
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceSelector {
     /// JSONPath to UDIDs in the event.
-    pub udid: Option<String>,
+    pub udid: Option<JsonPath>,
     /// JSONPath to serial numbers in the event.
-    pub serial: Option<String>,
+    pub serial: Option<JsonPath>,
     /// JSONPath to a user id in the event.
-    pub user: Option<String>,
+    pub user: Option<JsonPath>,
     pub os_below: Option<String>,
     pub tag: Option<String>,
     pub enrolled_only: bool,
@@ -793,15 +882,56 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
     server
 }
 
+/// A mapped field: a JSONPath when it starts with `$`, a template when it holds
+/// `{$...}`, a constant otherwise. A `$.` in a constant is refused: it would be
+/// kept as literal text where a value from the request was meant.
 fn field(text: &str, o: &Origin, path: &[PathSeg], cx: &mut Ctx<'_>) -> Field {
     if text.starts_with('$') {
-        if let Err(e) = crate::jsonpath::parse(text) {
+        return match JsonPath::parse(text) {
+            Ok(p) => Field::Path(p),
+            Err(e) => {
+                cx.errors
+                    .push(o.error(path, format!("{text:?} is not a valid JSONPath ({e})")));
+                Field::Const(text.to_owned())
+            }
+        };
+    }
+    match Template::parse(text) {
+        Ok(Some(t)) => Field::Template(t),
+        Ok(None) if text.contains("$.") => {
+            let at = text.find("$.").unwrap_or(0);
+            cx.errors.push(o.error(
+                path,
+                format!(
+                    "{text:?} has a JSONPath inside a constant, which would be kept as literal text; \
+                     write it as a substitution: {:?}",
+                    format!("{}{{{}}}", &text[..at], &text[at..])
+                ),
+            ));
+            Field::Const(text.to_owned())
+        }
+        Ok(None) => Field::Const(text.to_owned()),
+        Err(e) => {
+            cx.errors.push(o.error(path, format!("{text:?}: {e}")));
+            Field::Const(text.to_owned())
+        }
+    }
+}
+
+/// A field that must be a JSONPath (`$...`); `None` after reporting otherwise.
+fn json_path(text: &str, o: &Origin, path: &[PathSeg], cx: &mut Ctx<'_>) -> Option<JsonPath> {
+    if !text.starts_with('$') {
+        cx.errors
+            .push(o.error(path, format!("{text:?} must be a JSONPath starting with $")));
+        return None;
+    }
+    match JsonPath::parse(text) {
+        Ok(p) => Some(p),
+        Err(e) => {
             cx.errors
                 .push(o.error(path, format!("{text:?} is not a valid JSONPath ({e})")));
+            None
         }
-        Field::Path(text.to_owned())
-    } else {
-        Field::Const(text.to_owned())
     }
 }
 
@@ -820,16 +950,7 @@ fn validate_mapping(m: &RawMapping, o: &Origin, cx: &mut Ctx<'_>) -> Mapping {
         detail: m
             .detail
             .as_deref()
-            .map(|t| match field(t, o, &[key("detail")], cx) {
-                Field::Path(p) => p,
-                Field::Const(c) => {
-                    cx.errors.push(o.error(
-                        &[key("detail")],
-                        format!("{c:?} must be a JSONPath starting with $"),
-                    ));
-                    c
-                }
-            }),
+            .and_then(|t| json_path(t, o, &[key("detail")], cx)),
     }
 }
 
@@ -1165,13 +1286,10 @@ fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
         };
     }
     if let Some(path) = &t.input_path {
-        if let Err(e) = crate::jsonpath::parse(path) {
-            cx.errors.push(o.error(
-                &[key("input_path")],
-                format!("{path:?} is not a valid JSONPath ({e})"),
-            ));
-        }
-        return Input::Path(path.clone());
+        return match json_path(path, o, &[key("input_path")], cx) {
+            Some(p) => Input::Path(p),
+            None => Input::Event,
+        };
     }
     if let Some(tr) = &t.input_transformer {
         let to = o.child(key("input_transformer"));
@@ -1181,6 +1299,7 @@ fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
                 "has more than 100 entries (EventBridge's limit)",
             ));
         }
+        let mut paths = BTreeMap::new();
         for (name, path) in &tr.input_paths_map {
             if name.starts_with("aws.") {
                 cx.errors.push(to.error(
@@ -1188,11 +1307,8 @@ fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
                     "names starting with aws. are reserved",
                 ));
             }
-            if let Err(e) = crate::jsonpath::parse(path) {
-                cx.errors.push(to.error(
-                    &[key("input_paths_map"), key(name)],
-                    format!("{path:?} is not a valid JSONPath ({e})"),
-                ));
+            if let Some(p) = json_path(path, &to, &[key("input_paths_map"), key(name)], cx) {
+                paths.insert(name.clone(), p);
             }
         }
         for placeholder in placeholders(&tr.input_template) {
@@ -1214,7 +1330,7 @@ fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
             }
         }
         return Input::Transformer {
-            paths: tr.input_paths_map.clone(),
+            paths,
             template: tr.input_template.clone(),
         };
     }
@@ -1281,14 +1397,8 @@ fn validate_mdm(
         .unwrap_or_else(Secret::empty);
     let mut variables = BTreeMap::new();
     for (name, path) in t.variables.iter().flatten() {
-        match field(path, o, &[key("variables"), key(name)], cx) {
-            Field::Path(p) => {
-                variables.insert(name.clone(), p);
-            }
-            Field::Const(c) => cx.errors.push(o.error(
-                &[key("variables"), key(name)],
-                format!("{c:?} must be a JSONPath starting with $"),
-            )),
+        if let Some(p) = json_path(path, o, &[key("variables"), key(name)], cx) {
+            variables.insert(name.clone(), p);
         }
     }
     let mut payload = t.mdm_command.clone().unwrap_or_default();
@@ -1321,16 +1431,7 @@ fn validate_mdm(
             let dp = [key("devices")];
             let path = |p: &Option<String>, name: &str, cx: &mut Ctx<'_>| {
                 p.as_deref()
-                    .map(|p| match field(p, o, &[dp[0].clone(), key(name)], cx) {
-                        Field::Path(p) => p,
-                        Field::Const(c) => {
-                            cx.errors.push(o.error(
-                                &[key("devices"), key(name)],
-                                format!("{c:?} must be a JSONPath starting with $"),
-                            ));
-                            c
-                        }
-                    })
+                    .and_then(|p| json_path(p, o, &[dp[0].clone(), key(name)], cx))
             };
             let selector = DeviceSelector {
                 udid: path(&d.udid, "udid", cx),
@@ -1384,7 +1485,7 @@ fn validate_mdm(
 fn check_mdm_command(
     request_type: &str,
     payload: &serde_json::Map<String, Value>,
-    variables: &BTreeMap<String, String>,
+    variables: &BTreeMap<String, JsonPath>,
     o: &Origin,
     cx: &mut Ctx<'_>,
 ) {

@@ -108,7 +108,10 @@ fn a_directory_merges_and_names_the_other_file() {
     assert_eq!(config.buses, vec!["default", "audit"]);
     let rule = &config.rules[0];
     assert!(matches!(&rule.targets[0].spec, TargetSpec::Bus { bus } if bus == "default"));
-    assert_eq!(rule.targets[1].input, Input::Path("$.detail".into()));
+    assert_eq!(
+        rule.targets[1].input,
+        Input::Path(fleetbus_config::JsonPath::parse("$.detail").unwrap())
+    );
 
     std::fs::write(
         dir.path().join("30-more.yaml"),
@@ -220,7 +223,10 @@ rules:
     };
     assert_eq!(m.url, "http://127.0.0.1:9000");
     assert_eq!(m.request_type, "DeviceLock");
-    assert_eq!(m.devices.user.as_deref(), Some("$.detail.user.id"));
+    assert_eq!(
+        m.devices.user.as_ref().map(|p| p.as_str()),
+        Some("$.detail.user.id")
+    );
     assert!(m.devices.enrolled_only);
     assert!(matches!(&targets[1].spec, TargetSpec::Assets { user, .. } if user.len() == 2));
 
@@ -419,4 +425,60 @@ fn storage_defaults_to_sqlite_in_the_data_directory_and_takes_a_path_relative_to
             dir: Some(dir.path().join("events"))
         }
     );
+}
+
+/// A mapping field with `{$.path}` substitutions is a template; a `$.` left in a
+/// constant would be stored as literal text, so it is refused with the fix.
+#[test]
+fn mapping_templates_substitute_and_a_path_inside_a_constant_is_refused() {
+    let source = |resource: &str| {
+        format!(
+            "sources:\n  - name: s\n    kind: generic\n    tokens: [\"${{env:HOME}}\"]\n    mapping:\n      source: s\n      detail_type: t\n      resources: [\"{resource}\"]\n"
+        )
+    };
+    let config = load_str(
+        "c.yaml",
+        &source("device/{$.event.serialNumber}"),
+        Path::new("/nonexistent"),
+    )
+    .unwrap();
+    let mapping = config.sources[0].mapping.as_ref().unwrap();
+    let fleetbus_config::Field::Template(t) = &mapping.resources[0] else {
+        panic!("{:?}", mapping.resources[0])
+    };
+    let body = serde_json::json!({"event": {"serialNumber": "C02X"}});
+    assert_eq!(t.render(&body).unwrap().as_deref(), Some("device/C02X"));
+    assert_eq!(t.render(&serde_json::json!({})).unwrap(), None);
+    assert_eq!(
+        errors_of(&source("device/$.event.serialNumber")),
+        [
+            "c.yaml:8:19: sources[0].mapping.resources[0]: \"device/$.event.serialNumber\" has a JSONPath inside a constant, which would be kept as literal text; write it as a substitution: \"device/{$.event.serialNumber}\""
+        ]
+    );
+    assert_eq!(
+        errors_of(&source("device/{$.event")),
+        ["c.yaml:8:19: sources[0].mapping.resources[0]: \"device/{$.event\": {$.event is not closed with }"]
+    );
+}
+
+proptest! {
+    /// A mapping template never panics to parse or render, and text without a
+    /// substitution renders as itself.
+    #[test]
+    fn mapping_templates_parse_and_render_without_panicking(text in "[a-z/{}$.\\[\\]'0-9]{0,30}") {
+        let body = serde_json::json!({"a": "x", "b": {"c": 1}, "n": null});
+        match fleetbus_config::Template::parse(&text) {
+            Ok(Some(t)) => {
+                let _ = t.render(&body);
+                prop_assert_eq!(t.as_str(), text.as_str());
+            }
+            Ok(None) => prop_assert!(!text.contains("{$"), "{:?} has a substitution", text),
+            Err(e) => prop_assert!(!e.is_empty()),
+        }
+        if let Ok(Some(t)) = fleetbus_config::Template::parse(&format!("{text}/{{$.a}}")) {
+            if !text.contains("{$") {
+                prop_assert_eq!(t.render(&body).unwrap(), Some(format!("{text}/x")));
+            }
+        }
+    }
 }

@@ -34,14 +34,15 @@
 //! JSONPaths are EventBridge's dot notation (`$.detail.instance-id`,
 //! `$.resources[0]`, `$.detail.*`), which allows dashes and slashes in member
 //! names where RFC 9535 does not; such names are rewritten to bracket notation
-//! before parsing.
+//! before parsing. Paths in the config are compiled once, at load
+//! ([`fleetbus_config::JsonPath`]); only `<$.path>` placeholders of a text
+//! template ([`render_text`]) are parsed per delivery.
 
 use std::collections::BTreeMap;
 
-use fleetbus_config::Input;
+use fleetbus_config::{Input, JsonPath};
 use fleetbus_event::StoredEvent;
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
 /// What a target sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +83,6 @@ impl Payload {
 /// Why an input could not be built. Permanent: the same event fails the same way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransformError {
-    #[error("{path:?} is not a valid JSONPath ({reason})")]
-    InvalidPath { path: String, reason: String },
     #[error("input template did not produce valid JSON ({reason}): {snippet}")]
     InvalidJson { reason: String, snippet: String },
 }
@@ -104,11 +103,8 @@ pub fn apply(
         Input::Event => Ok(Payload::Json(event.event.to_value())),
         Input::Constant(v) => Ok(Payload::Json(v.clone())),
         Input::Path(path) => {
-            let compiled = parse_path(path)?;
             let doc = event.event.to_value();
-            Ok(Payload::Json(
-                select(&compiled, &doc).unwrap_or(Value::Null),
-            ))
+            Ok(Payload::Json(path.select(&doc).unwrap_or(Value::Null)))
         }
         Input::Transformer { paths, template } => {
             let vars = variables(paths, event, rule_name)?;
@@ -139,30 +135,12 @@ pub fn render_text(template: &str, event: &StoredEvent, rule_name: &str) -> Stri
                 return Some(v.clone());
             }
             if name.starts_with('$') {
-                return parse_path(name).ok().map(|p| select(&p, &doc));
+                return JsonPath::parse(name).ok().map(|p| p.select(&doc));
             }
             None
         },
         Mode::Text,
     )
-}
-
-/// Parses an EventBridge JSONPath (dot notation, dashes allowed in names).
-pub fn parse_path(path: &str) -> Result<JsonPath, TransformError> {
-    fleetbus_config::jsonpath::parse(path).map_err(|reason| TransformError::InvalidPath {
-        path: path.to_owned(),
-        reason,
-    })
-}
-
-/// The value a path selects: one match as is, several as an array, none as None.
-pub(crate) fn select(path: &JsonPath, doc: &Value) -> Option<Value> {
-    let nodes = path.query(doc).all();
-    match nodes.len() {
-        0 => None,
-        1 => Some(nodes[0].clone()),
-        _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
-    }
 }
 
 /// Variable values; None for a path that matched nothing.
@@ -200,15 +178,14 @@ fn reserved(event: &StoredEvent, rule_name: &str, doc: &Value) -> Vars {
 }
 
 fn variables(
-    paths: &BTreeMap<String, String>,
+    paths: &BTreeMap<String, JsonPath>,
     event: &StoredEvent,
     rule_name: &str,
 ) -> Result<Vars, TransformError> {
     let doc = event.event.to_value();
     let mut vars = Vars::new();
     for (name, path) in paths {
-        let compiled = parse_path(path)?;
-        vars.insert(name.clone(), select(&compiled, &doc));
+        vars.insert(name.clone(), path.select(&doc));
     }
     // Reserved names win: EventBridge refuses to let a map redefine them.
     vars.extend(reserved(event, rule_name, &doc));
@@ -358,7 +335,7 @@ mod tests {
         Input::Transformer {
             paths: paths
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .filter_map(|(k, v)| Some((k.to_string(), JsonPath::parse(v).ok()?)))
                 .collect(),
             template: template.to_owned(),
         }
@@ -387,21 +364,22 @@ mod tests {
             Payload::Json(json!({"a": 1}))
         );
         assert_eq!(
-            run(&Input::Path("$.detail".into())).unwrap(),
+            run(&Input::Path(JsonPath::parse("$.detail").unwrap())).unwrap(),
             Payload::Json(json!({"instance-id": "i-0123456789", "state": "RUNNING"}))
         );
         assert_eq!(
-            run(&Input::Path("$.detail.instance-id".into())).unwrap(),
+            run(&Input::Path(
+                JsonPath::parse("$.detail.instance-id").unwrap()
+            ))
+            .unwrap(),
             Payload::Json(json!("i-0123456789"))
         );
         assert_eq!(
-            run(&Input::Path("$.detail.nothing".into())).unwrap(),
+            run(&Input::Path(JsonPath::parse("$.detail.nothing").unwrap())).unwrap(),
             Payload::Json(Value::Null)
         );
-        assert!(matches!(
-            run(&Input::Path("detail".into())),
-            Err(TransformError::InvalidPath { .. })
-        ));
+        // A path that does not parse never gets this far: the config refuses it.
+        assert!(JsonPath::parse("detail").is_err());
     }
 
     #[test]
@@ -631,7 +609,9 @@ mod tests {
                                    "[a-z :,<>]{0,5}",
                                ], 0..12)) {
             let e = ec2();
-            let _ = apply(&Input::Path(path.clone()), &e, "r");
+            if let Ok(compiled) = JsonPath::parse(&path) {
+                let _ = apply(&Input::Path(compiled), &e, "r");
+            }
             let _ = apply(&transformer(&[("v", &path)], &template), &e, "r");
             let built: String = pieces.concat();
             let _ = apply(&transformer(&[("v", "$.detail")], &built), &e, "r");

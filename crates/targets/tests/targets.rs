@@ -229,9 +229,12 @@ mod http {
         let e = stored();
         let payload = apply(
             &Input::Transformer {
-                paths: [("serial".to_owned(), "$.detail.device.serial".to_owned())]
-                    .into_iter()
-                    .collect(),
+                paths: [(
+                    "serial".to_owned(),
+                    fleetbus_config::JsonPath::parse("$.detail.device.serial").unwrap(),
+                )]
+                .into_iter()
+                .collect(),
                 template: r#"{"serial": <serial>, "rule": <aws.events.rule-name>}"#.into(),
             },
             &e,
@@ -574,9 +577,12 @@ mod slack {
         );
 
         let input = Input::Transformer {
-            paths: [("name".to_owned(), "$.detail.device.name".to_owned())]
-                .into_iter()
-                .collect(),
+            paths: [(
+                "name".to_owned(),
+                fleetbus_config::JsonPath::parse("$.detail.device.name").unwrap(),
+            )]
+            .into_iter()
+            .collect(),
             template: "<name> enrolled".into(),
         };
         let text = slack(url.clone(), input.clone());

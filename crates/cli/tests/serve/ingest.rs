@@ -146,7 +146,7 @@ fn cloudevents_in_structured_and_binary_mode_keep_their_ids() {
 
 /// Posts the generic source's body for `j-1` twice (the second a duplicate).
 fn post_hook_twice(server: &Server) {
-    let hook = json!({"system": "jamf", "kind": "ComputerCheckIn", "device": "device/C02C", "uid": "j-1", "extra": 1}).to_string();
+    let hook = json!({"system": "jamf", "kind": "ComputerCheckIn", "device": "device/C02C", "user": "ada@example.com", "uid": "j-1", "extra": 1}).to_string();
     for _ in 0..2 {
         let (status, body) = server.post(
             "/v1/sources/hooks",
@@ -190,7 +190,11 @@ fn a_generic_source_maps_its_body_and_a_repeated_id_is_delivered_once() {
     let ids: Vec<&str> = logged.iter().filter_map(|e| e["id"].as_str()).collect();
     assert_eq!(logged.len(), 2, "{ids:?}");
     let hooked = logged.iter().find(|e| e["id"] == "j-1").unwrap();
-    assert_eq!(hooked["resources"], json!(["device/C02C"]));
+    // A template resource puts the body's value into its text.
+    assert_eq!(
+        hooked["resources"],
+        json!(["device/C02C", "user/ada@example.com"])
+    );
     assert_eq!(hooked["detail"]["extra"], 1);
     server.stop();
 }

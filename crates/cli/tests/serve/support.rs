@@ -180,7 +180,7 @@ sources:
     mapping:
       source: $.system
       detail_type: $.kind
-      resources: ["$.device"]
+      resources: ["$.device", "user/{{$.user}}"]
       id: $.uid
   - name: devlogs
     kind: unified-log

@@ -44,17 +44,13 @@ fn process(source: &Source, body: &[u8], defaults: &Defaults) -> Result<Vec<Even
     }
 }
 
-fn lookup<'a>(path: &str, body: &'a Value) -> Option<&'a Value> {
-    // Paths were validated with the config; a failure here means no match.
-    fleetbus_config::jsonpath::parse(path)
-        .ok()
-        .and_then(|p| p.query(body).first())
-}
-
 fn text(field: &Field, body: &Value, name: &str, at: &str) -> Result<Option<String>, SourceError> {
     match field {
         Field::Const(c) => Ok(Some(c.clone())),
-        Field::Path(p) => match lookup(p, body) {
+        Field::Template(t) => t
+            .render(body)
+            .map_err(|e| SourceError::Invalid(format!("body{at}: mapping.{name} {e}"))),
+        Field::Path(p) => match p.first(body) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
@@ -68,9 +64,7 @@ fn text(field: &Field, body: &Value, name: &str, at: &str) -> Result<Option<Stri
 fn map_one(m: &Mapping, body: &Value, defaults: &Defaults, at: &str) -> Result<Event, SourceError> {
     let required = |field: &Field, name: &str| -> Result<String, SourceError> {
         text(field, body, name, at)?.ok_or_else(|| {
-            let what = match field {
-                Field::Path(p) | Field::Const(p) => p,
-            };
+            let what = field.as_written();
             SourceError::Invalid(format!("body{at}: mapping.{name} {what} matched nothing"))
         })
     };
@@ -84,7 +78,15 @@ fn map_one(m: &Mapping, body: &Value, defaults: &Defaults, at: &str) -> Result<E
     for field in &m.resources {
         match field {
             Field::Const(c) => resources.push(Value::String(c.clone())),
-            Field::Path(p) => match lookup(p, body) {
+            Field::Template(t) => {
+                if let Some(r) = t
+                    .render(body)
+                    .map_err(|e| SourceError::Invalid(format!("body{at}: mapping.resources {e}")))?
+                {
+                    resources.push(Value::String(r));
+                }
+            }
+            Field::Path(p) => match p.first(body) {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(items)) => {
                     resources.extend(items.iter().filter(|v| v.is_string()).cloned())
@@ -107,9 +109,7 @@ fn map_one(m: &Mapping, body: &Value, defaults: &Defaults, at: &str) -> Result<E
     }
     let detail = match &m.detail {
         None => body.clone(),
-        Some(p) => lookup(p, body)
-            .cloned()
-            .unwrap_or(Value::Object(Map::new())),
+        Some(p) => p.first(body).cloned().unwrap_or(Value::Object(Map::new())),
     };
     let detail = match detail {
         Value::Object(_) => detail,

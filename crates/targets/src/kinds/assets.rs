@@ -13,7 +13,6 @@ use fleetbus_config::Field;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::transform::{parse_path, select};
 use crate::{Delivered, DeliveryContext, DeliveryError};
 
 #[derive(Debug)]
@@ -94,11 +93,16 @@ fn record<T: serde::de::DeserializeOwned>(
     for (name, field) in fields {
         let value = match field {
             Field::Const(c) => Value::String(c.clone()),
-            Field::Path(p) => match select(&parse_path(p)?, doc) {
+            Field::Path(p) => match p.select(doc) {
                 None | Some(Value::Null) => continue,
                 Some(Value::Number(n)) => Value::String(n.to_string()),
                 Some(Value::Bool(b)) => Value::String(b.to_string()),
                 Some(v) => v,
+            },
+            Field::Template(t) => match t.render(doc) {
+                Ok(Some(text)) => Value::String(text),
+                Ok(None) => continue,
+                Err(e) => return Err(DeliveryError::Permanent(format!("{section}.{name}: {e}"))),
             },
         };
         // Tags may come as one string; the record keeps a list.

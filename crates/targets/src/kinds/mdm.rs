@@ -13,6 +13,7 @@
 
 use super::{BuildContext, Deliver, DeliverFuture};
 use crate::Payload;
+use fleetbus_config::JsonPath;
 use fleetbus_config::{Target, TargetSpec};
 
 use fleetbus_telemetry::{InternalEvent, MdmCommandEnqueued};
@@ -28,7 +29,6 @@ use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::http::{read_body, request_error, status_error};
-use crate::transform::{parse_path, select};
 use crate::{BuildError, Delivered, DeliveryContext, DeliveryError};
 
 /// Source of the events an mdm target emits, one per enqueued command.
@@ -156,8 +156,7 @@ impl MdmTargetImpl {
     fn variables(&self, doc: &Value) -> Result<Map<String, Value>, DeliveryError> {
         let mut vars = Map::new();
         for (name, path) in &self.spec.variables {
-            let compiled = parse_path(path)?;
-            let value = select(&compiled, doc).ok_or_else(|| {
+            let value = path.select(doc).ok_or_else(|| {
                 DeliveryError::Permanent(format!(
                     "variable {name}: {path} matches nothing in the event"
                 ))
@@ -457,9 +456,8 @@ fn keep(record: Option<&Device>, sel: &fleetbus_config::DeviceSelector) -> bool 
 }
 
 /// Strings at a JSONPath: one string, or an array of strings.
-fn strings_at(path: &str, doc: &Value) -> Result<Vec<String>, DeliveryError> {
-    let compiled = parse_path(path)?;
-    match select(&compiled, doc) {
+fn strings_at(path: &JsonPath, doc: &Value) -> Result<Vec<String>, DeliveryError> {
+    match path.select(doc) {
         Some(Value::String(s)) => Ok(vec![s]),
         Some(Value::Array(items)) => items
             .into_iter()
