@@ -11,6 +11,7 @@ mod model;
 mod raw;
 pub mod schedule;
 mod secret;
+mod validate;
 mod yaml;
 
 pub use ca::CaCerts;
@@ -19,6 +20,7 @@ pub use jsonpath::Path as JsonPath;
 pub use model::*;
 pub use schedule::Schedule;
 pub use secret::Secret;
+pub use validate::{load, load_str, parse_duration, placeholders};
 pub use yaml::Loc;
 
 /// The JSON Schema of the configuration file, for editors.

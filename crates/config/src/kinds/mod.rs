@@ -1,9 +1,38 @@
-//! The target kinds, in one table: each kind's name as written and the fields only
-//! it takes. Every list of kind names, every "expected one of" message and every
-//! "does not apply to kind" check derives from it, so adding a kind is one line here
-//! (beside its fields in `raw.rs` and its validation in `model.rs`).
+//! The target kinds: one module per kind holding its validation, and one table of
+//! each kind's name as written, the fields only it takes and its validation. Every
+//! list of kind names, every "expected one of" message and every "does not apply
+//! to kind" check derives from the table, so adding a kind is a module and one
+//! line here (beside its fields in `raw.rs` and its `TargetSpec` variant).
 
-use crate::raw::TargetKind;
+mod assets;
+mod bus;
+mod email;
+mod exec;
+mod http;
+mod log;
+mod mdm;
+mod slack;
+
+use std::collections::BTreeMap;
+
+use crate::load::Origin;
+use crate::model::{Auth, TargetSpec};
+use crate::raw::{RawTarget, TargetKind};
+use crate::validate::Ctx;
+
+/// What a kind's validation may check a target against besides its own fields.
+pub(crate) struct Env<'a> {
+    /// Declared buses.
+    pub(crate) buses: &'a [String],
+    /// Declared connections.
+    pub(crate) connections: &'a BTreeMap<String, Auth>,
+    /// The kind's name, for messages.
+    pub(crate) name: &'static str,
+}
+
+/// Checks a target's kind-specific fields and builds its [`TargetSpec`]; errors
+/// go to the context (the spec is then a placeholder that is never used).
+pub(crate) type Validate = fn(&RawTarget, &Origin, &Env<'_>, &mut Ctx<'_>) -> TargetSpec;
 
 /// One target kind.
 #[derive(Debug)]
@@ -14,6 +43,7 @@ pub struct KindSpec {
     /// The kind-specific fields it takes (the fields every target takes are not
     /// listed).
     pub fields: &'static [&'static str],
+    pub(crate) validate: Validate,
 }
 
 /// Every target kind, in the order messages list them.
@@ -22,31 +52,37 @@ pub static TARGET_KINDS: &[KindSpec] = &[
         kind: TargetKind::Http,
         name: "http",
         fields: &["url", "method", "headers", "connection", "timeout"],
+        validate: http::validate,
     },
     KindSpec {
         kind: TargetKind::Slack,
         name: "slack",
         fields: &["url", "timeout"],
+        validate: slack::validate,
     },
     KindSpec {
         kind: TargetKind::Email,
         name: "email",
         fields: &["smtp", "from", "to", "subject", "timeout"],
+        validate: email::validate,
     },
     KindSpec {
         kind: TargetKind::Exec,
         name: "exec",
         fields: &["command", "env", "emit_events", "timeout"],
+        validate: exec::validate,
     },
     KindSpec {
         kind: TargetKind::Bus,
         name: "bus",
         fields: &["bus"],
+        validate: bus::validate,
     },
     KindSpec {
         kind: TargetKind::Log,
         name: "log",
         fields: &["path", "max_bytes", "keep"],
+        validate: log::validate,
     },
     KindSpec {
         kind: TargetKind::Mdm,
@@ -61,11 +97,13 @@ pub static TARGET_KINDS: &[KindSpec] = &[
             "variables",
             "timeout",
         ],
+        validate: mdm::validate,
     },
     KindSpec {
         kind: TargetKind::Assets,
         name: "assets",
         fields: &["device", "user"],
+        validate: assets::validate,
     },
 ];
 

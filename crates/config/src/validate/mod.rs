@@ -1,0 +1,810 @@
+//! Stage two, validation: the raw sections checked and turned into the model
+//! ([`crate::model`]). Each section has its function here; each target kind's own
+//! fields are checked by its module in [`crate::kinds`]. Every problem is reported
+//! with its position, all at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::jsonpath::Path as JsonPath;
+use crate::kinds;
+use crate::load::{load_raw, Origin, RawSet};
+use crate::model::*;
+use crate::raw::*;
+use crate::schedule::Schedule;
+use crate::secret::Secret;
+use crate::yaml::PathSeg;
+
+/// Reads, merges and validates a file or directory; every error at once.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let raw = load_raw(path, &mut errors);
+    let config = validate(raw, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        errors.sort_by(|a, b| {
+            (&a.file, a.loc.line, a.loc.col).cmp(&(&b.file, b.loc.line, b.loc.col))
+        });
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Validates config text as if read from `name` (relative paths resolve against
+/// `base_dir`). For tests and `PutRule`-style API callers.
+pub fn load_str(name: &str, text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut raw = RawSet {
+        base_dir: base_dir.to_path_buf(),
+        ..RawSet::default()
+    };
+    crate::load::load_text(&name.into(), text, &mut raw, &mut errors);
+    let config = validate(raw, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+pub(crate) fn key(k: &str) -> PathSeg {
+    PathSeg::Key(k.to_owned())
+}
+
+pub(crate) struct Ctx<'a> {
+    pub(crate) errors: &'a mut Vec<ConfigError>,
+    pub(crate) base_dir: PathBuf,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn secret(&mut self, origin: &Origin, path: &[PathSeg], text: &str) -> Secret {
+        match Secret::resolve(text, &self.base_dir) {
+            Ok(s) => s,
+            Err(msg) => {
+                self.errors.push(origin.error(path, msg));
+                Secret::empty()
+            }
+        }
+    }
+
+    pub(crate) fn duration(
+        &mut self,
+        origin: &Origin,
+        path: &[PathSeg],
+        text: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(msg)) => {
+                self.errors.push(origin.error(path, msg));
+                default
+            }
+        }
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `24h`, `90d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (expected e.g. 30s, 5m, 24h, 90d)"))?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration (expected a unit among ms, s, m, h, d)"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
+    let mut cx = Ctx {
+        errors,
+        base_dir: raw.base_dir.clone(),
+    };
+    let server = validate_server(&raw, &mut cx);
+
+    let mut buses = vec!["default".to_owned()];
+    let mut bus_descriptions = BTreeMap::new();
+    for b in &raw.buses {
+        if b.value.name.trim().is_empty() {
+            cx.errors
+                .push(b.origin.error(&[key("name")], "must not be empty"));
+        } else if buses.contains(&b.value.name) {
+            if b.value.name != "default" {
+                cx.errors.push(b.origin.error(
+                    &[key("name")],
+                    format!("duplicate bus name {:?}", b.value.name),
+                ));
+            }
+        } else {
+            buses.push(b.value.name.clone());
+        }
+        if let Some(d) = &b.value.description {
+            bus_descriptions.insert(b.value.name.clone(), d.clone());
+        }
+    }
+
+    let mut connections = BTreeMap::new();
+    for c in &raw.connections {
+        let o = &c.origin;
+        let auth = match &c.value.auth {
+            RawAuth::Basic { username, password } => Auth::Basic {
+                username: username.clone(),
+                password: cx.secret(o, &[key("auth"), key("basic"), key("password")], password),
+            },
+            RawAuth::ApiKey { header, value } => Auth::ApiKey {
+                header: header.clone(),
+                value: cx.secret(o, &[key("auth"), key("api_key"), key("value")], value),
+            },
+            RawAuth::Bearer { token } => Auth::Bearer {
+                token: cx.secret(o, &[key("auth"), key("bearer"), key("token")], token),
+            },
+            RawAuth::Oauth {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => Auth::Oauth {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: cx.secret(
+                    o,
+                    &[key("auth"), key("oauth"), key("client_secret")],
+                    client_secret,
+                ),
+                scope: scope.clone(),
+            },
+        };
+        if connections.insert(c.value.name.clone(), auth).is_some() {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!("duplicate connection name {:?}", c.value.name),
+            ));
+        }
+    }
+
+    let mut sources = Vec::new();
+    let mut source_names = HashSet::new();
+    for s in &raw.sources {
+        let o = &s.origin;
+        let v = &s.value;
+        if !valid_name(&v.name) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!(
+                    "{:?} is not a valid name (expected letters, digits, '-', '_' or '.')",
+                    v.name
+                ),
+            ));
+        }
+        if !source_names.insert(v.name.clone()) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!("duplicate source name {:?}", v.name),
+            ));
+        }
+        let bus = v.bus.clone().unwrap_or_else(|| "default".into());
+        if !buses.contains(&bus) {
+            cx.errors.push(o.error(
+                &[key("bus")],
+                format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
+            ));
+        }
+        if v.tokens.is_empty() {
+            cx.errors.push(o.error(
+                &[key("tokens")],
+                "a source needs at least one token (every ingest endpoint is authenticated)",
+            ));
+        }
+        let tokens = v
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| cx.secret(o, &[key("tokens"), PathSeg::Index(i)], t))
+            .collect();
+        let mapping = match (&v.kind, &v.mapping) {
+            (SourceKind::Generic, None) => {
+                cx.errors.push(o.error(
+                    &[],
+                    "a generic source needs a mapping (source, detail_type, resources...)",
+                ));
+                None
+            }
+            (SourceKind::Generic, Some(m)) => {
+                Some(validate_mapping(m, &o.child(key("mapping")), &mut cx))
+            }
+            (_, Some(_)) => {
+                cx.errors
+                    .push(o.key_error(&[key("mapping")], "applies only to kind generic"));
+                None
+            }
+            (_, None) => None,
+        };
+        sources.push(Source {
+            name: v.name.clone(),
+            kind: v.kind,
+            bus,
+            tokens,
+            mapping,
+        });
+    }
+
+    let mut rules = Vec::new();
+    let mut rule_names: BTreeMap<String, String> = BTreeMap::new();
+    for r in &raw.rules {
+        let o = &r.origin;
+        let v = &r.value;
+        if !valid_name(&v.name) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!(
+                    "{:?} is not a valid name (expected letters, digits, '-', '_' or '.')",
+                    v.name
+                ),
+            ));
+        }
+        let here = o.error(&[key("name")], "");
+        if let Some(first) = rule_names.get(&v.name) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!("duplicate rule name {:?} (first at {first})", v.name),
+            ));
+        } else {
+            rule_names.insert(
+                v.name.clone(),
+                format!("{}:{}:{}", here.file, here.loc.line, here.loc.col),
+            );
+        }
+        let bus = v.bus.clone().unwrap_or_else(|| "default".into());
+        if !buses.contains(&bus) {
+            cx.errors.push(o.error(
+                &[key("bus")],
+                format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
+            ));
+        }
+        let event_pattern = v
+            .event_pattern
+            .as_ref()
+            .and_then(|p| check_pattern(p, o, "event_pattern", &mut cx));
+        let exempt = v
+            .exempt
+            .as_ref()
+            .and_then(|p| check_pattern(p, o, "exempt", &mut cx));
+        let schedule = v.schedule.as_ref().and_then(|s| match Schedule::parse(s) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                cx.errors.push(o.error(&[key("schedule")], e.to_string()));
+                None
+            }
+        });
+        match (&v.event_pattern, &v.schedule) {
+            (None, None) => cx
+                .errors
+                .push(o.error(&[], "a rule needs an event_pattern or a schedule")),
+            (Some(_), Some(_)) => cx.errors.push(o.key_error(
+                &[key("schedule")],
+                "a rule has an event_pattern or a schedule, not both",
+            )),
+            _ => {}
+        }
+        let mut target_ids = HashSet::new();
+        let mut targets = Vec::new();
+        for (i, t) in v.targets.iter().enumerate() {
+            let to = o.child(key("targets")).child(PathSeg::Index(i));
+            if !target_ids.insert(t.id.clone()) {
+                cx.errors.push(to.error(
+                    &[key("id")],
+                    format!("duplicate target id {:?} in rule {:?}", t.id, v.name),
+                ));
+            }
+            if let Some(target) =
+                validate_target(t, &to, &buses, &connections, r.had_errors, &mut cx)
+            {
+                targets.push(target);
+            }
+        }
+        rules.push(Rule {
+            name: v.name.clone(),
+            bus,
+            description: v.description.clone(),
+            enabled: v.state == RuleState::Enabled,
+            event_pattern,
+            schedule,
+            exempt,
+            targets,
+        });
+    }
+
+    let retention = match &raw.retention {
+        None => Retention {
+            archive: Duration::from_secs(90 * 86_400),
+            deliveries: Duration::from_secs(7 * 86_400),
+        },
+        Some(r) => Retention {
+            archive: cx.duration(
+                &r.origin,
+                &[key("archive")],
+                r.value.archive.as_deref(),
+                Duration::from_secs(90 * 86_400),
+            ),
+            deliveries: cx.duration(
+                &r.origin,
+                &[key("deliveries")],
+                r.value.deliveries.as_deref(),
+                Duration::from_secs(7 * 86_400),
+            ),
+        },
+    };
+
+    // Duplicates are found among archived events, so the window cannot outlast them.
+    if server.dedup_window > retention.archive {
+        let why = "duplicates are detected among archived events";
+        let (window, archive) = (server.dedup_window.as_secs(), retention.archive.as_secs());
+        // Point at whichever the file set: the window, or else the archive that
+        // cuts the default window short.
+        if let Some(s) = raw
+            .server
+            .as_ref()
+            .filter(|s| s.value.dedup_window.is_some())
+        {
+            cx.errors.push(s.origin.error(
+                &[key("dedup_window")],
+                format!("{window}s is longer than the archive retention ({archive}s): {why}"),
+            ));
+        } else if let Some(r) = &raw.retention {
+            cx.errors.push(r.origin.error(
+                &[key("archive")],
+                format!("{archive}s is shorter than the dedup window ({window}s): {why}"),
+            ));
+        }
+    }
+
+    let storage = validate_storage(&raw, &mut cx);
+
+    Config {
+        server,
+        sources,
+        connections,
+        buses,
+        bus_descriptions,
+        rules,
+        retention,
+        storage,
+    }
+}
+
+fn validate_storage(raw: &RawSet, cx: &mut Ctx<'_>) -> Storage {
+    let Some(s) = &raw.storage else {
+        return Storage::Sqlite { dir: None };
+    };
+    let dir = s.value.path.as_ref().map(|p| cx.base_dir.join(p));
+    match s.value.kind.as_deref().unwrap_or("sqlite") {
+        "sqlite" => {}
+        other => cx.errors.push(s.origin.error(
+            &[key("kind")],
+            format!(
+                "unknown storage kind {other:?} (expected one of {})",
+                STORAGE_KINDS.join(", ")
+            ),
+        )),
+    }
+    Storage::Sqlite { dir }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
+    let default_listen: SocketAddr = ([127, 0, 0, 1], 8088).into();
+    let mut server = Server {
+        listen: default_listen,
+        data_dir: cx.base_dir.join("fleetbus-data"),
+        api_tokens: Vec::new(),
+        account: "000000000000".into(),
+        region: "local".into(),
+        max_body_bytes: 4 * 1024 * 1024,
+        dedup_window: Duration::from_secs(600),
+        max_backlog: 100_000,
+        hop_limit: 8,
+    };
+    let Some(s) = &raw.server else { return server };
+    let o = &s.origin;
+    let v = &s.value;
+    if let Some(listen) = &v.listen {
+        match listen.parse() {
+            Ok(addr) => server.listen = addr,
+            Err(_) => cx.errors.push(o.error(
+                &[key("listen")],
+                format!("{listen:?} is not an address (expected host:port, e.g. 127.0.0.1:8088)"),
+            )),
+        }
+    }
+    if let Some(dir) = &v.data_dir {
+        server.data_dir = cx.base_dir.join(dir);
+    }
+    server.api_tokens = v
+        .api_tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| cx.secret(o, &[key("api_tokens"), PathSeg::Index(i)], t))
+        .collect();
+    if let Some(a) = &v.account {
+        server.account = a.clone();
+    }
+    if let Some(r) = &v.region {
+        server.region = r.clone();
+    }
+    if let Some(b) = v.max_body_bytes {
+        if b < 1024 {
+            cx.errors.push(o.error(
+                &[key("max_body_bytes")],
+                format!("{b} is too small (expected at least 1024)"),
+            ));
+        }
+        server.max_body_bytes = b;
+    }
+    server.dedup_window = cx.duration(
+        o,
+        &[key("dedup_window")],
+        v.dedup_window.as_deref(),
+        server.dedup_window,
+    );
+    if let Some(b) = v.max_backlog {
+        server.max_backlog = b;
+    }
+    if let Some(h) = v.hop_limit {
+        if h == 0 {
+            cx.errors
+                .push(o.error(&[key("hop_limit")], "must be at least 1"));
+        }
+        server.hop_limit = h;
+    }
+    server
+}
+
+/// A mapped field: a JSONPath when it starts with `$`, a template when it holds
+/// `{$...}`, a constant otherwise. A `$.` in a constant is refused: it would be
+/// kept as literal text where a value from the request was meant.
+pub(crate) fn field(text: &str, o: &Origin, path: &[PathSeg], cx: &mut Ctx<'_>) -> Field {
+    if text.starts_with('$') {
+        return match JsonPath::parse(text) {
+            Ok(p) => Field::Path(p),
+            Err(e) => {
+                cx.errors
+                    .push(o.error(path, format!("{text:?} is not a valid JSONPath ({e})")));
+                Field::Const(text.to_owned())
+            }
+        };
+    }
+    match Template::parse(text) {
+        Ok(Some(t)) => Field::Template(t),
+        Ok(None) if text.contains("$.") => {
+            let at = text.find("$.").unwrap_or(0);
+            cx.errors.push(o.error(
+                path,
+                format!(
+                    "{text:?} has a JSONPath inside a constant, which would be kept as literal text; \
+                     write it as a substitution: {:?}",
+                    format!("{}{{{}}}", &text[..at], &text[at..])
+                ),
+            ));
+            Field::Const(text.to_owned())
+        }
+        Ok(None) => Field::Const(text.to_owned()),
+        Err(e) => {
+            cx.errors.push(o.error(path, format!("{text:?}: {e}")));
+            Field::Const(text.to_owned())
+        }
+    }
+}
+
+/// A field that must be a JSONPath (`$...`); `None` after reporting otherwise.
+pub(crate) fn json_path(
+    text: &str,
+    o: &Origin,
+    path: &[PathSeg],
+    cx: &mut Ctx<'_>,
+) -> Option<JsonPath> {
+    if !text.starts_with('$') {
+        cx.errors
+            .push(o.error(path, format!("{text:?} must be a JSONPath starting with $")));
+        return None;
+    }
+    match JsonPath::parse(text) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            cx.errors
+                .push(o.error(path, format!("{text:?} is not a valid JSONPath ({e})")));
+            None
+        }
+    }
+}
+
+fn validate_mapping(m: &RawMapping, o: &Origin, cx: &mut Ctx<'_>) -> Mapping {
+    Mapping {
+        source: field(&m.source, o, &[key("source")], cx),
+        detail_type: field(&m.detail_type, o, &[key("detail_type")], cx),
+        resources: m
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| field(r, o, &[key("resources"), PathSeg::Index(i)], cx))
+            .collect(),
+        id: m.id.as_deref().map(|t| field(t, o, &[key("id")], cx)),
+        time: m.time.as_deref().map(|t| field(t, o, &[key("time")], cx)),
+        detail: m
+            .detail
+            .as_deref()
+            .and_then(|t| json_path(t, o, &[key("detail")], cx)),
+    }
+}
+
+/// A pattern may be written as YAML or as a JSON string; both must compile.
+fn check_pattern(p: &Value, o: &Origin, name: &str, cx: &mut Ctx<'_>) -> Option<Value> {
+    let value = match p {
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => v,
+            Err(e) => {
+                cx.errors
+                    .push(o.error(&[key(name)], format!("is not valid JSON: {e}")));
+                return None;
+            }
+        },
+        other => other.clone(),
+    };
+    match fleetbus_pattern::Pattern::from_value(&value) {
+        Ok(_) => Some(value),
+        Err(e) => {
+            cx.errors
+                .push(o.error(&[key(name)], format!("invalid pattern: {e}")));
+            None
+        }
+    }
+}
+
+/// A target: the fields every target has here, its kind's own through the kind's
+/// `validate` in [`crate::kinds`].
+fn validate_target(
+    t: &RawTarget,
+    o: &Origin,
+    buses: &[String],
+    connections: &BTreeMap<String, Auth>,
+    already_reported: bool,
+    cx: &mut Ctx<'_>,
+) -> Option<Target> {
+    let errors_before = cx.errors.len();
+    let Some(kind) = t.kind else {
+        // A kind that stage one refused has been reported and dropped already.
+        if already_reported {
+            return None;
+        }
+        cx.errors.push(o.error(
+            &[],
+            format!(
+                "missing required field kind (expected one of {})",
+                kinds::names()
+            ),
+        ));
+        return None;
+    };
+    let spec = kinds::spec(kind);
+    // The fields as written (from the file, so no table of RawTarget's fields is kept
+    // by hand): a kind-specific field of another kind is refused, naming what this
+    // kind takes.
+    let written: Vec<String> = o
+        .root
+        .lookup(&o.path)
+        .and_then(|(node, _)| node.as_map())
+        .map(|entries| entries.iter().map(|(k, _, _)| k.clone()).collect())
+        .unwrap_or_default();
+    for name in written {
+        if kinds::is_kind_field(&name) && !spec.fields.contains(&name.as_str()) {
+            cx.errors.push(o.key_error(
+                &[key(&name)],
+                format!(
+                    "does not apply to kind {} (it takes: {})",
+                    spec.name,
+                    spec.fields.join(", ")
+                ),
+            ));
+        }
+    }
+    let input = validate_input(t, o, cx);
+    let retry = match &t.retry_policy {
+        None => RetryPolicy::default(),
+        Some(r) => {
+            let ro = o.child(key("retry_policy"));
+            let age = cx.duration(
+                &ro,
+                &[key("maximum_event_age")],
+                r.maximum_event_age.as_deref(),
+                Duration::from_secs(86_400),
+            );
+            if !(60..=86_400).contains(&age.as_secs()) {
+                cx.errors.push(ro.error(
+                    &[key("maximum_event_age")],
+                    format!(
+                        "{}s is out of range (expected 60s to 24h, as EventBridge)",
+                        age.as_secs()
+                    ),
+                ));
+            }
+            let attempts = r.maximum_retry_attempts.unwrap_or(185);
+            if attempts > 185 {
+                cx.errors.push(ro.error(
+                    &[key("maximum_retry_attempts")],
+                    format!("{attempts} is out of range (expected 0 to 185, as EventBridge)"),
+                ));
+            }
+            RetryPolicy {
+                maximum_event_age: age,
+                maximum_retry_attempts: attempts,
+            }
+        }
+    };
+    let concurrency = t.concurrency.unwrap_or(4);
+    if concurrency == 0 {
+        cx.errors
+            .push(o.error(&[key("concurrency")], "must be at least 1"));
+    }
+    if let Some(r) = t.rate_limit {
+        if !(r > 0.0 && r.is_finite()) {
+            cx.errors.push(o.error(
+                &[key("rate_limit")],
+                format!("{r} is not a positive number of deliveries per second"),
+            ));
+        }
+    }
+    let timeout = cx.duration(
+        o,
+        &[key("timeout")],
+        t.timeout.as_deref(),
+        Duration::from_secs(10),
+    );
+    let env = kinds::Env {
+        buses,
+        connections,
+        name: spec.name,
+    };
+    let spec = (spec.validate)(t, o, &env, cx);
+    (cx.errors.len() == errors_before).then(|| Target {
+        site: Site(Some(o.clone())),
+        id: t.id.clone(),
+        input,
+        retry,
+        concurrency,
+        rate_limit: t.rate_limit,
+        timeout,
+        spec,
+    })
+}
+
+fn validate_input(t: &RawTarget, o: &Origin, cx: &mut Ctx<'_>) -> Input {
+    let set = [
+        t.input.is_some(),
+        t.input_path.is_some(),
+        t.input_transformer.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() > 1 {
+        cx.errors.push(o.error(
+            &[],
+            "input, input_path and input_transformer exclude each other (set one)",
+        ));
+    }
+    if let Some(text) = &t.input {
+        return match serde_json::from_str(text) {
+            Ok(v) => Input::Constant(v),
+            Err(e) => {
+                cx.errors.push(o.error(
+                    &[key("input")],
+                    format!("is not valid JSON: {e} (EventBridge's Input is JSON text)"),
+                ));
+                Input::Event
+            }
+        };
+    }
+    if let Some(path) = &t.input_path {
+        return match json_path(path, o, &[key("input_path")], cx) {
+            Some(p) => Input::Path(p),
+            None => Input::Event,
+        };
+    }
+    if let Some(tr) = &t.input_transformer {
+        let to = o.child(key("input_transformer"));
+        if tr.input_paths_map.len() > 100 {
+            cx.errors.push(to.error(
+                &[key("input_paths_map")],
+                "has more than 100 entries (EventBridge's limit)",
+            ));
+        }
+        let mut paths = BTreeMap::new();
+        for (name, path) in &tr.input_paths_map {
+            if name.starts_with("aws.") {
+                cx.errors.push(to.error(
+                    &[key("input_paths_map"), key(name)],
+                    "names starting with aws. are reserved",
+                ));
+            }
+            if let Some(p) = json_path(path, &to, &[key("input_paths_map"), key(name)], cx) {
+                paths.insert(name.clone(), p);
+            }
+        }
+        for placeholder in placeholders(&tr.input_template) {
+            let reserved = [
+                "aws.events.rule-arn",
+                "aws.events.rule-name",
+                "aws.events.event",
+                "aws.events.event.json",
+                "aws.events.event.ingestion-time",
+            ];
+            if !tr.input_paths_map.contains_key(placeholder) && !reserved.contains(&placeholder) {
+                cx.errors.push(to.error(
+                    &[key("input_template")],
+                    format!(
+                    "placeholder <{placeholder}> is not in input_paths_map (defined: {})",
+                    tr.input_paths_map.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                ));
+            }
+        }
+        return Input::Transformer {
+            paths,
+            template: tr.input_template.clone(),
+        };
+    }
+    Input::Event
+}
+
+/// `<name>` placeholders of an EventBridge input template.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('<') {
+        let after = &rest[start + 1..];
+        match after.find('>') {
+            Some(end)
+                if end > 0
+                    && after[..end]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) =>
+            {
+                out.push(&after[..end]);
+                rest = &after[end + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}
+
+/// Reports `name` missing when it is not `present`: kind `kind` needs it.
+pub(crate) fn require(cx: &mut Ctx<'_>, o: &Origin, kind: &str, name: &str, present: bool) {
+    if !present {
+        cx.errors.push(o.error(
+            &[],
+            format!("missing required field {name} (kind {kind} needs it)"),
+        ));
+    }
+}
