@@ -87,6 +87,8 @@ pub struct Source {
     pub kind: SourceKind,
     pub bus: String,
     pub tokens: Vec<Secret>,
+    /// Lower-case name of the header carrying the token, when not `Authorization`.
+    pub token_header: Option<String>,
     pub mapping: Option<Mapping>,
 }
 

@@ -74,6 +74,8 @@ pub enum SourceKind {
     Micromdm,
     /// NDJSON batches of macOS unified-log entries posted by a device.
     UnifiedLog,
+    /// Jamf Pro webhooks.
+    Jamf,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -86,6 +88,9 @@ pub struct RawSource {
     /// Bearer tokens accepted by this source (secret references).
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// A header the token comes in instead of `Authorization` (for senders that let
+    /// the admin choose one, such as Jamf Pro's header authentication).
+    pub token_header: Option<String>,
     /// Generic sources: how the body becomes an event.
     pub mapping: Option<RawMapping>,
 }

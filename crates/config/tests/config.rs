@@ -482,3 +482,22 @@ proptest! {
         }
     }
 }
+
+/// `token_header` must be a header name; it is kept lower-case.
+#[test]
+fn a_source_token_header_is_a_header_name() {
+    let source = |header: &str| {
+        format!(
+            "sources:\n  - name: jamf\n    kind: jamf\n    tokens: [\"${{env:HOME}}\"]\n    token_header: \"{header}\"\n"
+        )
+    };
+    let config = load_str("c.yaml", &source("X-Jamf-Token"), Path::new("/nonexistent")).unwrap();
+    assert_eq!(
+        config.sources[0].token_header.as_deref(),
+        Some("x-jamf-token")
+    );
+    assert_eq!(
+        errors_of(&source("X Jamf")),
+        ["c.yaml:5:19: sources[0].token_header: \"X Jamf\" is not an HTTP header name"]
+    );
+}

@@ -42,16 +42,53 @@ pub(crate) async fn require_source_token(
             format!("unknown source {name:?}"),
         ));
     };
-    if authorized(request.headers(), &source.tokens) {
+    let ok = match &source.token_header {
+        Some(header) => header_token(request.headers(), header, &source.tokens),
+        None => authorized(request.headers(), &source.tokens),
+    };
+    if ok {
         Ok(next.run(request).await)
     } else {
-        Err(ApiError::unauthorized())
+        // Say which scheme this source expects: a sender set up for one (Basic,
+        // a header of the admin's choice) should not be told "bearer".
+        let expected = match &source.token_header {
+            Some(header) => format!("a {header} header holding the source's token"),
+            None => "Authorization: Bearer <token>, or Basic with the token as password".into(),
+        };
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            format!("missing or wrong token for source {name:?} (expected {expected})"),
+        ))
     }
 }
 
 /// True when the request carries one of `tokens` as a bearer token, or as the
 /// password of HTTP Basic auth (MDM servers' webhooks can only send credentials
 /// from the URL's userinfo, e.g. `http://fleetbus:TOKEN@host/v1/sources/nanomdm`).
+/// True when header `name` holds one of `tokens` (as is, or after `Bearer `).
+fn header_token(headers: &HeaderMap, name: &str, tokens: &[Secret]) -> bool {
+    let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let given = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .unwrap_or(value)
+        .trim();
+    matches_one(given, tokens)
+}
+
+/// Compares against every token; lengths differ in time only, the contents
+/// compare in constant time.
+fn matches_one(given: &str, tokens: &[Secret]) -> bool {
+    let mut ok = subtle::Choice::from(0u8);
+    for t in tokens {
+        ok |= given.as_bytes().ct_eq(t.expose().as_bytes());
+    }
+    bool::from(ok)
+}
+
 pub(crate) fn authorized(headers: &HeaderMap, tokens: &[Secret]) -> bool {
     let Some(header) = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -85,11 +122,5 @@ pub(crate) fn authorized(headers: &HeaderMap, tokens: &[Secret]) -> bool {
     } else {
         return false;
     };
-    let mut ok = subtle::Choice::from(0u8);
-    for t in tokens {
-        let t = t.expose().as_bytes();
-        // Lengths differ in time only; the contents compare in constant time.
-        ok |= given.as_bytes().ct_eq(t);
-    }
-    bool::from(ok)
+    matches_one(given, tokens)
 }

@@ -5,6 +5,7 @@
 mod backpressure;
 mod delivery;
 mod ingest;
+mod jamf;
 mod lifecycle;
 mod mdm_workflows;
 mod support;

@@ -185,6 +185,13 @@ sources:
   - name: devlogs
     kind: unified-log
     tokens: ["${{file:source-token}}"]
+  - name: jamf
+    kind: jamf
+    tokens: ["${{file:source-token}}"]
+  - name: jamf-header
+    kind: jamf
+    tokens: ["${{file:source-token}}"]
+    token_header: X-Jamf-Token
 rules:
   - name: all
     event_pattern: {{source: [{{anything-but: {{prefix: "fleetbus."}}}}]}}

@@ -219,6 +219,17 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             .enumerate()
             .map(|(i, t)| cx.secret(o, &[key("tokens"), PathSeg::Index(i)], t))
             .collect();
+        let token_header = v.token_header.as_deref().and_then(|h| {
+            let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if h.is_empty() || !h.chars().all(token_char) {
+                cx.errors.push(o.error(
+                    &[key("token_header")],
+                    format!("{h:?} is not an HTTP header name"),
+                ));
+                return None;
+            }
+            Some(h.to_ascii_lowercase())
+        });
         let mapping = match (&v.kind, &v.mapping) {
             (SourceKind::Generic, None) => {
                 cx.errors.push(o.error(
@@ -242,6 +253,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             kind: v.kind,
             bus,
             tokens,
+            token_header,
             mapping,
         });
     }

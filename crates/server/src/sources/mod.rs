@@ -6,6 +6,7 @@
 //! place.
 
 mod generic;
+mod jamf;
 mod mdm;
 mod unified_log;
 
@@ -130,6 +131,7 @@ impl From<SourceError> for ApiError {
 pub static KINDS: &[(SourceKind, &dyn Source)] = &[
     (SourceKind::Generic, &generic::Generic),
     (SourceKind::UnifiedLog, &unified_log::UnifiedLog),
+    (SourceKind::Jamf, &jamf::Jamf),
     (
         SourceKind::Nanomdm,
         &mdm::Mdm(fleetbus_mdm::MdmServer::NanoMdm),
