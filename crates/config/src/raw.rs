@@ -76,6 +76,8 @@ pub enum SourceKind {
     UnifiedLog,
     /// Jamf Pro webhooks.
     Jamf,
+    /// Okta event hooks.
+    Okta,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

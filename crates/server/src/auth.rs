@@ -52,7 +52,7 @@ pub(crate) async fn require_source_token(
         // Say which scheme this source expects: a sender set up for one (Basic,
         // a header of the admin's choice) should not be told "bearer".
         let expected = match &source.token_header {
-            Some(header) => format!("a {header} header holding the source's token"),
+            Some(header) => format!("the source's token in the {header} header"),
             None => "Authorization: Bearer <token>, or Basic with the token as password".into(),
         };
         Err(ApiError::new(

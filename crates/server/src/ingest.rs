@@ -353,6 +353,26 @@ fn parse_values(body: &[u8]) -> Result<Vec<Value>, ApiError> {
 }
 
 /// `POST /v1/sources/{name}`: a configured source.
+/// `GET /v1/sources/{name}`: a sender's verification request (Okta's one-time
+/// challenge), answered by the source's kind.
+pub async fn source_get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let config = state.config();
+    let Some(source) = config.sources.iter().find(|s| s.name == name) else {
+        return Err(ApiError::not_found(format!("unknown source {name:?}")));
+    };
+    let request = sources::Request {
+        headers: &headers,
+        query: uri.query(),
+        body: &[],
+    };
+    Ok(Json(sources::verify(source, request)?))
+}
+
 pub async fn source(
     State(state): State<AppState>,
     Path(name): Path<String>,

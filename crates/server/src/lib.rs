@@ -113,7 +113,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_token));
     // A source takes its own tokens (`sources[].tokens`).
     let sources = Router::new()
-        .route("/v1/sources/{name}", post(ingest::source))
+        .route(
+            "/v1/sources/{name}",
+            post(ingest::source).get(ingest::source_get),
+        )
         .route_layer(from_fn_with_state(
             state.clone(),
             auth::require_source_token,

@@ -94,12 +94,6 @@ fn post(server: &Server, source: &str, headers: &[(&str, &str)], body: &Value) -
     )
 }
 
-fn timeline(server: &Server, resource: &str) -> Vec<Value> {
-    let (status, body) = server.get(&format!("/v1/timeline?resource={resource}"));
-    assert_eq!(status, 200, "{body}");
-    body["events"].as_array().cloned().unwrap_or_default()
-}
-
 #[test]
 fn jamf_webhooks_land_on_the_device_and_user_timelines() {
     let (_dir, _rx, server) = start();
@@ -232,7 +226,7 @@ fn jamf_refuses_unknown_events_wrong_shapes_and_wrong_credentials() {
     assert_eq!(status, 401, "{answer}");
     assert_eq!(
         answer["error"]["message"],
-        "missing or wrong token for source \"jamf-header\" (expected a x-jamf-token header holding the source's token)"
+        "missing or wrong token for source \"jamf-header\" (expected the source's token in the x-jamf-token header)"
     );
     assert!(
         timeline(&server, "device/C02JAMF0001").is_empty(),

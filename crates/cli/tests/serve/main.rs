@@ -8,4 +8,5 @@ mod ingest;
 mod jamf;
 mod lifecycle;
 mod mdm_workflows;
+mod okta;
 mod support;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::support::{receiver, wait_for, Server, SOURCE_TOKEN, TOKEN};
+use super::support::{receiver, timeline, wait_for, Server, SOURCE_TOKEN, TOKEN};
 
 const MDM_KEY: &str = "nanomdm-test-key";
 
@@ -255,12 +255,6 @@ fn cli(dir: &Path, server: &Server, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn timeline(server: &Server, resource: &str) -> Vec<Value> {
-    let (status, body) = server.get(&format!("/v1/timeline?resource={resource}"));
-    assert_eq!(status, 200, "{body}");
-    body["events"].as_array().cloned().unwrap_or_default()
-}
-
 fn with_type<'a>(events: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
     events
         .iter()
@@ -285,6 +279,10 @@ sources:
   - name: micromdm
     kind: micromdm
     tokens: ["${{file:source-token}}"]
+  - name: okta
+    kind: okta
+    tokens: ["${{file:source-token}}"]
+    token_header: Authorization
 rules:
 {rules}
 "#
@@ -292,6 +290,56 @@ rules:
     .replace("{mdm}", &mdm.url);
     std::fs::write(dir.join("fleetbus.yaml"), config).unwrap();
 }
+
+/// Starts the server on `rules` with [`GRACE_AND_ALAN`] imported into the asset store.
+fn start_with_inventory(dir: &Path, rules: &str, mdm: &FakeNanoMdm) -> Server {
+    setup(dir, rules, mdm, GRACE_AND_ALAN);
+    let server = Server::start(dir);
+    let csv = dir.join("inventory.csv");
+    cli(dir, &server, &["assets", "import", csv.to_str().unwrap()]);
+    server
+}
+
+/// Slack got one line per Mac of Grace's, and nothing else.
+fn assert_grace_locked_reported(slack: &super::support::Receiver) {
+    let mut reports: Vec<Value> = slack
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.0.clone())
+        .collect();
+    reports.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        reports,
+        vec![
+            json!({"text": "Locked C02AAAAAAAA1"}),
+            json!({"text": "Locked C02AAAAAAAA2"})
+        ]
+    );
+}
+
+/// Grace has two Macs, Alan one.
+const GRACE_AND_ALAN: &str = "serial,udid,name,os_version,enrollment_state,user_id,user_email\n\
+    C02AAAAAAAA1,UDID-GRACE-1,Grace MBP,14.5,enrolled,grace,grace@example.com\n\
+    C02AAAAAAAA2,UDID-GRACE-2,Grace Air,15.1,enrolled,grace,grace@example.com\n\
+    C02BBBBBBBB1,UDID-ALAN-1,Alan MBP,14.5,enrolled,alan,alan@example.com\n";
+
+/// A Slack line per DeviceLock enqueued.
+const LOCK_REPORT: &str = r#"
+  - name: lock-report
+    event_pattern:
+      source: [fleetbus.mdm]
+      detail-type: [MDM Command Enqueued]
+      detail: {command: {request_type: [DeviceLock]}}
+    targets:
+      - id: slack
+        kind: slack
+        url: ${file:slack-url}
+        input_transformer:
+          input_paths_map: {serial: $.detail.device.serial}
+          input_template: '{"text": "Locked <serial>"}'
+"#;
 
 const SERIAL_1: &str = "C02XK1JDJG5J";
 const UDID_1: &str = "0000FE00-5FDF-5EC4-8429-15640684C489";
@@ -458,34 +506,10 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
           RequestType: DeviceLock
           PIN: <pin>
           Message: "This Mac is locked (<reason>). Call IT."
-  - name: lock-report
-    event_pattern:
-      source: [fleetbus.mdm]
-      detail-type: [MDM Command Enqueued]
-      detail: {command: {request_type: [DeviceLock]}}
-    targets:
-      - id: slack
-        kind: slack
-        url: ${file:slack-url}
-        input_transformer:
-          input_paths_map: {serial: $.detail.device.serial}
-          input_template: '{"text": "Locked <serial>"}'
-"#;
-    let csv = "serial,udid,name,os_version,enrollment_state,user_id,user_email\n\
-        C02AAAAAAAA1,UDID-GRACE-1,Grace MBP,14.5,enrolled,grace,grace@example.com\n\
-        C02AAAAAAAA2,UDID-GRACE-2,Grace Air,15.1,enrolled,grace,grace@example.com\n\
-        C02BBBBBBBB1,UDID-ALAN-1,Alan MBP,14.5,enrolled,alan,alan@example.com\n";
-    setup(dir.path(), rules, &mdm, csv);
-    let server = Server::start(dir.path());
-    cli(
-        dir.path(),
-        &server,
-        &[
-            "assets",
-            "import",
-            dir.path().join("inventory.csv").to_str().unwrap(),
-        ],
-    );
+"#
+    .to_owned()
+        + LOCK_REPORT;
+    let server = start_with_inventory(dir.path(), &rules, &mdm);
 
     mdm.lose_answers
         .store(1, std::sync::atomic::Ordering::SeqCst);
@@ -554,21 +578,7 @@ fn deactivated_user_gets_devices_locked_with_escrowed_pins() {
         .unwrap();
     assert_eq!(unauthenticated.status().as_u16(), 401);
 
-    let mut reports: Vec<Value> = slack
-        .bodies
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|b| b.0.clone())
-        .collect();
-    reports.sort_by_key(|v| v.to_string());
-    assert_eq!(
-        reports,
-        vec![
-            json!({"text": "Locked C02AAAAAAAA1"}),
-            json!({"text": "Locked C02AAAAAAAA2"})
-        ]
-    );
+    assert_grace_locked_reported(&slack);
     let (_, user) = server.get("/v1/assets/users/grace");
     assert_eq!(user["status"], "deactivated");
     assert_eq!(user["devices"].as_array().map(Vec::len), Some(2));
@@ -839,5 +849,97 @@ fn micromdm_in_and_out_with_basic_auth_webhooks() {
     assert_eq!(results[0]["event"]["source"], "mdm.micromdm");
     assert!(results[0]["meta"]["causation_id"].is_string());
     assert!(mdm.refused.lock().unwrap().is_empty());
+    server.stop();
+}
+
+/// The seed's second flow from its real start: Okta's event hook says a user was
+/// deactivated -> the user's Macs from the asset store (found by the login Okta
+/// names, the user's email) -> DeviceLock through NanoMDM -> a Slack line per Mac,
+/// each step on the device's timeline.
+#[test]
+fn an_okta_deactivation_locks_the_users_macs_and_reports_to_slack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let slack = receiver();
+    std::fs::write(dir.path().join("slack-url"), format!("{}/hook", slack.url)).unwrap();
+    let rules = r#"
+  - name: offboard
+    event_pattern: {source: [okta], detail-type: [user.lifecycle.deactivate]}
+    targets:
+      - id: lock
+        kind: mdm
+        server: nanomdm
+        url: {mdm}
+        api_key: ${file:mdm-key}
+        devices: {user: "$.detail.target[?@.type=='User'].alternateId"}
+        mdm_command:
+          RequestType: DeviceLock
+          PIN: <pin>
+          Message: "This Mac is locked. Call IT."
+"#
+    .to_owned()
+        + LOCK_REPORT;
+    let server = start_with_inventory(dir.path(), &rules, &mdm);
+    // As Okta posts it (field names are Okta's; values made up here).
+    let delivery = json!({
+        "eventType": "com.okta.event_hook",
+        "eventTypeVersion": "1.0",
+        "cloudEventsVersion": "0.1",
+        "source": "https://example.okta.com/api/v1/eventHooks/whoTEST000000000",
+        "eventId": "c0ffee00-0000-4000-8000-000000000001",
+        "eventTime": "2026-12-03T10:15:31.000Z",
+        "contentType": "application/json",
+        "data": {"events": [{
+            "uuid": "c0ffee00-0000-4000-8000-000000000002",
+            "published": "2026-12-03T10:15:30.000Z",
+            "eventType": "user.lifecycle.deactivate",
+            "version": "0",
+            "displayMessage": "Deactivate Okta user",
+            "severity": "INFO",
+            "actor": {"id": "00uADMIN", "type": "User", "alternateId": "it@example.com", "displayName": "IT"},
+            "outcome": {"result": "SUCCESS"},
+            "target": [{"id": "00uGRACE", "type": "User", "alternateId": "grace@example.com", "displayName": "Grace Hopper"}]
+        }]}
+    });
+    let (status, answer) = server.post(
+        "/v1/sources/okta",
+        None,
+        "application/json",
+        delivery.to_string().as_bytes(),
+        &[("Authorization", SOURCE_TOKEN)],
+    );
+    assert_eq!(status, 200, "{answer}");
+    wait_for("two DeviceLock enqueues", Duration::from_secs(20), || {
+        mdm.calls_of("DeviceLock").len() >= 2
+    });
+    wait_for("two Slack reports", Duration::from_secs(20), || {
+        slack.bodies.lock().unwrap().len() >= 2
+    });
+    let mut locked: Vec<String> = mdm
+        .calls_of("DeviceLock")
+        .iter()
+        .map(|c| c.ids.join(","))
+        .collect();
+    locked.sort();
+    assert_eq!(
+        locked,
+        vec!["UDID-GRACE-1", "UDID-GRACE-2"],
+        "Alan's Mac untouched"
+    );
+    assert_grace_locked_reported(&slack);
+    let okta = timeline(&server, "user/grace@example.com");
+    assert_eq!(
+        with_type(&okta, "user.lifecycle.deactivate").len(),
+        1,
+        "{okta:#?}"
+    );
+    for serial in ["C02AAAAAAAA1", "C02AAAAAAAA2"] {
+        let events = timeline(&server, &format!("device/{serial}"));
+        assert_eq!(
+            with_type(&events, "MDM Command Enqueued").len(),
+            1,
+            "{events:#?}"
+        );
+    }
     server.stop();
 }

@@ -192,6 +192,10 @@ sources:
     kind: jamf
     tokens: ["${{file:source-token}}"]
     token_header: X-Jamf-Token
+  - name: okta
+    kind: okta
+    tokens: ["${{file:source-token}}"]
+    token_header: Authorization
 rules:
   - name: all
     event_pattern: {{source: [{{anything-but: {{prefix: "fleetbus."}}}}]}}
@@ -304,4 +308,11 @@ pub fn receiver() -> Receiver {
         hits,
         _rt: rt,
     }
+}
+
+/// The events on `resource`'s timeline, newest first.
+pub fn timeline(server: &Server, resource: &str) -> Vec<Value> {
+    let (status, body) = server.get(&format!("/v1/timeline?resource={resource}"));
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().cloned().unwrap_or_default()
 }

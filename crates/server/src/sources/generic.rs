@@ -19,9 +19,7 @@ impl super::Source for Generic {
         request: super::Request<'a>,
     ) -> super::HandleFuture<'a> {
         let events = process(source, request.body, &state.engine.defaults());
-        Box::pin(std::future::ready(
-            events.map(|e| super::ingested(source, e)),
-        ))
+        super::ready(source, events)
     }
 }
 

@@ -146,9 +146,7 @@ impl super::Source for Jamf {
         request: super::Request<'a>,
     ) -> super::HandleFuture<'a> {
         let event = process(request.body, &state.engine.defaults());
-        Box::pin(std::future::ready(
-            event.map(|e| super::ingested(source, vec![e])),
-        ))
+        super::ready(source, event.map(|e| vec![e]))
     }
 }
 

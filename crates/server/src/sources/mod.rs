@@ -8,6 +8,7 @@
 mod generic;
 mod jamf;
 mod mdm;
+mod okta;
 mod unified_log;
 
 use std::future::Future;
@@ -45,6 +46,12 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         source: &'a fleetbus_config::Source,
         request: Request<'a>,
     ) -> HandleFuture<'a>;
+
+    /// The answer to a `GET` of the source's URL (a sender's one-time verification,
+    /// such as Okta's); `None` (the default) when the kind answers no `GET`.
+    fn verify(&self, _request: Request<'_>) -> Option<Result<serde_json::Value, SourceError>> {
+        None
+    }
 
     /// A task to run beside the server for this configured source, ending when
     /// `cancel` fires; `None` (the default) for kinds that only answer requests.
@@ -132,6 +139,7 @@ pub static KINDS: &[(SourceKind, &dyn Source)] = &[
     (SourceKind::Generic, &generic::Generic),
     (SourceKind::UnifiedLog, &unified_log::UnifiedLog),
     (SourceKind::Jamf, &jamf::Jamf),
+    (SourceKind::Okta, &okta::Okta),
     (
         SourceKind::Nanomdm,
         &mdm::Mdm(fleetbus_mdm::MdmServer::NanoMdm),
@@ -156,6 +164,32 @@ pub async fn process(
         ApiError::internal(format!("no handler for source kind {:?}", source.kind))
     })?;
     Ok(handler.handle(state, source, request).await?)
+}
+
+/// Answers a `GET` of `source`'s URL, or says the kind takes none.
+pub fn verify(
+    source: &fleetbus_config::Source,
+    request: Request<'_>,
+) -> Result<serde_json::Value, ApiError> {
+    let handler = kind(source.kind).ok_or_else(|| {
+        ApiError::internal(format!("no handler for source kind {:?}", source.kind))
+    })?;
+    match handler.verify(request) {
+        Some(answer) => Ok(answer?),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("source {:?} takes POST only", source.name),
+        )),
+    }
+}
+
+/// The answer of a kind that makes its events without waiting on anything.
+fn ready<'a>(
+    source: &fleetbus_config::Source,
+    events: Result<Vec<Event>, SourceError>,
+) -> HandleFuture<'a> {
+    Box::pin(std::future::ready(events.map(|e| ingested(source, e))))
 }
 
 /// Events made by a source, as put by it (bus and ingest source from its config).

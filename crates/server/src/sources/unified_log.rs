@@ -28,9 +28,7 @@ impl super::Source for UnifiedLog {
             request.body,
             &state.engine.defaults(),
         );
-        Box::pin(std::future::ready(
-            events.map(|e| super::ingested(source, e)),
-        ))
+        super::ready(source, events)
     }
 }
 

@@ -394,7 +394,13 @@ fn select_devices(
     }
     if let Some(path) = &sel.user {
         for user in strings_at(path, doc)? {
-            let found = assets.user(&user)?;
+            // By id, else by email: an identity provider names users by login
+            // (Okta's alternateId), which is the email the asset store keeps.
+            let found = match assets.user(&user)? {
+                Some(u) => Some(u),
+                None if user.contains('@') => assets.user_by_email(&user)?,
+                None => None,
+            };
             for d in found.map(|u| u.devices).unwrap_or_default() {
                 if let Some(udid) = d.udid.clone() {
                     out.push(Addressee {
