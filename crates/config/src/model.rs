@@ -89,6 +89,8 @@ pub struct Source {
     pub tokens: Vec<Secret>,
     /// Lower-case name of the header carrying the token, when not `Authorization`.
     pub token_header: Option<String>,
+    /// MDM sources: idle polls become events too.
+    pub idle_polls: bool,
     pub mapping: Option<Mapping>,
 }
 

@@ -93,6 +93,9 @@ pub struct RawSource {
     /// A header the token comes in instead of `Authorization` (for senders that let
     /// the admin choose one, such as Jamf Pro's header authentication).
     pub token_header: Option<String>,
+    /// MDM sources: put idle polls (Connect with status Idle and no command) on
+    /// the bus too; off by default, since every device polls.
+    pub idle_polls: Option<bool>,
     /// Generic sources: how the body becomes an event.
     pub mapping: Option<RawMapping>,
 }

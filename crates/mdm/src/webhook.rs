@@ -237,6 +237,9 @@ fn convert(raw: RawEvent, server: Server) -> Result<WebhookEvent, MdmError> {
         put(&mut device, "enrollment_id", m.enrollment_id.as_deref());
     }
     let mut detail = base_detail(server, &topic, &action, device, inner);
+    if user_channel(inner, m.and_then(|m| m.user_id.as_deref())) {
+        detail.insert("scope".into(), json!("user"));
+    }
     if let Some(user) = m.and_then(user_of) {
         detail.insert("user".into(), user);
     }
@@ -250,13 +253,34 @@ fn convert(raw: RawEvent, server: Server) -> Result<WebhookEvent, MdmError> {
         detail_type: DETAIL_TYPE_CHECKIN.to_string(),
         detail: Value::Object(detail),
         topic,
-        event_id: raw.event_id.clone(),
+        event_id: event_id(&raw),
         created_at: raw.created_at.clone(),
         enrollment_id: enrollment_id_of(inner).or_else(|| udid.clone()),
         udid,
         serial,
         command_uuid: None,
     })
+}
+
+/// The event's id; NanoMDM up to v0.8.0 sends `"event_id": ""` on every event,
+/// which is no id at all (the event gets a fresh one).
+fn event_id(raw: &RawEvent) -> Option<String> {
+    raw.event_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+/// True for a message on a user's channel: NanoMDM's `ids.type` is `User`, or the
+/// message names a `UserID`.
+fn user_channel(inner: &RawInner, user_id: Option<&str>) -> bool {
+    let by_ids = inner
+        .ids
+        .as_ref()
+        .and_then(|i| i.kind.as_deref())
+        .is_some_and(|k| k.eq_ignore_ascii_case("user"));
+    by_ids || user_id.is_some_and(|u| !u.is_empty())
 }
 
 fn enrollment_id_of(inner: &RawInner) -> Option<String> {
@@ -362,6 +386,9 @@ fn acknowledge(
     let idle = status == "Idle";
     let action = if idle { "idle" } else { "command_result" };
     let mut detail = base_detail(server, topic, action, device, inner);
+    if user_channel(inner, r.and_then(|r| r.user_id.as_deref())) {
+        detail.insert("scope".into(), json!("user"));
+    }
     if !idle {
         let mut command = Map::new();
         put(
@@ -402,7 +429,7 @@ fn acknowledge(
         .to_string(),
         detail: Value::Object(detail),
         topic: topic.to_string(),
-        event_id: raw.event_id.clone(),
+        event_id: event_id(raw),
         created_at: raw.created_at.clone(),
         enrollment_id: enrollment_id_of(inner).or_else(|| udid.clone()),
         udid,

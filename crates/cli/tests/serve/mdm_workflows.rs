@@ -943,3 +943,54 @@ fn an_okta_deactivation_locks_the_users_macs_and_reports_to_slack() {
     }
     server.stop();
 }
+
+/// NanoMDM up to v0.8.0 sends every webhook with `"event_id": ""` and never retries
+/// one: each such check-in is stored (with an id of fleetbus's own), not refused.
+#[test]
+fn nanomdm_check_ins_with_an_empty_event_id_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    setup(dir.path(), "  []", &mdm, "serial\n");
+    let server = Server::start(dir.path());
+    for udid in ["UDID-OLD-1", "UDID-OLD-2"] {
+        let mut body = authenticate(udid, &format!("C02{udid}"));
+        body["event_id"] = json!("");
+        webhook(&server, &body);
+    }
+    for udid in ["UDID-OLD-1", "UDID-OLD-2"] {
+        let events = timeline(&server, &format!("device/C02{udid}"));
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let id = events[0]["event"]["id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{events:#?}");
+    }
+    server.stop();
+}
+
+/// Idle polls (Connect, status Idle, no command) are not timeline events unless
+/// the source asks for them with `idle_polls: true`.
+#[test]
+fn idle_polls_stay_off_the_timeline_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    setup(dir.path(), "  []", &mdm, "serial\n");
+    // The micromdm source asks for them.
+    super::support::edit_config(dir.path(), |c| {
+        c.replace(
+            "  - name: micromdm\n    kind: micromdm\n    tokens: [\"${file:source-token}\"]\n",
+            "  - name: micromdm\n    kind: micromdm\n    tokens: [\"${file:source-token}\"]\n    idle_polls: true\n",
+        )
+    });
+    let server = Server::start(dir.path());
+    let idle = |udid: &str| {
+        json!({"topic": "mdm.Connect", "event_id": format!("idle-{udid}"), "created_at": "2026-11-23T10:00:00Z",
+            "acknowledge_event": {"udid": udid, "status": "Idle", "raw_payload": plist_b64(&format!(
+                "<key>Status</key><string>Idle</string><key>UDID</key><string>{udid}</string>"))}})
+    };
+    webhook_to(&server, "nanomdm", &idle("UDID-QUIET"));
+    webhook_to(&server, "micromdm", &idle("UDID-LOUD"));
+    assert!(timeline(&server, "device/UDID-QUIET").is_empty());
+    let loud = timeline(&server, "device/UDID-LOUD");
+    assert_eq!(loud.len(), 1, "{loud:#?}");
+    assert_eq!(loud[0]["event"]["detail"]["action"], "idle");
+    server.stop();
+}

@@ -230,6 +230,12 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             }
             Some(h.to_ascii_lowercase())
         });
+        if v.idle_polls.is_some() && !matches!(v.kind, SourceKind::Nanomdm | SourceKind::Micromdm) {
+            cx.errors.push(o.key_error(
+                &[key("idle_polls")],
+                "applies only to kinds nanomdm and micromdm",
+            ));
+        }
         let mapping = match (&v.kind, &v.mapping) {
             (SourceKind::Generic, None) => {
                 cx.errors.push(o.error(
@@ -254,6 +260,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             bus,
             tokens,
             token_header,
+            idle_polls: v.idle_polls.unwrap_or(false),
             mapping,
         });
     }

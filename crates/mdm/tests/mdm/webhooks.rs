@@ -277,3 +277,49 @@ fn malformed_bodies_are_errors_naming_the_problem() {
         assert!(err.contains(needle), "{err} should mention {needle}");
     }
 }
+
+/// NanoMDM up to v0.8.0 sends `"event_id": ""`: that is no id (the event gets a
+/// fresh one), never an event refused for an empty id.
+#[test]
+fn an_empty_nanomdm_event_id_is_no_id() {
+    let body = json!({
+        "topic": "mdm.Authenticate",
+        "event_id": "",
+        "created_at": "2024-06-03T09:15:02.123456789Z",
+        "checkin_event": {"udid": UDID, "raw_payload": authenticate_payload()}
+    });
+    let events = nanomdm::parse(body.to_string().as_bytes()).unwrap();
+    assert_eq!(events[0].event_id, None);
+    assert_eq!(events[0].detail["action"], "authenticate");
+}
+
+/// A message on a user's channel (NanoMDM `ids.type` User, or a `UserID` in the
+/// message) has scope `user`, so a rule can tell it from the device's.
+#[test]
+fn user_channel_messages_have_user_scope() {
+    let user_token_update = plist(&format!(
+        "<key>MessageType</key><string>TokenUpdate</string>
+<key>PushMagic</key><string>728F8670-4934-4A30-BADF-7B43C261FC14</string>
+<key>Token</key><data>c3FyHWhjG3tmSA55LFFIQg==</data>
+<key>Topic</key><string>com.apple.mgmt.External.e0bd1eac-1f17-4c8e-8a63-dd17d3dd35d9</string>
+<key>UDID</key><string>{UDID}</string>
+<key>UserID</key><string>B0B1C2D3-0000-4000-8000-000000000001</string>
+<key>UserShortName</key><string>jane</string>"
+    ));
+    let by_ids = json!({
+        "topic": "mdm.TokenUpdate",
+        "event_id": "u1",
+        "checkin_event": {"udid": UDID, "ids": {"id": "B0B1C2D3-0000-4000-8000-000000000001", "type": "User", "parent_id": UDID},
+                          "raw_payload": user_token_update}
+    });
+    let events = nanomdm::parse(by_ids.to_string().as_bytes()).unwrap();
+    assert_eq!(events[0].detail["scope"], "user");
+    assert_eq!(events[0].detail["user"]["short_name"], "jane");
+    let device = json!({
+        "topic": "mdm.TokenUpdate",
+        "event_id": "d1",
+        "checkin_event": {"udid": UDID, "ids": {"id": UDID, "type": "Device"}, "raw_payload": token_update_payload()}
+    });
+    let events = nanomdm::parse(device.to_string().as_bytes()).unwrap();
+    assert_eq!(events[0].detail["scope"], "device");
+}

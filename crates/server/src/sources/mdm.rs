@@ -32,7 +32,7 @@ impl super::Source for Mdm {
         request: super::Request<'a>,
     ) -> super::HandleFuture<'a> {
         let ingest = format!("source/{}", source.name);
-        Box::pin(async move { process(state, self.0, request.body, &source.bus, &ingest).await })
+        Box::pin(async move { process(state, self.0, request.body, source, &ingest).await })
     }
 }
 
@@ -40,12 +40,18 @@ async fn process(
     state: &AppState,
     server: MdmServer,
     body: &[u8],
-    bus: &str,
+    source: &fleetbus_config::Source,
     ingest: &str,
 ) -> Result<Vec<(Event, Meta)>, SourceError> {
-    let parsed = server
+    let bus = source.bus.as_str();
+    let mut parsed = server
         .parse_webhook(body)
         .map_err(|e| SourceError::Invalid(e.to_string()))?;
+    // Every device polls; a poll with nothing to report is noise on its timeline
+    // unless the source asks for it.
+    if !source.idle_polls {
+        parsed.retain(|we| we.detail["action"] != "idle");
+    }
     let link_all = |assets: Option<&AssetStore>| {
         parsed
             .into_iter()
