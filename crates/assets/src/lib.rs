@@ -7,6 +7,7 @@
 //! a bound. Writes that touch several rows run in one transaction.
 
 mod async_store;
+mod channels;
 mod devices;
 mod error;
 mod import;

@@ -75,6 +75,18 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         sealed TEXT NOT NULL
     );",
+    // 4: MDM channels since their device's last Authenticate, for servers that
+    // send no TokenUpdate tally (MicroMDM): a channel's first TokenUpdate after
+    // an Authenticate is its enrollment.
+    "CREATE TABLE mdm_authenticated (
+        udid TEXT PRIMARY KEY NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE mdm_token_updates (
+        udid TEXT NOT NULL,
+        user_id TEXT NOT NULL,  -- '' for the device channel
+        PRIMARY KEY (udid, user_id)
+    );",
 ];
 
 /// The schema version this build writes.

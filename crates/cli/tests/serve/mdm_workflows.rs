@@ -825,7 +825,15 @@ fn micromdm_in_and_out_with_basic_auth_webhooks() {
         &[("Authorization", &basic)],
     );
     assert_eq!(status, 200, "{answer}");
-    webhook_to(&server, "micromdm", &first_token_update(UDID_1));
+    // MicroMDM counts no TokenUpdates (no token_update_tally, no ids): the first
+    // since the Authenticate is the enrollment, a later one a token refresh.
+    let mut token_update = first_token_update(UDID_1);
+    let inner = token_update["checkin_event"].as_object_mut().unwrap();
+    inner.remove("token_update_tally");
+    inner.remove("ids");
+    webhook_to(&server, "micromdm", &token_update);
+    token_update["event_id"] = json!("tu-refresh");
+    webhook_to(&server, "micromdm", &token_update);
     wait_for("the MicroMDM command", Duration::from_secs(20), || {
         !mdm.micromdm.lock().unwrap().is_empty()
     });
@@ -849,6 +857,25 @@ fn micromdm_in_and_out_with_basic_auth_webhooks() {
     assert_eq!(results[0]["event"]["source"], "mdm.micromdm");
     assert!(results[0]["meta"]["causation_id"].is_string());
     assert!(mdm.refused.lock().unwrap().is_empty());
+    let checkins = with_type(&events, "MDM Check-in");
+    let actions: Vec<&Value> = checkins
+        .iter()
+        .map(|e| &e["event"]["detail"]["action"])
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            &json!("token_update"),
+            &json!("enroll"),
+            &json!("authenticate")
+        ],
+        "newest first"
+    );
+    assert_eq!(
+        mdm.micromdm.lock().unwrap().len(),
+        1,
+        "one enrollment, one command"
+    );
     server.stop();
 }
 

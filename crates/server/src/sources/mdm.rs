@@ -125,6 +125,9 @@ fn link(
         }
         _ => {}
     }
+    if let Some(udid) = we.udid.clone() {
+        track_enrollment(assets, &mut we, &udid, now)?;
+    }
     let mut resources: Vec<String> = we.resource().into_iter().collect();
     if let Some(user) = we
         .serial
@@ -164,6 +167,34 @@ fn link(
         }
     }
     Ok((we, resources, cause))
+}
+
+/// Tells an enrollment from a token refresh where the server does not count
+/// TokenUpdates (MicroMDM sends no `token_update_tally`): a channel's first
+/// TokenUpdate since its device's last Authenticate is the enrollment.
+fn track_enrollment(
+    assets: &AssetStore,
+    we: &mut WebhookEvent,
+    udid: &str,
+    now: OffsetDateTime,
+) -> Result<(), SourceError> {
+    match we.topic.as_str() {
+        "mdm.Authenticate" => assets.mdm_authenticated(udid, now)?,
+        "mdm.TokenUpdate" => {
+            let user = we
+                .detail
+                .pointer("/user/id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let first = assets.mdm_token_update(udid, user.as_deref())?;
+            let counted = we.detail.get("token_update_tally").is_some();
+            if first && !counted {
+                we.detail["action"] = json!("enroll");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn is_rfc3339(t: &str) -> bool {
