@@ -91,7 +91,38 @@ pub struct Source {
     pub token_header: Option<String>,
     /// MDM sources: idle polls become events too.
     pub idle_polls: bool,
+    /// The signature every request must carry, when the sender signs.
+    pub hmac: Option<Hmac>,
     pub mapping: Option<Mapping>,
+}
+
+/// How a signed webhook is checked.
+#[derive(Debug, Clone)]
+pub struct Hmac {
+    pub secret: Secret,
+    /// Lower-case header name.
+    pub header: String,
+    pub algorithm: HmacAlgorithm,
+    pub encoding: HmacEncoding,
+    pub prefix: String,
+    /// The signed message, with `{body}` and `{timestamp}` placeholders.
+    pub message: String,
+    /// Lower-case header name of the signing time, when `message` uses it.
+    pub timestamp_header: Option<String>,
+    pub tolerance: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    Sha256,
+    /// For legacy senders only.
+    Sha1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacEncoding {
+    Hex,
+    Base64,
 }
 
 /// A mapped field: a constant, a JSONPath into the request body, or a template

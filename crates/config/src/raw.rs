@@ -96,6 +96,9 @@ pub struct RawSource {
     /// MDM sources: put idle polls (Connect with status Idle and no command) on
     /// the bus too; off by default, since every device polls.
     pub idle_polls: Option<bool>,
+    /// The sender signs each body with a shared secret (HMAC); checked before
+    /// anything is ingested. With it, `tokens` may be left out.
+    pub hmac: Option<RawHmac>,
     /// Generic sources: how the body becomes an event.
     pub mapping: Option<RawMapping>,
 }
@@ -114,6 +117,29 @@ pub struct RawMapping {
     pub time: Option<String>,
     /// Part of the body that becomes `detail` (default: the whole body).
     pub detail: Option<String>,
+}
+
+/// A signed webhook: where the signature is and how it is made.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHmac {
+    /// The shared secret (a secret reference).
+    pub secret: String,
+    /// The header holding the signature, e.g. `X-Hub-Signature-256`.
+    pub header: String,
+    /// `sha256` (default) or `sha1` (legacy senders).
+    pub algorithm: Option<String>,
+    /// `hex` (default) or `base64`.
+    pub encoding: Option<String>,
+    /// Text before the signature in the header, e.g. `sha256=`.
+    pub prefix: Option<String>,
+    /// What is signed: `{body}` (default), `{timestamp}.{body}`, `v0:{timestamp}:{body}`...
+    pub message: Option<String>,
+    /// The header holding the Unix time the sender signed at (needed when
+    /// `message` uses `{timestamp}`).
+    pub timestamp_header: Option<String>,
+    /// How old a signed timestamp may be (default 5m), against replays.
+    pub tolerance: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

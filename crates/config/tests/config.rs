@@ -501,3 +501,28 @@ fn a_source_token_header_is_a_header_name() {
         ["c.yaml:5:19: sources[0].token_header: \"X Jamf\" is not an HTTP header name"]
     );
 }
+
+/// An `hmac:` block's mistakes are each located; with it, a source needs no token.
+#[test]
+fn hmac_blocks_are_checked_and_stand_in_for_tokens() {
+    let source = |hmac: &str| {
+        format!(
+            "sources:\n  - name: s\n    kind: generic\n    hmac: {hmac}\n    mapping: {{source: s, detail_type: t}}\n"
+        )
+    };
+    let ok = source("{secret: '${env:HOME}', header: X-Hub-Signature-256, prefix: 'sha256='}");
+    let config = load_str("c.yaml", &ok, Path::new("/nonexistent")).unwrap();
+    let hmac = config.sources[0].hmac.as_ref().unwrap();
+    assert_eq!(hmac.header, "x-hub-signature-256");
+    assert_eq!(hmac.message, "{body}");
+    assert_eq!(
+        errors_of(&source(
+            "{secret: '${env:HOME}', header: X-Sig, algorithm: md5, message: '{timestamp}'}"
+        )),
+        [
+            "c.yaml:4:61: sources[0].hmac.algorithm: unknown value \"md5\" (expected one of sha256, sha1)",
+            "c.yaml:4:75: sources[0].hmac.message: \"{timestamp}\" does not sign the body (expected {body} in it)",
+            "c.yaml:4:11: sources[0].hmac.timestamp_header: missing (message signs {timestamp}: say which header holds it)",
+        ]
+    );
+}

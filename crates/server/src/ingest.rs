@@ -385,6 +385,16 @@ pub async fn source(
     let Some(source) = config.sources.iter().find(|s| s.name == name) else {
         return Err(ApiError::not_found(format!("unknown source {name:?}")));
     };
+    if let Some(hmac) = &source.hmac {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        crate::signature::verify(hmac, &headers, &body, now).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "InvalidSignatureException",
+                format!("source {name:?}: {e}"),
+            )
+        })?;
+    }
     check_intake(&state)?;
     let request = sources::Request {
         headers: &headers,

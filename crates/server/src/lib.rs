@@ -12,6 +12,7 @@ mod error;
 mod ingest;
 mod listen;
 mod manage;
+mod signature;
 pub mod sources;
 
 use std::path::PathBuf;

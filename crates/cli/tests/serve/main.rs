@@ -9,4 +9,5 @@ mod jamf;
 mod lifecycle;
 mod mdm_workflows;
 mod okta;
+mod signed;
 mod support;

@@ -196,6 +196,28 @@ sources:
     kind: okta
     tokens: ["${{file:source-token}}"]
     token_header: Authorization
+  - name: signed
+    kind: generic
+    hmac:
+      secret: "${{file:source-token}}"
+      header: X-Hub-Signature-256
+      prefix: "sha256="
+    mapping: {{source: $.system, detail_type: $.kind, resources: ["$.device"]}}
+  - name: slack-signed
+    kind: generic
+    hmac:
+      secret: "${{file:source-token}}"
+      header: X-Slack-Signature
+      prefix: "v0="
+      message: "v0:{{timestamp}}:{{body}}"
+      timestamp_header: X-Slack-Request-Timestamp
+    mapping: {{source: $.system, detail_type: $.kind, resources: ["$.device"]}}
+  - name: nanomdm-signed
+    kind: nanomdm
+    hmac:
+      secret: "${{file:source-token}}"
+      header: X-Hmac-Signature
+      encoding: base64
 rules:
   - name: all
     event_pattern: {{source: [{{anything-but: {{prefix: "fleetbus."}}}}]}}

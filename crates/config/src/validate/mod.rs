@@ -207,29 +207,26 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
                 format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
             ));
         }
-        if v.tokens.is_empty() {
+        if v.tokens.is_empty() && v.hmac.is_none() {
             cx.errors.push(o.error(
                 &[key("tokens")],
-                "a source needs at least one token (every ingest endpoint is authenticated)",
+                "a source needs at least one token or an hmac signature (every ingest endpoint is authenticated)",
             ));
         }
+        let hmac = v
+            .hmac
+            .as_ref()
+            .map(|h| validate_hmac(h, &o.child(key("hmac")), &mut cx));
         let tokens = v
             .tokens
             .iter()
             .enumerate()
             .map(|(i, t)| cx.secret(o, &[key("tokens"), PathSeg::Index(i)], t))
             .collect();
-        let token_header = v.token_header.as_deref().and_then(|h| {
-            let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-            if h.is_empty() || !h.chars().all(token_char) {
-                cx.errors.push(o.error(
-                    &[key("token_header")],
-                    format!("{h:?} is not an HTTP header name"),
-                ));
-                return None;
-            }
-            Some(h.to_ascii_lowercase())
-        });
+        let token_header = v
+            .token_header
+            .as_deref()
+            .and_then(|h| header_name(h, o, "token_header", &mut cx));
         if v.idle_polls.is_some() && !matches!(v.kind, SourceKind::Nanomdm | SourceKind::Micromdm) {
             cx.errors.push(o.key_error(
                 &[key("idle_polls")],
@@ -261,6 +258,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             tokens,
             token_header,
             idle_polls: v.idle_polls.unwrap_or(false),
+            hmac,
             mapping,
         });
     }
@@ -816,6 +814,77 @@ pub fn placeholders(template: &str) -> Vec<&str> {
         }
     }
     out
+}
+
+/// An HTTP header name (RFC 9110 token), lower-cased; `None` after reporting it.
+fn header_name(name: &str, o: &Origin, field: &str, cx: &mut Ctx<'_>) -> Option<String> {
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token_char) {
+        cx.errors.push(o.error(
+            &[key(field)],
+            format!("{name:?} is not an HTTP header name"),
+        ));
+        return None;
+    }
+    Some(name.to_ascii_lowercase())
+}
+
+/// A source's `hmac:` block.
+fn validate_hmac(h: &RawHmac, o: &Origin, cx: &mut Ctx<'_>) -> Hmac {
+    let algorithm = match h.algorithm.as_deref() {
+        None | Some("sha256") => HmacAlgorithm::Sha256,
+        Some("sha1") => HmacAlgorithm::Sha1,
+        Some(other) => {
+            cx.errors.push(o.error(
+                &[key("algorithm")],
+                format!("unknown value {other:?} (expected one of sha256, sha1)"),
+            ));
+            HmacAlgorithm::Sha256
+        }
+    };
+    let encoding = match h.encoding.as_deref() {
+        None | Some("hex") => HmacEncoding::Hex,
+        Some("base64") => HmacEncoding::Base64,
+        Some(other) => {
+            cx.errors.push(o.error(
+                &[key("encoding")],
+                format!("unknown value {other:?} (expected one of hex, base64)"),
+            ));
+            HmacEncoding::Hex
+        }
+    };
+    let message = h.message.clone().unwrap_or_else(|| "{body}".into());
+    if !message.contains("{body}") {
+        cx.errors.push(o.error(
+            &[key("message")],
+            format!("{message:?} does not sign the body (expected {{body}} in it)"),
+        ));
+    }
+    let timestamp_header = h
+        .timestamp_header
+        .as_deref()
+        .and_then(|t| header_name(t, o, "timestamp_header", cx));
+    if message.contains("{timestamp}") && timestamp_header.is_none() {
+        cx.errors.push(o.error(
+            &[key("timestamp_header")],
+            "missing (message signs {timestamp}: say which header holds it)",
+        ));
+    }
+    Hmac {
+        secret: cx.secret(o, &[key("secret")], &h.secret),
+        header: header_name(&h.header, o, "header", cx).unwrap_or_default(),
+        algorithm,
+        encoding,
+        prefix: h.prefix.clone().unwrap_or_default(),
+        message,
+        timestamp_header,
+        tolerance: cx.duration(
+            o,
+            &[key("tolerance")],
+            h.tolerance.as_deref(),
+            Duration::from_secs(300),
+        ),
+    }
 }
 
 /// Reports `name` missing when it is not `present`: kind `kind` needs it.
