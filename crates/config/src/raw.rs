@@ -78,6 +78,8 @@ pub enum SourceKind {
     Jamf,
     /// Okta event hooks.
     Okta,
+    /// An AWS EventBridge API destination posting original event envelopes.
+    Eventbridge,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -4,6 +4,7 @@
 
 mod backpressure;
 mod delivery;
+mod eventbridge;
 mod ingest;
 mod jamf;
 mod lifecycle;

@@ -196,6 +196,10 @@ sources:
     kind: okta
     tokens: ["${{file:source-token}}"]
     token_header: Authorization
+  - name: aws
+    kind: eventbridge
+    tokens: ["${{file:source-token}}"]
+    token_header: X-Api-Key
   - name: signed
     kind: generic
     hmac:

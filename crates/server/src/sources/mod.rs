@@ -5,6 +5,7 @@
 //! module here and one line there. [`SourceError`] becomes an HTTP answer in one
 //! place.
 
+mod eventbridge;
 mod generic;
 mod jamf;
 mod mdm;
@@ -140,6 +141,7 @@ pub static KINDS: &[(SourceKind, &dyn Source)] = &[
     (SourceKind::UnifiedLog, &unified_log::UnifiedLog),
     (SourceKind::Jamf, &jamf::Jamf),
     (SourceKind::Okta, &okta::Okta),
+    (SourceKind::Eventbridge, &eventbridge::EventBridge),
     (
         SourceKind::Nanomdm,
         &mdm::Mdm(fleetbus_mdm::MdmServer::NanoMdm),
