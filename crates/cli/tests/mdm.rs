@@ -239,7 +239,15 @@ fn key_value_and_json_payloads_are_typed_and_validated() {
     assert_eq!(ok["Command"]["Message"], "hi");
     assert_eq!(ok["Command"]["PIN"], "654321");
 
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["DeviceLock", "--pin", "abcdef"],
+            "key PIN has value \"abcdef\" which is not a valid Find My PIN (six digits)",
+        ),
+        (
+            &["DeviceLock", "PIN=12345"],
+            "not a valid Find My PIN (six digits)",
+        ),
         (
             &["DeviceLock", "Pin=1"],
             "unknown key Pin (allowed: Message, PhoneNumber, PIN)",

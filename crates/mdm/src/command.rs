@@ -193,6 +193,27 @@ pub fn lookup(request_type: &str) -> Result<&'static RequestSpec, MdmError> {
 }
 
 /// Validates and converts a payload object into the `Command` dictionary.
+/// Rules Apple documents in prose that the schema's types cannot say. A value
+/// holding a `<placeholder>` is a template, filled in later, and is not checked.
+fn check_rules(spec: &RequestSpec, payload: &Map<String, Value>, problems: &mut Vec<Problem>) {
+    // DeviceLock's PIN: "the six-character PIN for Find My", which a Mac takes as
+    // six digits.
+    if spec.request_type == "DeviceLock" {
+        if let Some(Value::String(pin)) = payload.get("PIN") {
+            let ok = pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit());
+            if !ok && !pin.contains('<') {
+                problems.push(Problem {
+                    path: "PIN".into(),
+                    kind: ProblemKind::BadFormat {
+                        value: pin.clone(),
+                        format: "Find My PIN (six digits)".into(),
+                    },
+                });
+            }
+        }
+    }
+}
+
 fn convert_payload(spec: &RequestSpec, payload: &Value) -> Result<plist::Dictionary, MdmError> {
     let mut problems = Vec::new();
     let mut out = plist::Dictionary::new();
@@ -214,6 +235,7 @@ fn convert_payload(spec: &RequestSpec, payload: &Value) -> Result<plist::Diction
             if let Some(d) = check_dict(&spec.keys, &obj, "", &mut problems) {
                 out = d;
             }
+            check_rules(spec, &obj, &mut problems);
         }
         Value::Null => {
             check_dict(&spec.keys, &Map::new(), "", &mut problems);
@@ -639,6 +661,8 @@ fn example_value(k: &KeySpec) -> Value {
         return first.clone();
     }
     match k.ty {
+        // A Find My PIN is six digits (see `check_rules`).
+        ValueType::String if k.key == "PIN" => Value::String("123456".into()),
         ValueType::String => match k.format.as_deref() {
             Some("uuid") => Value::String("0B3D6A66-1C5A-4F55-9D50-7E2F9C1A2B3C".into()),
             _ => Value::String(format!("example-{}", k.key)),
