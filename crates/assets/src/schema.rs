@@ -128,7 +128,8 @@ mod tests {
         // A version-1 database gains the later steps on open.
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP INDEX pins_command; DROP TABLE pin_key_check; PRAGMA user_version = 1;",
+            "DROP INDEX pins_command; DROP TABLE pin_key_check; DROP TABLE mdm_authenticated;
+             DROP TABLE mdm_token_updates; PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(conn);
