@@ -261,7 +261,10 @@ fn key_value_and_json_payloads_are_typed_and_validated() {
             &["ScheduleOSUpdate", "--action", "Soon"],
             "allowed: Default, DownloadOnly, InstallASAP",
         ),
-        (&["DeviceLok"], "unknown request type \"DeviceLok\""),
+        (
+            &["DeviceLok"],
+            "unknown request type \"DeviceLok\" (did you mean DeviceLock?)",
+        ),
     ];
     for (args, needle) in cases {
         let mut all = vec!["mdm", "command"];

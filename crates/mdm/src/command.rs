@@ -185,6 +185,18 @@ pub fn lookup(request_type: &str) -> Result<&'static RequestSpec, MdmError> {
                 !lower.is_empty() && (l.contains(&lower) || lower.contains(&l))
             })
         })
+        .or_else(|| {
+            // The nearest name by edit distance, when it is near enough to be a typo.
+            cat.commands
+                .iter()
+                .map(|c| {
+                    let d = strsim::levenshtein(&lower, &c.request_type.to_ascii_lowercase());
+                    (d, c)
+                })
+                .filter(|(d, c)| *d <= 3.max(c.request_type.len() / 4))
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, c)| c)
+        })
         .map(|c| c.request_type.clone());
     Err(MdmError::UnknownRequestType {
         name: request_type.to_string(),
