@@ -272,7 +272,7 @@ rules:
             "c.yaml:15:39: rules[0].targets[1].device.colour: unknown device field (expected one of: serial, udid, name, model, os_version, os_build, enrollment_state, enrolled_at, user_id, tags, add_tags, last_seen, notes)",
             "c.yaml:15:17: rules[0].targets[1].device: missing required field serial (it says which record to update)",
             "c.yaml:16:9: rules[0].targets[2]: missing required field server (kind mdm needs it)",
-            "c.yaml:21:36: rules[0].targets[2].mdm_command.RequestType: unknown request type \"DeviceLok\"",
+            "c.yaml:21:36: rules[0].targets[2].mdm_command.RequestType: unknown request type \"DeviceLok\" (did you mean DeviceLock?)",
             "c.yaml:27:18: rules[0].targets[3].devices: names no devices (give udid, serial, user, os_below or tag; all: true addresses every device)",
         ]
     );
