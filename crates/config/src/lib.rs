@@ -24,7 +24,21 @@ pub use validate::{load, load_str, parse_duration, placeholders};
 pub use yaml::Loc;
 
 /// The JSON Schema of the configuration file, for editors.
+/// Targets are one alternative per kind, derived from [`kinds::TARGET_KINDS`].
 pub fn json_schema() -> serde_json::Value {
-    let schema = schemars::schema_for!(raw::RawConfig);
-    serde_json::to_value(schema).unwrap_or_default()
+    let mut generator = schemars::SchemaGenerator::default();
+    let root = generator.root_schema_for::<raw::RawConfig>();
+    let mut schema = serde_json::to_value(root).unwrap_or_default();
+    let common = schema["$defs"]["RawTarget"].clone();
+    let (targets, inlined) = kinds::target_schema(&common, &mut generator);
+    // The kinds' own definitions (their nested structs) join the root's.
+    if let Some(defs) = schema.get_mut("$defs").and_then(|d| d.as_object_mut()) {
+        for (name, def) in generator.definitions() {
+            defs.entry(name.clone()).or_insert_with(|| def.clone());
+        }
+        defs.insert("RawTarget".into(), targets);
+        // The kinds' structs are inlined into their alternatives.
+        defs.retain(|name, _| !inlined.contains(name));
+    }
+    schema
 }

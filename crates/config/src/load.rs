@@ -266,7 +266,16 @@ pub fn deserialize_item<T: DeserializeOwned>(
     at: &Origin,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    let mut json = node.to_json();
+    deserialize_value(node.to_json(), at, errors)
+}
+
+/// [`deserialize_item`] for a value taken from the node at `at` (a part of it, say:
+/// paths in errors are relative to `at`).
+pub fn deserialize_value<T: DeserializeOwned>(
+    mut json: Value,
+    at: &Origin,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     let mut removed: Vec<Vec<PathSeg>> = Vec::new();
     for _ in 0..32 {
         match serde_path_to_error::deserialize::<_, T>(&json) {

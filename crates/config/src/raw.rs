@@ -220,9 +220,10 @@ pub enum TargetKind {
     Assets,
 }
 
-/// A target. Fields apply to the kinds named in their description.
+/// A target: the fields every target takes. Its kind's own fields are read by the
+/// kind's module (`crate::kinds`), so unknown fields are refused there, in stage two,
+/// where the kind is known.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub id: String,
     pub kind: Option<TargetKind>,
@@ -236,77 +237,8 @@ pub struct RawTarget {
     pub concurrency: Option<u32>,
     /// Deliveries per second at most.
     pub rate_limit: Option<f64>,
-    /// http, slack, email: per-attempt timeout, e.g. `10s`; exec: run time limit.
+    /// http, slack, email, mdm: per-attempt timeout, e.g. `10s`; exec: run time limit.
     pub timeout: Option<String>,
-    /// http: the endpoint. slack: the incoming-webhook URL (a secret reference).
-    pub url: Option<String>,
-    /// http: method (default POST).
-    pub method: Option<String>,
-    /// http: extra headers.
-    pub headers: Option<BTreeMap<String, String>>,
-    /// http: the connection whose credentials are used.
-    pub connection: Option<String>,
-    /// email: SMTP server.
-    pub smtp: Option<RawSmtp>,
-    /// email: sender address.
-    pub from: Option<String>,
-    /// email: recipients.
-    pub to: Option<Vec<String>>,
-    /// email: subject template (`<name>` placeholders from input_paths_map).
-    pub subject: Option<String>,
-    /// exec: program and arguments, never through a shell.
-    pub command: Option<Vec<String>>,
-    /// exec: extra environment variables.
-    pub env: Option<BTreeMap<String, String>>,
-    /// exec: put JSON lines printed on stdout on the bus as events.
-    pub emit_events: Option<bool>,
-    /// bus: destination bus.
-    pub bus: Option<String>,
-    /// log: file path, or `stdout`.
-    pub path: Option<String>,
-    /// log: rotate when the file passes this many bytes.
-    pub max_bytes: Option<u64>,
-    /// log: rotated files kept.
-    pub keep: Option<u32>,
-    /// mdm: `nanomdm` or `micromdm`; `url` is the server's base URL.
-    pub server: Option<String>,
-    /// mdm: the server's API key (a secret reference).
-    pub api_key: Option<String>,
-    /// mdm: send an APNs push after enqueueing (default true; NanoMDM only).
-    pub push: Option<bool>,
-    /// mdm: the `Command` dictionary with its `RequestType`, checked against Apple's
-    /// schema; string values may hold `<name>` placeholders.
-    pub mdm_command: Option<serde_json::Map<String, Value>>,
-    /// mdm: which devices get the command.
-    pub devices: Option<RawDevices>,
-    /// mdm: placeholder values, each a JSONPath into the event.
-    pub variables: Option<BTreeMap<String, String>>,
-    /// assets: device fields to set, each a constant or a JSONPath into the event.
-    pub device: Option<BTreeMap<String, String>>,
-    /// assets: user fields to set, each a constant or a JSONPath into the event.
-    pub user: Option<BTreeMap<String, String>>,
-}
-
-/// Where an mdm target's devices come from: paths into the event, asset-store
-/// queries, or both (the queries then filter).
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawDevices {
-    /// JSONPath to a UDID (or a list of them) in the event.
-    pub udid: Option<String>,
-    /// JSONPath to a serial number (or a list); the UDID comes from the asset store.
-    pub serial: Option<String>,
-    /// JSONPath to a user id: all of that user's devices in the asset store.
-    pub user: Option<String>,
-    /// Only devices whose OS version is below this one, e.g. `14.6`.
-    pub os_below: Option<String>,
-    /// Only devices with this tag.
-    pub tag: Option<String>,
-    /// Only devices enrolled now (default true for asset-store queries).
-    pub enrolled_only: Option<bool>,
-    /// Every device in the asset store (narrowed by the filters above). Must be
-    /// said explicitly: an empty selector is an error, never "the whole fleet".
-    pub all: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -324,21 +256,6 @@ pub struct RawRetryPolicy {
     pub maximum_event_age: Option<String>,
     /// Attempts after the first (0 to 185).
     pub maximum_retry_attempts: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawSmtp {
-    pub host: String,
-    pub port: Option<u16>,
-    /// `starttls` (default), `tls` (implicit) or `none`.
-    pub tls: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// PEM file of one or more CA certificates (relative to the config file). When
-    /// set, these alone are trusted for the server's certificate, instead of the
-    /// platform's roots (like `curl --cacert`). Needs `tls: starttls` or `tls`.
-    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

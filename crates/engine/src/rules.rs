@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fleetbus_config::{Config, Schedule, Target};
 use fleetbus_pattern::{Matcher, Pattern};
-use fleetbus_targets::TargetImpl;
+use fleetbus_targets::{BuildContext, TargetImpl};
 use fleetbus_telemetry::{BusMetrics, RuleMetrics, TargetMetrics};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -67,7 +67,11 @@ pub(crate) struct RuleSet {
 }
 
 impl RuleSet {
-    pub(crate) fn build(config: &Config) -> Result<RuleSet, EngineError> {
+    pub(crate) fn build(
+        config: &Config,
+        assets: Option<&fleetbus_assets::AsyncAssetStore>,
+    ) -> Result<RuleSet, EngineError> {
+        let build = BuildContext::new(&config.connections).with_assets(assets);
         let mut matchers: HashMap<String, Matcher<u32>> = config
             .buses
             .iter()
@@ -103,7 +107,7 @@ impl RuleSet {
             }
             let mut built = Vec::new();
             for t in &rule.targets {
-                let target = TargetImpl::build(t, &config.connections)
+                let target = TargetImpl::build(t, &build)
                     .map_err(|e| err(format!("target {}: {e}", t.id)))?;
                 let limiter = t
                     .rate_limit

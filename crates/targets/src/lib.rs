@@ -12,13 +12,11 @@ pub mod transform;
 
 mod tls;
 
-use std::collections::BTreeMap;
-
-use fleetbus_config::{Auth, Target};
+use fleetbus_config::Target;
 use fleetbus_event::{Event, StoredEvent};
 
 pub use crate::kinds::mdm::{ENQUEUED as MDM_ENQUEUED, MDM_SOURCE};
-pub use crate::kinds::{BuildContext, Deliver};
+pub use crate::kinds::{BuildContext, Clock, Deliver};
 pub use crate::transform::{apply, Payload, TransformError};
 
 /// What a delivery needs to know beside the payload.
@@ -34,8 +32,6 @@ pub struct DeliveryContext<'a> {
     pub attempt: u32,
     /// Stable across retries of the same (event, rule, target): `<event id>:<rule>:<target>`.
     pub idempotency_key: &'a str,
-    /// The asset store, for the mdm and assets targets.
-    pub assets: Option<&'a fleetbus_assets::AsyncAssetStore>,
 }
 
 /// A successful delivery.
@@ -149,7 +145,7 @@ pub fn check_builds(config: &fleetbus_config::Config) -> Vec<fleetbus_config::Co
         .iter()
         .flat_map(|r| &r.targets)
         .filter_map(|t| {
-            TargetImpl::build(t, &config.connections)
+            TargetImpl::build(t, &BuildContext::new(&config.connections))
                 .err()
                 .map(|e| t.site.error(&e.field(), e.to_string()))
         })
@@ -165,11 +161,8 @@ pub struct TargetImpl {
 
 impl TargetImpl {
     /// Builds a target from its validated configuration, through its kind's entry in
-    /// [`kinds::KINDS`]; `connections` are the named credentials.
-    pub fn build(
-        target: &Target,
-        connections: &BTreeMap<String, Auth>,
-    ) -> Result<TargetImpl, BuildError> {
+    /// [`kinds::KINDS`].
+    pub fn build(target: &Target, ctx: &BuildContext<'_>) -> Result<TargetImpl, BuildError> {
         let kind = target.spec.kind();
         let name = fleetbus_config::kinds::spec(kind).name;
         let build = kinds::KINDS
@@ -180,7 +173,7 @@ impl TargetImpl {
                 target: target.id.clone(),
                 reason: format!("internal: no build for kind {name}"),
             })?;
-        let inner = build(target, &BuildContext { connections })?;
+        let inner = build(target, ctx)?;
         Ok(TargetImpl { kind: name, inner })
     }
 

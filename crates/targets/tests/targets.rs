@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fleetbus_config::{Auth, Input, RetryPolicy, Secret, Smtp, Target, TargetSpec, Tls};
 use fleetbus_event::{Event, Meta, StoredEvent};
-use fleetbus_targets::{apply, DeliveryContext, DeliveryError, Payload, TargetImpl};
+use fleetbus_targets::{apply, BuildContext, DeliveryContext, DeliveryError, Payload, TargetImpl};
 use serde_json::{json, Value};
 
 use fleetbus_test_support::smtp;
@@ -49,7 +49,6 @@ fn ctx<'a>(e: &'a StoredEvent, key: &'a str) -> DeliveryContext<'a> {
         target: "t1",
         attempt: 1,
         idempotency_key: key,
-        assets: None,
     }
 }
 
@@ -217,9 +216,47 @@ mod http {
         payload: &Payload,
         timeout: Duration,
     ) -> Result<fleetbus_targets::Delivered, DeliveryError> {
-        let t = TargetImpl::build(&target(spec, Input::Event, timeout), conns).unwrap();
+        let t = TargetImpl::build(
+            &target(spec, Input::Event, timeout),
+            &BuildContext::new(conns),
+        )
+        .unwrap();
         let e = stored();
         t.deliver(payload, &ctx(&e, "ev-1:enrolled:t1")).await
+    }
+
+    /// A `Retry-After` HTTP date is read against the clock the build context hands
+    /// the target, not the machine's: a date 90 s after the injected "now" waits 90 s.
+    #[tokio::test]
+    async fn retry_after_dates_use_the_build_contexts_clock() {
+        fn fixed_now() -> std::time::SystemTime {
+            std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        }
+        let later = httpdate::fmt_http_date(fixed_now() + Duration::from_secs(90));
+        let srv = start(move |_, _| {
+            let mut a = answer(503, "busy");
+            a.headers.push(("retry-after", later.clone()));
+            a
+        })
+        .await;
+        let none = BTreeMap::new();
+        let mut build = BuildContext::new(&none);
+        build.clock = fixed_now;
+        let t = TargetImpl::build(
+            &target(
+                http_spec(format!("{}/hook", srv.base), None),
+                Input::Event,
+                Duration::from_secs(5),
+            ),
+            &build,
+        )
+        .unwrap();
+        let e = stored();
+        let err = t
+            .deliver(&Payload::Json(serde_json::json!({})), &ctx(&e, "k"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(90)), "{err}");
     }
 
     #[tokio::test]
@@ -252,7 +289,7 @@ mod http {
                     Input::Event,
                     Duration::from_secs(5),
                 ),
-                &conns,
+                &BuildContext::new(&conns),
             )
             .unwrap();
             assert_eq!(t.kind(), "http");
@@ -429,7 +466,7 @@ mod http {
                 Input::Event,
                 Duration::from_secs(5),
             ),
-            &conns,
+            &BuildContext::new(&conns),
         )
         .unwrap();
         let t = Arc::new(t);
@@ -500,7 +537,7 @@ mod http {
                 Input::Event,
                 Duration::from_secs(5),
             ),
-            &oauth(&srv.base),
+            &BuildContext::new(&oauth(&srv.base)),
         )
         .unwrap();
         let e = stored();
@@ -558,7 +595,7 @@ mod slack {
                 input,
                 Duration::from_secs(5),
             ),
-            &BTreeMap::new(),
+            &BuildContext::new(&BTreeMap::new()),
         )
         .unwrap()
     }
@@ -682,7 +719,7 @@ mod email {
                 input,
                 Duration::from_secs(5),
             ),
-            &BTreeMap::new(),
+            &BuildContext::new(&BTreeMap::new()),
         )
         .unwrap()
     }
@@ -968,7 +1005,7 @@ mod local {
                 Input::Event,
                 Duration::from_secs(10),
             ),
-            &none,
+            &BuildContext::new(&none),
         )
         .unwrap();
         let payload = apply(&Input::Event, &e, "enrolled").unwrap();
@@ -988,7 +1025,7 @@ mod local {
                 Input::Event,
                 Duration::ZERO,
             ),
-            &none,
+            &BuildContext::new(&none),
         )
         .unwrap();
         let out = bus.deliver(&payload, &ctx(&e, "k")).await.unwrap();
@@ -1006,7 +1043,7 @@ mod local {
                 Input::Event,
                 Duration::ZERO,
             ),
-            &none,
+            &BuildContext::new(&none),
         )
         .unwrap();
         log.deliver(&payload, &ctx(&e, "k")).await.unwrap();

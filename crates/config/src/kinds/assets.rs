@@ -5,11 +5,25 @@ use std::collections::BTreeMap;
 use crate::kinds::Env;
 use crate::load::Origin;
 use crate::model::{TargetSpec, ASSET_DEVICE_FIELDS, ASSET_USER_FIELDS};
-use crate::raw::RawTarget;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
 use crate::validate::{field, key, Ctx};
 
+/// The fields of an `assets` target.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAssets {
+    /// Device fields to set, each a constant or a JSONPath into the event.
+    device: Option<BTreeMap<String, String>>,
+    /// User fields to set, each a constant or a JSONPath into the event.
+    user: Option<BTreeMap<String, String>>,
+}
+
 /// Field mappings for the device and/or the user record.
-pub(crate) fn validate(t: &RawTarget, o: &Origin, _env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
+pub(crate) fn validate(fields: Value, o: &Origin, _env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
+    let t: RawAssets = crate::kinds::read(fields, o, cx);
     if t.device.is_none() && t.user.is_none() {
         cx.errors.push(o.error(
             &[],

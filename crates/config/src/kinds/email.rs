@@ -4,11 +4,45 @@ use crate::ca::CaCerts;
 use crate::kinds::Env;
 use crate::load::Origin;
 use crate::model::{Smtp, TargetSpec, Tls};
-use crate::raw::RawTarget;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
 use crate::validate::{key, require, Ctx};
 
+/// The fields of an `email` target.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmail {
+    /// SMTP server.
+    smtp: Option<RawSmtp>,
+    /// Sender address.
+    from: Option<String>,
+    /// Recipients.
+    to: Option<Vec<String>>,
+    /// Subject template (`<name>` placeholders from input_paths_map).
+    subject: Option<String>,
+}
+
+/// An SMTP server.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit) or `none`.
+    tls: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    /// PEM file of one or more CA certificates (relative to the config file). When
+    /// set, these alone are trusted for the server's certificate, instead of the
+    /// platform's roots (like `curl --cacert`). Needs `tls: starttls` or `tls`.
+    ca_file: Option<String>,
+}
+
 /// Validates a target of this kind.
-pub(crate) fn validate(t: &RawTarget, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
+pub(crate) fn validate(fields: Value, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
+    let t: RawEmail = crate::kinds::read(fields, o, cx);
     require(cx, o, env.name, "smtp", t.smtp.is_some());
     require(cx, o, env.name, "from", t.from.is_some());
     require(

@@ -3,11 +3,31 @@
 use crate::kinds::Env;
 use crate::load::Origin;
 use crate::model::TargetSpec;
-use crate::raw::RawTarget;
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
 use crate::validate::{key, require, Ctx};
 
+/// The fields of an `http` target.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    /// The endpoint.
+    url: Option<String>,
+    /// Method (default POST).
+    method: Option<String>,
+    /// Extra headers.
+    headers: Option<BTreeMap<String, String>>,
+    /// The connection whose credentials are used.
+    connection: Option<String>,
+}
+
 /// Validates a target of this kind.
-pub(crate) fn validate(t: &RawTarget, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
+pub(crate) fn validate(fields: Value, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
+    let t: RawHttp = crate::kinds::read(fields, o, cx);
     require(cx, o, env.name, "url", t.url.is_some());
     let url = t.url.clone().unwrap_or_default();
     if t.url.is_some() && !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -7,19 +7,64 @@ use crate::jsonpath::Path as JsonPath;
 use crate::kinds::Env;
 use crate::load::Origin;
 use crate::model::{DeviceSelector, MdmServer, MdmTarget, TargetSpec, MDM_BUILTIN_PLACEHOLDERS};
-use crate::raw::RawTarget;
 use crate::secret::Secret;
 use crate::validate::{json_path, key, placeholders, require, Ctx};
 use crate::yaml::PathSeg;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The fields of an `mdm` target.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMdm {
+    /// `nanomdm` or `micromdm`.
+    server: Option<String>,
+    /// The server's base URL.
+    url: Option<String>,
+    /// The server's API key (a secret reference).
+    api_key: Option<String>,
+    /// Send an APNs push after enqueueing (default true; NanoMDM only).
+    push: Option<bool>,
+    /// The `Command` dictionary with its `RequestType`, checked against Apple's
+    /// schema; string values may hold `<name>` placeholders.
+    mdm_command: Option<serde_json::Map<String, Value>>,
+    /// Which devices get the command.
+    devices: Option<RawDevices>,
+    /// Placeholder values, each a JSONPath into the event.
+    variables: Option<BTreeMap<String, String>>,
+}
+
+/// Where an mdm target's devices come from: paths into the event, asset-store
+/// queries, or both (the queries then filter).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevices {
+    /// JSONPath to a UDID (or a list of them) in the event.
+    udid: Option<String>,
+    /// JSONPath to a serial number (or a list); the UDID comes from the asset store.
+    serial: Option<String>,
+    /// JSONPath to a user id: all of that user's devices in the asset store.
+    user: Option<String>,
+    /// Only devices whose OS version is below this one, e.g. `14.6`.
+    os_below: Option<String>,
+    /// Only devices with this tag.
+    tag: Option<String>,
+    /// Only devices enrolled now (default true for asset-store queries).
+    enrolled_only: Option<bool>,
+    /// Every device in the asset store (narrowed by the filters above). Must be
+    /// said explicitly: an empty selector is an error, never "the whole fleet".
+    all: Option<bool>,
+}
 
 /// Validates a target of this kind.
-pub(crate) fn validate(t: &RawTarget, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
-    TargetSpec::Mdm(validate_mdm(t, o, env, cx))
+pub(crate) fn validate(fields: Value, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
+    let t: RawMdm = crate::kinds::read(fields, o, cx);
+    TargetSpec::Mdm(validate_mdm(&t, o, env, cx))
 }
 
 /// `kind: mdm`: the server, the command template (checked against Apple's schema
 /// now, so a typo fails the load, not the first delivery) and the device selector.
-fn validate_mdm(t: &RawTarget, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> MdmTarget {
+fn validate_mdm(t: &RawMdm, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> MdmTarget {
     require(cx, o, env.name, "server", t.server.is_some());
     require(cx, o, env.name, "url", t.url.is_some());
     require(cx, o, env.name, "api_key", t.api_key.is_some());

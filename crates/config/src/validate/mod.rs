@@ -627,24 +627,45 @@ fn validate_target(
         return None;
     };
     let spec = kinds::spec(kind);
-    // The fields as written (from the file, so no table of RawTarget's fields is kept
-    // by hand): a kind-specific field of another kind is refused, naming what this
-    // kind takes.
-    let written: Vec<String> = o
+    // The fields as written (from the file, so no table of fields is kept by hand):
+    // a field of another kind is refused naming what this kind takes, a field of no
+    // kind naming every field this one takes; the kind's own go to its module.
+    let written = o
         .root
         .lookup(&o.path)
-        .and_then(|(node, _)| node.as_map())
-        .map(|entries| entries.iter().map(|(k, _, _)| k.clone()).collect())
+        .map(|(node, _)| node.to_json())
+        .and_then(|v| match v {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        })
         .unwrap_or_default();
-    for name in written {
-        if kinds::is_kind_field(&name) && !spec.fields.contains(&name.as_str()) {
+    let common = kinds::serde_fields::<RawTarget>();
+    let own = spec.fields();
+    let mut fields = serde_json::Map::new();
+    for (name, value) in written {
+        if own.contains(&name.as_str()) {
+            if name != "timeout" {
+                fields.insert(name, value);
+            }
+        } else if kinds::is_kind_field(&name) {
             cx.errors.push(o.key_error(
                 &[key(&name)],
                 format!(
                     "does not apply to kind {} (it takes: {})",
                     spec.name,
-                    spec.fields.join(", ")
+                    own.join(", ")
                 ),
+            ));
+        } else if !common.contains(&name.as_str()) {
+            let expected: Vec<&str> = common
+                .iter()
+                .copied()
+                .filter(|f| *f != "timeout")
+                .chain(own.iter().copied())
+                .collect();
+            cx.errors.push(o.key_error(
+                &[key(&name)],
+                format!("unknown field (expected one of {})", expected.join(", ")),
             ));
         }
     }
@@ -705,7 +726,7 @@ fn validate_target(
         connections,
         name: spec.name,
     };
-    let spec = (spec.validate)(t, o, &env, cx);
+    let spec = (spec.validate)(serde_json::Value::Object(fields), o, &env, cx);
     (cx.errors.len() == errors_before).then(|| Target {
         site: Site(Some(o.clone())),
         id: t.id.clone(),

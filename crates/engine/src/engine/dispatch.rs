@@ -188,7 +188,6 @@ impl Engine {
                     target: &job.target,
                     attempt,
                     idempotency_key: &key,
-                    assets: self.inner.settings.assets.as_ref(),
                 };
                 entry.target.deliver(&payload, &ctx).await
             }

@@ -136,7 +136,7 @@ impl Engine {
         store: Arc<dyn Store>,
         settings: Settings,
     ) -> Result<Engine, EngineError> {
-        let rules = Arc::new(RuleSet::build(config)?);
+        let rules = Arc::new(RuleSet::build(config, settings.assets.as_ref())?);
         let counts = store.counts().await?;
         let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
         let (finished_tx, finished_rx) = mpsc::channel(FINISHED_QUEUE);
@@ -216,7 +216,7 @@ impl Engine {
     /// keep the jobs they got; later events match the new rules; nothing is lost or
     /// delivered twice.
     pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
-        let rules = Arc::new(RuleSet::build(config)?);
+        let rules = Arc::new(RuleSet::build(config, self.inner.settings.assets.as_ref())?);
         tracing::info!(rules = ?rules.summary(), "configuration reloaded");
         *self.inner.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
         self.start_schedules();

@@ -19,11 +19,17 @@ use crate::{Delivered, DeliveryContext, DeliveryError};
 pub struct AssetsTarget {
     device: BTreeMap<String, Field>,
     user: BTreeMap<String, Field>,
+    assets: Option<fleetbus_assets::AsyncAssetStore>,
 }
 
 impl AssetsTarget {
-    pub(crate) fn new(device: &BTreeMap<String, Field>, user: &BTreeMap<String, Field>) -> Self {
+    pub(crate) fn new(
+        device: &BTreeMap<String, Field>,
+        user: &BTreeMap<String, Field>,
+        assets: Option<&fleetbus_assets::AsyncAssetStore>,
+    ) -> Self {
         AssetsTarget {
+            assets: assets.cloned(),
             device: device.clone(),
             user: user.clone(),
         }
@@ -33,7 +39,7 @@ impl AssetsTarget {
         &self,
         ctx: &DeliveryContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
-        let assets = ctx.assets.ok_or_else(|| {
+        let assets = self.assets.as_ref().ok_or_else(|| {
             DeliveryError::Permanent("assets target: no asset store is configured".into())
         })?;
         let doc = ctx.event.event.to_value();
@@ -117,11 +123,11 @@ fn record<T: serde::de::DeserializeOwned>(
 }
 
 /// `kind: assets`.
-pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+pub(crate) fn build(t: &Target, cx: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
     let TargetSpec::Assets { device, user } = &t.spec else {
         return Err(super::wrong_spec(t, "assets"));
     };
-    Ok(Box::new(AssetsTarget::new(device, user)))
+    Ok(Box::new(AssetsTarget::new(device, user, cx.assets)))
 }
 
 impl Deliver for AssetsTarget {

@@ -123,7 +123,6 @@ mod tests {
             target: "t",
             attempt: 1,
             idempotency_key: "id:r:t",
-            assets: None,
         }
     }
 

@@ -336,7 +336,6 @@ mod tests {
             target: "handler",
             attempt: 2,
             idempotency_key: "k:enrolled:handler",
-            assets: None,
         }
     }
 

@@ -41,6 +41,7 @@ pub struct HttpTarget {
     url: reqwest::Url,
     headers: HeaderMap,
     auth: Option<Authorizer>,
+    clock: super::Clock,
 }
 
 /// How requests are authorized.
@@ -104,7 +105,7 @@ impl HttpTarget {
         headers: &BTreeMap<String, String>,
         connection: Option<&str>,
         timeout: Duration,
-        connections: &BTreeMap<String, Auth>,
+        cx: &BuildContext<'_>,
     ) -> Result<HttpTarget, BuildError> {
         let url = parse_url(id, url)?;
         let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|e| {
@@ -127,12 +128,13 @@ impl HttpTarget {
         let auth = match connection {
             None => None,
             Some(name) => {
-                let auth = connections
-                    .get(name)
-                    .ok_or_else(|| BuildError::UnknownConnection {
-                        target: id.to_owned(),
-                        connection: name.to_owned(),
-                    })?;
+                let auth =
+                    cx.connections
+                        .get(name)
+                        .ok_or_else(|| BuildError::UnknownConnection {
+                            target: id.to_owned(),
+                            connection: name.to_owned(),
+                        })?;
                 Some(match auth {
                     Auth::Basic { username, password } => Authorizer::Basic {
                         username: username.clone(),
@@ -170,6 +172,7 @@ impl HttpTarget {
             url,
             headers: map,
             auth,
+            clock: cx.clock,
         })
     }
 
@@ -185,7 +188,7 @@ impl HttpTarget {
             // The token may have been revoked or expired early: one fresh try.
             response = self.send(payload, ctx, true).await?;
         }
-        classify(response).await
+        classify(response, (self.clock)()).await
     }
 
     async fn send(
@@ -279,7 +282,7 @@ impl OauthClient {
         let status = response.status();
         let body = read_body(response).await;
         if !status.is_success() {
-            let err = status_error(status, None, &body);
+            let err = status_error(status, None, std::time::SystemTime::now(), &body);
             return Err(prefix(err, "token endpoint refused client credentials"));
         }
         let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -365,6 +368,7 @@ pub(crate) async fn read_body(mut response: reqwest::Response) -> Vec<u8> {
 pub(crate) fn status_error(
     status: StatusCode,
     retry_after: Option<&str>,
+    now: std::time::SystemTime,
     body: &[u8],
 ) -> DeliveryError {
     let mut msg = format!("http {}", status.as_u16());
@@ -382,7 +386,7 @@ pub(crate) fn status_error(
     let retryable = status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error();
-    match retry_after.and_then(|v| parse_retry_after(v, std::time::SystemTime::now())) {
+    match retry_after.and_then(|v| parse_retry_after(v, now)) {
         Some(after) if retryable => DeliveryError::RetryAfter {
             message: msg,
             after,
@@ -404,8 +408,11 @@ pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Opti
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-/// Success for 2xx, else the status's error.
-pub(crate) async fn classify(response: reqwest::Response) -> Result<Delivered, DeliveryError> {
+/// Success for 2xx, else the status's error (`now` dates a `Retry-After` date).
+pub(crate) async fn classify(
+    response: reqwest::Response,
+    now: std::time::SystemTime,
+) -> Result<Delivered, DeliveryError> {
     let status = response.status();
     let retry_after = response
         .headers()
@@ -419,7 +426,7 @@ pub(crate) async fn classify(response: reqwest::Response) -> Result<Delivered, D
             emitted: Vec::new(),
         });
     }
-    Err(status_error(status, retry_after.as_deref(), &body))
+    Err(status_error(status, retry_after.as_deref(), now, &body))
 }
 
 /// `kind: http`.
@@ -440,7 +447,7 @@ pub(crate) fn build(t: &Target, cx: &BuildContext<'_>) -> Result<Box<dyn Deliver
         headers,
         connection.as_deref(),
         t.timeout,
-        cx.connections,
+        cx,
     )?))
 }
 
@@ -457,6 +464,7 @@ impl Deliver for HttpTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     proptest::proptest! {
         /// Any header value is a delay or nothing, never a panic.
@@ -502,19 +510,34 @@ mod tests {
             (503, true),
             (301, false),
         ] {
-            let err = status_error(StatusCode::from_u16(code).unwrap(), None, b"body");
+            let err = status_error(
+                StatusCode::from_u16(code).unwrap(),
+                None,
+                SystemTime::now(),
+                b"body",
+            );
             assert_eq!(err.is_retryable(), retryable, "{code}: {err}");
             assert!(err.to_string().starts_with(&format!("http {code}")));
         }
-        let err = status_error(StatusCode::TOO_MANY_REQUESTS, Some("30"), &vec![b'x'; 5000]);
+        let err = status_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("30"),
+            SystemTime::now(),
+            &vec![b'x'; 5000],
+        );
         let msg = err.to_string();
         assert!(msg.contains("retry after 30"), "{msg}");
         assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
         // A Retry-After on a permanent status does not make it retryable; one that
         // cannot be read leaves an ordinary retryable error.
-        let err = status_error(StatusCode::BAD_REQUEST, Some("30"), b"");
+        let err = status_error(StatusCode::BAD_REQUEST, Some("30"), SystemTime::now(), b"");
         assert!(!err.is_retryable());
-        let err = status_error(StatusCode::SERVICE_UNAVAILABLE, Some("soon"), b"");
+        let err = status_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("soon"),
+            SystemTime::now(),
+            b"",
+        );
         assert_eq!((err.is_retryable(), err.retry_after()), (true, None));
         assert!(msg.len() < 700, "{}", msg.len());
     }
@@ -536,7 +559,7 @@ mod tests {
                 headers,
                 conn,
                 Duration::from_secs(1),
-                &none,
+                &BuildContext::new(&none),
             )
         };
         assert!(matches!(

@@ -44,6 +44,9 @@ pub struct MdmTargetImpl {
     template: Value,
     uses_pin: bool,
     client: Client,
+    /// Where devices are looked up and PINs escrowed.
+    assets: Option<fleetbus_assets::AsyncAssetStore>,
+    clock: super::Clock,
 }
 
 /// A device to address: its UDID and, when the asset store knows it, its record.
@@ -57,6 +60,7 @@ impl MdmTargetImpl {
         id: &str,
         spec: &MdmTarget,
         timeout: std::time::Duration,
+        cx: &BuildContext<'_>,
     ) -> Result<Self, BuildError> {
         super::http::parse_url(id, &spec.url)?;
         let template = Value::Object(spec.payload.clone());
@@ -65,6 +69,8 @@ impl MdmTargetImpl {
             template,
             spec: spec.clone(),
             client: super::http::client(id, timeout)?,
+            assets: cx.assets.cloned(),
+            clock: cx.clock,
         })
     }
 
@@ -72,7 +78,7 @@ impl MdmTargetImpl {
         &self,
         ctx: &DeliveryContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
-        let assets = ctx.assets.ok_or_else(|| {
+        let assets = self.assets.as_ref().ok_or_else(|| {
             DeliveryError::Permanent("mdm target: no asset store is configured".into())
         })?;
         let doc = ctx.event.event.to_value();
@@ -350,7 +356,12 @@ impl MdmTargetImpl {
             .map(str::to_owned);
         let body = read_body(response).await;
         if !status.is_success() {
-            return Err(status_error(status, retry_after.as_deref(), &body));
+            return Err(status_error(
+                status,
+                retry_after.as_deref(),
+                (self.clock)(),
+                &body,
+            ));
         }
         Ok(body)
     }
@@ -567,11 +578,11 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// `kind: mdm`.
-pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+pub(crate) fn build(t: &Target, cx: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
     let TargetSpec::Mdm(spec) = &t.spec else {
         return Err(super::wrong_spec(t, "mdm"));
     };
-    Ok(Box::new(MdmTargetImpl::new(&t.id, spec, t.timeout)?))
+    Ok(Box::new(MdmTargetImpl::new(&t.id, spec, t.timeout, cx)?))
 }
 
 impl Deliver for MdmTargetImpl {

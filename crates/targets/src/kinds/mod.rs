@@ -19,11 +19,36 @@ use fleetbus_config::{Auth, Target, TargetKind};
 
 use crate::{BuildError, Delivered, DeliveryContext, DeliveryError, Payload};
 
-/// What building a target may use beside its own config.
+/// What building a target may use beside its own config: what a kind needs from
+/// outside is handed to it here once, not looked up per delivery.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildContext<'a> {
     /// Named credentials (`connections:`).
     pub connections: &'a BTreeMap<String, Auth>,
+    /// The asset store, for the kinds that read or write device and user records
+    /// (mdm, assets); `None` where there is none (`fleetbus validate`).
+    pub assets: Option<&'a fleetbus_assets::AsyncAssetStore>,
+    /// The wall clock (an injected one in tests).
+    pub clock: Clock,
+}
+
+/// A wall clock.
+pub type Clock = fn() -> std::time::SystemTime;
+
+impl<'a> BuildContext<'a> {
+    /// A context with `connections`, no asset store and the system clock.
+    pub fn new(connections: &'a BTreeMap<String, Auth>) -> BuildContext<'a> {
+        BuildContext {
+            connections,
+            assets: None,
+            clock: std::time::SystemTime::now,
+        }
+    }
+
+    /// The same context with an asset store.
+    pub fn with_assets(self, assets: Option<&'a fleetbus_assets::AsyncAssetStore>) -> Self {
+        BuildContext { assets, ..self }
+    }
 }
 
 /// The future of one delivery.

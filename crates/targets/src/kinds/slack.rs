@@ -24,6 +24,7 @@ use crate::{BuildError, Delivered, DeliveryContext, DeliveryError, Payload};
 #[derive(Debug)]
 pub struct SlackTarget {
     client: Client,
+    clock: super::Clock,
     url: Secret,
     summarize: bool,
 }
@@ -34,6 +35,7 @@ impl SlackTarget {
         url: &Secret,
         summarize: bool,
         timeout: Duration,
+        clock: super::Clock,
     ) -> Result<SlackTarget, BuildError> {
         if reqwest::Url::parse(url.expose()).is_err() {
             // The value is a secret: say so without quoting it.
@@ -46,6 +48,7 @@ impl SlackTarget {
             client: client(id, timeout)?,
             url: url.clone(),
             summarize,
+            clock,
         })
     }
 
@@ -68,7 +71,7 @@ impl SlackTarget {
             .send()
             .await
             .map_err(|e| request_error(&e, true))?;
-        classify(response).await
+        classify(response, (self.clock)()).await
     }
 }
 
@@ -93,7 +96,7 @@ fn summary(ctx: &DeliveryContext<'_>) -> String {
 }
 
 /// `kind: slack`.
-pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
+pub(crate) fn build(t: &Target, cx: &BuildContext<'_>) -> Result<Box<dyn Deliver>, BuildError> {
     let TargetSpec::Slack { url } = &t.spec else {
         return Err(super::wrong_spec(t, "slack"));
     };
@@ -102,6 +105,7 @@ pub(crate) fn build(t: &Target, _: &BuildContext<'_>) -> Result<Box<dyn Deliver>
         url,
         t.input == fleetbus_config::Input::Event,
         t.timeout,
+        cx.clock,
     )?))
 }
 
@@ -143,7 +147,6 @@ mod tests {
             target: "t",
             attempt: 1,
             idempotency_key: "k",
-            assets: None,
         };
         assert_eq!(
             summary(&ctx),
@@ -158,6 +161,7 @@ mod tests {
             &Secret::from_value("hooks secret-token"),
             false,
             Duration::from_secs(1),
+            std::time::SystemTime::now,
         )
         .unwrap_err();
         assert!(!err.to_string().contains("secret-token"), "{err}");
