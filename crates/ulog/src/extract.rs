@@ -395,6 +395,7 @@ pub fn parse_dictionary(text: &str) -> Map<String, Value> {
         Some(Value::Object(m)) => m,
         // `( { ... } )`: one dictionary in an array, as some daemons log a list of updates.
         Some(Value::Array(items)) => {
+            let list = items.clone();
             let mut objects = items.into_iter().filter_map(|v| match v {
                 Value::Object(m) => Some(m),
                 _ => None,
@@ -408,7 +409,14 @@ pub fn parse_dictionary(text: &str) -> Map<String, Value> {
                     m.insert("items".into(), Value::Array(all));
                     m
                 }
-                _ => Map::new(),
+                // `( "<SUOSUProduct: ...>" )`: a list of plain values.
+                _ => {
+                    let mut m = Map::new();
+                    if !list.is_empty() {
+                        m.insert("items".into(), Value::Array(list));
+                    }
+                    m
+                }
             }
         }
         _ => Map::new(),
@@ -552,7 +560,7 @@ impl DictParser<'_> {
     }
 }
 
-const SU_SCOPE: &str = r#"(subsystem BEGINSWITH "com.apple.SoftwareUpdate" OR subsystem == "com.apple.softwareupdated" OR process == "softwareupdated" OR process == "SoftwareUpdateNotificationManager")"#;
+const SU_SCOPE: &str = r#"(subsystem BEGINSWITH "com.apple.SoftwareUpdate" OR subsystem == "com.apple.softwareupdated" OR subsystem == "com.apple.MobileSoftwareUpdate" OR process == "softwareupdated" OR process == "SoftwareUpdateNotificationManager")"#;
 const MDM_SCOPE: &str =
     r#"(process == "mdmclient" OR subsystem BEGINSWITH "com.apple.ManagedClient")"#;
 
@@ -587,14 +595,20 @@ pub fn builtin_rules() -> Vec<RuleSpec> {
             format!(r#"{SU_SCOPE} AND eventMessage CONTAINS "Sending event""#),
             "otaEvent",
             &[
-                r"Sending event[:\s]+(?:com\.apple\.[A-Za-z.]*?\.)?(?P<action>ota[A-Z][A-Za-z]*)[^{]*(?P<dict>\{[\s\S]*\})?",
+                // `Sending event (otaAvailable): {...}` as softwareupdated writes it,
+                // and the `Sending event: com.apple.softwareupdate.otaReady {...}` form.
+                r"Sending event[:\s]+\(?(?:com\.apple\.[A-Za-z.]*?\.)?(?P<action>ota[A-Z][A-Za-z]*)\)?[^{]*(?P<dict>\{[\s\S]*\})?",
             ],
             Some("dict"),
             &[
                 ("installTonight", Boolean),
                 ("mdm", Boolean),
                 ("notification", Boolean),
+                ("commandLine", Boolean),
+                ("configUserInitiated", Boolean),
                 ("targetOSVersion", String),
+                ("installedRecoveryOSBuild", String),
+                ("installedRecoveryOSVersion", String),
                 ("result", String),
             ],
         ),
@@ -607,7 +621,9 @@ pub fn builtin_rules() -> Vec<RuleSpec> {
             "progress",
             &[
                 r"Reported progress \((?P<edge>start|end)\): phase:(?P<phase>[A-Z_]+) stalled:(?P<stalled>YES|NO) portionComplete:(?P<portionComplete>-?[0-9.]+)(?: estimatedTimeRemaining:(?P<estimatedTimeRemaining>-?[0-9.]+))?",
-                r"UpdateStatus[:\s]+(?P<dict>\{[\s\S]*\})",
+                // `UpdateStatus 'MSU_UPDATE_22F82_patch_13.4.1_minor' ==> {...}`,
+                // `mdmUpdateStatus: {...}` and `UpdateStatus: {...}`.
+                r"(?P<report>mdmUpdateStatus|UpdateStatus)(?:\s+'(?P<productKey>[^']*)')?\s*(?:==>|:)?\s*(?P<dict>\{[\s\S]*\})",
             ],
             Some("dict"),
             &[
@@ -615,15 +631,18 @@ pub fn builtin_rules() -> Vec<RuleSpec> {
                 ("portionComplete", Number),
                 ("estimatedTimeRemaining", Number),
                 ("progress", Number),
+                ("productMarketingVersion", String),
             ],
         ),
         spec(
             "softwareupdate.finished",
             "Software Update Finished",
-            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS "updateFinished""#),
+            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS[c] "updateFinished""#),
             "updateFinished",
             &[
-                r"updateFinished",
+                // `... Attempting to gather analytics data for phase : UpdateFinished`
+                r"(?i)analytics data for phase\s*:\s*(?P<phase>UpdateFinished)",
+                r"(?i)updateFinished",
                 r"\b(?:result|success|status)\s*[=:]\s*(?P<result>[A-Za-z0-9_]+)",
                 r"\berror\s*[=:]\s*(?P<error>[^\n;]+)",
             ],
@@ -633,14 +652,82 @@ pub fn builtin_rules() -> Vec<RuleSpec> {
         spec(
             "softwareupdate.restart-countdown",
             "Software Update Restart Countdown",
-            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS[c] "restart countdown""#),
+            format!(
+                r#"{SU_SCOPE} AND (eventMessage CONTAINS[c] "restart countdown" OR eventMessage CONTAINS "seconds remaining:") AND NOT eventMessage CONTAINS "Remove restart countdown""#
+            ),
             "restartCountdown",
             &[
                 r"(?i)(?P<countdown>start|cancel|stop|finish|complet|end)\w*\s+(?:the\s+)?restart countdown",
                 r"(?i)restart countdown[^0-9\n]*(?P<seconds>\d+)",
+                // `SUOSUCountdownNotification: seconds remaining: 9`
+                r"seconds remaining:\s*(?P<seconds>\d+)",
             ],
             None,
             &[("seconds", Integer)],
+        ),
+        spec(
+            "softwareupdate.restart-countdown-removed",
+            "Software Update Restart Countdown Removed",
+            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS "Remove restart countdown""#),
+            "restartCountdownRemoved",
+            &[],
+            None,
+            &[],
+        ),
+        spec(
+            "softwareupdate.reboot-now",
+            "Software Update Rebooting",
+            format!(
+                r#"{SU_SCOPE} AND eventMessage CONTAINS "Skipping restart notification, immediately going down for the reboot""#
+            ),
+            "rebootNow",
+            &[],
+            None,
+            &[],
+        ),
+        spec(
+            "softwareupdate.notification-response",
+            "Software Update Notification Response",
+            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS "Received notification response""#),
+            "notificationResponse",
+            &[
+                r"Received notification response w/ request identifier:\s*(?:com\.apple\.SoftwareUpdateNotificationManager\.)?(?P<notification>[^,\s]+),\s*action identifier:\s*(?P<actionIdentifier>[^,\s]+)(?:,\s*source:\s*(?P<notificationSource>[^,\s]+))?[^{]*(?P<dict>\{[\s\S]*\})?",
+            ],
+            Some("dict"),
+            &[("SecondsRemaining", Integer)],
+        ),
+        spec(
+            "softwareupdate.install-options",
+            "Software Update Install Options",
+            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS " options: {{""#),
+            "installOptions",
+            &[
+                // `InstallAction: Default options: {...}`, `InstallASAP options: {...}`
+                r"(?:^|InstallAction:\s*)(?P<installAction>Default|Install[A-Za-z]*|NotifyOnly|DownloadOnly)\s+options:\s*(?P<dict>\{[\s\S]*\})",
+            ],
+            Some("dict"),
+            &[],
+        ),
+        spec(
+            "softwareupdate.mdm-scan",
+            "Software Update MDM Scan",
+            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS "MDM initiated, scanning for update""#),
+            "mdmScan",
+            &[r"MDM initiated, scanning for update with options:\s*(?P<dict>\{[\s\S]*\})"],
+            Some("dict"),
+            &[],
+        ),
+        spec(
+            "softwareupdate.available-updates",
+            "Software Update Available Updates Changed",
+            format!(r#"{SU_SCOPE} AND eventMessage CONTAINS "Available updates did change""#),
+            "availableUpdatesChanged",
+            &[
+                r"Available updates did change:\s*(?P<dict>\([\s\S]*\))",
+                r"<SUOSUProduct:\s*(?P<productKey>[^>\s]+)>",
+            ],
+            Some("dict"),
+            &[],
         ),
         spec(
             "softwareupdate.user-action",
@@ -651,6 +738,10 @@ pub fn builtin_rules() -> Vec<RuleSpec> {
             "userAction",
             &[
                 r#"(?i)user (?P<verb>clicked|chose|selected|deferred|dismissed)(?:\s+(?:on\s+)?(?:the\s+)?["'\[]?(?P<choice>restart now|restart|install now|update now|try tonight|tonight|remind me later|later|dismiss|details))?"#,
+                // `... the notification com.apple.SoftwareUpdateNotificationManager.UpdatesAvailableOfferLater`
+                r"com\.apple\.SoftwareUpdateNotificationManager\.(?P<notification>[A-Za-z]+)",
+                // `Restart countdown: user clicked restart`
+                r"(?P<notification>Restart countdown): user",
             ],
             None,
             &[],
@@ -705,13 +796,18 @@ pub fn builtin_rules() -> Vec<RuleSpec> {
             "mdm.bootstrap-token",
             "MDM Bootstrap Token",
             format!(
-                r#"{MDM_SCOPE} AND eventMessage CONTAINS[c] "bootstraptoken" OR {MDM_SCOPE} AND eventMessage CONTAINS[c] "bootstrap token""#
+                r#"({MDM_SCOPE} OR {SU_SCOPE}) AND (eventMessage CONTAINS[c] "bootstraptoken" OR eventMessage CONTAINS[c] "bootstrap token")"#
             ),
             "bootstrapToken",
             &[
+                // `>>>>> Sending HTTP request (PUT) [MDM_SetBootstrapToken] >>>>>`
+                r"Sending HTTP request\s*\((?P<httpMethod>[A-Z]+)\)\s*\[MDM_(?P<messageType>(?:Get|Set)BootstrapToken)\]",
+                // `<<<<< Received HTTP response (200) [MDM_SetBootstrapToken] <<<<<`
                 r"Received HTTP response\s*\((?P<httpStatus>\d{3})\)\s*\[MDM_(?P<messageType>(?:Get|Set)BootstrapToken)\]",
                 r"(?i)(?P<operation>get|set|fetch|escrow)\w*\s*bootstrap\s*token",
                 r"(?P<messageType>GetBootstrapToken|SetBootstrapToken)",
+                // (last: a later pattern's capture wins) `Prefetching Bootstrap Token for SoftwareUpdate`
+                r"(?P<operation>Prefetch)ing Bootstrap Token for (?P<client>\w+)",
             ],
             None,
             &[("httpStatus", Integer)],

@@ -29,6 +29,9 @@ pub struct ReadStats {
     pub junk_lines: u64,
     /// Bytes read after decompression.
     pub bytes: u64,
+    /// The entry count of `log show --style ndjson`'s closing `{"count":N,"finished":1}`
+    /// line, when the input had one (it is a trailer, not an entry).
+    pub trailer_count: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,24 @@ enum Mode {
     Lines,
     /// Entries spread over lines, possibly inside a JSON array (`--style json`).
     Scan,
+}
+
+/// `N` when `record` is the line `log show --style ndjson` ends with,
+/// `{"count":N,"finished":1}`; checked on the bytes (cheap, for every record) and
+/// then parsed, so only an object of exactly those two keys counts.
+fn trailer_count(record: &[u8]) -> Option<u64> {
+    let t = trim(record);
+    if t.len() > 64 || !t.starts_with(b"{\"count\"") {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Trailer {
+        count: u64,
+        #[allow(dead_code)]
+        finished: u64,
+    }
+    serde_json::from_slice::<Trailer>(t).ok().map(|t| t.count)
 }
 
 /// Streaming entry reader over any [`BufRead`].
@@ -135,8 +156,19 @@ impl<R: BufRead> LogReader<R> {
         Ok(self.stats)
     }
 
-    /// Loads the next record into `self.record`.
+    /// Loads the next record into `self.record`, passing over `log`'s trailer.
     fn advance(&mut self) -> Result<bool, ReadError> {
+        while self.advance_raw()? {
+            match trailer_count(&self.record) {
+                Some(n) => self.stats.trailer_count = Some(n),
+                None => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Loads the next record, whatever it is, into `self.record`.
+    fn advance_raw(&mut self) -> Result<bool, ReadError> {
         loop {
             match self.mode {
                 Mode::Detect => {
@@ -513,6 +545,33 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_ndjson_trailer_is_not_an_entry() {
+        let text =
+            "{\"eventMessage\":\"a\"}\n{\"eventMessage\":\"b\"}\n{\"count\":2,\"finished\":1}\n";
+        let mut r = open(text.as_bytes()).unwrap();
+        let mut n = 0;
+        let stats = r
+            .for_each_entry(|_, _| {
+                n += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!((n, stats.entries, stats.junk_lines), (2, 2, 0));
+        assert_eq!(stats.trailer_count, Some(2));
+        // Through the raw-record path too.
+        let mut r = open(text.as_bytes()).unwrap();
+        let mut records = 0;
+        while r.next_record().unwrap().is_some() {
+            records += 1;
+        }
+        assert_eq!(records, 2);
+        // An entry that merely has a count field is still an entry.
+        let mut r =
+            open("{\"count\":2,\"finished\":1,\"eventMessage\":\"x\"}\n".as_bytes()).unwrap();
+        assert!(r.next_record().unwrap().is_some());
     }
 
     #[test]

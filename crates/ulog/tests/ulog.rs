@@ -9,6 +9,8 @@ use serde_json::Value;
 
 #[path = "ulog/proptests.rs"]
 mod proptests;
+#[path = "ulog/seed.rs"]
+mod seed;
 
 const SU: &[u8] = include_bytes!("../fixtures/softwareupdate.ndjson");
 const MDM: &[u8] = include_bytes!("../fixtures/mdmclient.json");

@@ -108,7 +108,7 @@ fn jamf_webhooks_land_on_the_device_and_user_timelines() {
     );
     assert_eq!(status, 200, "{body}");
 
-    let device = timeline(&server, "device/C02JAMF0001");
+    let device = received(&server, "device/C02JAMF0001");
     assert_eq!(device.len(), 1, "{device:?}");
     let e = &device[0]["event"];
     assert_eq!(e["source"], "jamf.pro");
@@ -123,10 +123,10 @@ fn jamf_webhooks_land_on_the_device_and_user_timelines() {
     );
     assert_eq!(e["detail"]["event"]["trigger"], "CLIENT_CHECKIN");
     assert_eq!(e["detail"]["webhook"]["id"], 7);
-    assert_eq!(timeline(&server, "user/ada@example.com").len(), 1);
+    assert_eq!(received(&server, "user/ada@example.com").len(), 1);
 
     // The flat shape, with no email: the username names the user.
-    let added = timeline(&server, "device/C02JAMF0002");
+    let added = received(&server, "device/C02JAMF0002");
     assert_eq!(added.len(), 1, "{added:?}");
     assert_eq!(added[0]["event"]["detail-type"], "ComputerAdded");
     assert_eq!(
@@ -155,7 +155,7 @@ fn a_redelivered_jamf_body_is_stored_once() {
     later["webhook"]["eventTimestamp"] = json!(1764806460000_i64);
     let (_, third) = post(&server, "jamf", &[("Authorization", &auth)], &later);
     assert_ne!(third["Entries"][0]["EventId"], id);
-    assert_eq!(timeline(&server, "device/C02JAMF0001").len(), 2);
+    assert_eq!(received(&server, "device/C02JAMF0001").len(), 2);
     server.stop();
 }
 
@@ -229,7 +229,7 @@ fn jamf_refuses_unknown_events_wrong_shapes_and_wrong_credentials() {
         "missing or wrong token for source \"jamf-header\" (expected the source's token in the x-jamf-token header)"
     );
     assert!(
-        timeline(&server, "device/C02JAMF0001").is_empty(),
+        received(&server, "device/C02JAMF0001").is_empty(),
         "a refused body was ingested"
     );
     server.stop();

@@ -110,7 +110,7 @@ fn okta_events_land_on_the_user_timeline_once() {
     let (status, answer) = post(&server, SOURCE_TOKEN, &body);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["FailedEntryCount"], 0, "{answer}");
-    let ada = timeline(&server, "user/ada@example.com");
+    let ada = received(&server, "user/ada@example.com");
     assert_eq!(ada.len(), 1, "{ada:?}");
     let e = &ada[0]["event"];
     assert_eq!(e["source"], "okta");
@@ -125,12 +125,12 @@ fn okta_events_land_on_the_user_timeline_once() {
         e["detail"]["legacyEventType"],
         "core.user.config.user_deactivated"
     );
-    assert_eq!(timeline(&server, "user/grace@example.com").len(), 1);
+    assert_eq!(received(&server, "user/grace@example.com").len(), 1);
     // Okta delivers again (it retries what it thinks failed): nothing new is stored.
     let (status, again) = post(&server, SOURCE_TOKEN, &body);
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["Entries"][0]["Duplicate"], true, "{again}");
-    assert_eq!(timeline(&server, "user/ada@example.com").len(), 1);
+    assert_eq!(received(&server, "user/ada@example.com").len(), 1);
     server.stop();
 }
 
@@ -155,7 +155,7 @@ fn a_malformed_okta_batch_is_refused_whole() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["message"], "data.events[1].uuid: missing");
     assert!(
-        timeline(&server, "user/a@example.com").is_empty(),
+        received(&server, "user/a@example.com").is_empty(),
         "half a batch was taken"
     );
     let (status, answer) = post(&server, "wrong", &body);

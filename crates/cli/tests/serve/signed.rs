@@ -68,7 +68,7 @@ fn a_signed_body_is_taken_and_a_wrong_or_tampered_one_refused() {
         "source \"signed\": missing signature header x-hub-signature-256"
     );
     assert_eq!(
-        timeline(&server, "device/C02SIGNED").len(),
+        received(&server, "device/C02SIGNED").len(),
         1,
         "only the good body"
     );
@@ -107,7 +107,7 @@ fn a_signature_with_its_time_is_refused_once_stale() {
             .contains("beyond the tolerance of 300s"),
         "{answer}"
     );
-    assert_eq!(timeline(&server, "device/C02SLACK").len(), 1);
+    assert_eq!(received(&server, "device/C02SLACK").len(), 1);
     server.stop();
 }
 
@@ -139,7 +139,7 @@ fn nanomdm_webhooks_signed_with_its_hmac_key_need_no_token() {
         &[("X-Hmac-Signature", &sig)],
     );
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(timeline(&server, "device/C02HMAC0001").len(), 1);
+    assert_eq!(received(&server, "device/C02HMAC0001").len(), 1);
     let (status, _) = server.post(
         "/v1/sources/nanomdm-signed",
         None,

@@ -337,6 +337,16 @@ pub fn receiver() -> Receiver {
 }
 
 /// The events on `resource`'s timeline, newest first.
+/// The events on `resource`'s timeline that senders posted: without the outcome
+/// events fleetbus adds as deliveries finish, whose number at any moment depends
+/// on timing.
+pub fn received(server: &Server, resource: &str) -> Vec<Value> {
+    timeline(server, resource)
+        .into_iter()
+        .filter(|e| e["event"]["source"] != "fleetbus.delivery")
+        .collect()
+}
+
 pub fn timeline(server: &Server, resource: &str) -> Vec<Value> {
     let (status, body) = server.get(&format!("/v1/timeline?resource={resource}"));
     assert_eq!(status, 200, "{body}");
