@@ -79,6 +79,9 @@ pub struct Server {
     pub dedup_window: Duration,
     pub max_backlog: u64,
     pub hop_limit: u32,
+    /// Events one causation chain (an ingested event and everything derived from
+    /// it) may put on the buses; derived events past it are dropped.
+    pub chain_budget: u32,
 }
 
 #[derive(Debug, Clone)]

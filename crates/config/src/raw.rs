@@ -60,6 +60,10 @@ pub struct RawServer {
     pub max_backlog: Option<u64>,
     /// Rule hops after which derived events are dropped (rule-loop guard).
     pub hop_limit: Option<u32>,
+    /// Events one causation chain (an ingested event and all it causes) may put on
+    /// the buses (default 1000): bounds a loop's fan-out as `hop_limit` bounds its
+    /// depth.
+    pub chain_budget: Option<u32>,
 }
 
 /// Where the shape of a source kind is not the generic one.

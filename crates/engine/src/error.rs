@@ -45,6 +45,8 @@ pub enum PutError {
     UnknownBus(String),
     #[error("hop limit {limit} reached (event caused by {cause}); dropped to stop a rule loop")]
     HopLimit { limit: u32, cause: String },
+    #[error("causation chain of {root} has put {budget} events on the buses (chain_budget); dropped to stop a rule loop's fan-out")]
+    ChainBudget { budget: u32, root: String },
     #[error("event does not parse for matching: {0}")]
     Unmatchable(String),
 }

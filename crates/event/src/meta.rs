@@ -22,6 +22,10 @@ pub struct Meta {
     /// How many rule hops separate this event from an externally ingested one.
     #[serde(default)]
     pub hop: u32,
+    /// The externally ingested event this one descends from (its causation chain's
+    /// root), when a target or the engine emitted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_id: Option<String>,
 }
 
 impl Meta {
@@ -33,6 +37,7 @@ impl Meta {
             ingest_source: ingest_source.into(),
             causation_id: None,
             hop: 0,
+            root_id: None,
         }
     }
 
@@ -48,6 +53,7 @@ impl Meta {
             ingest_source: ingest_source.into(),
             causation_id: Some(cause.event.id.clone()),
             hop: cause.meta.hop.saturating_add(1),
+            root_id: Some(cause.chain_root().to_owned()),
         }
     }
 }
@@ -57,6 +63,14 @@ impl Meta {
 pub struct StoredEvent {
     pub event: Event,
     pub meta: Meta,
+}
+
+impl StoredEvent {
+    /// The id of the externally ingested event this one's causation chain starts
+    /// at: its own for an ingested event.
+    pub fn chain_root(&self) -> &str {
+        self.meta.root_id.as_deref().unwrap_or(&self.event.id)
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +96,15 @@ mod tests {
             Some(first.event.id.as_str())
         );
         assert_eq!(second.meta.hop, 1);
+        // Every event of the chain names its root.
+        assert_eq!(first.chain_root(), first.event.id);
+        assert_eq!(second.chain_root(), first.event.id);
+        let third = StoredEvent {
+            event: Event::new("t", "u", Default::default()),
+            meta: Meta::caused_by(&second, "default", "delivery"),
+        };
+        assert_eq!(third.meta.root_id.as_deref(), Some(first.event.id.as_str()));
+        assert_eq!(third.meta.hop, 2);
         let json = serde_json::to_string(&second).unwrap();
         let back: StoredEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(back, second);

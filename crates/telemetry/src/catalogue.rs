@@ -114,6 +114,8 @@ catalogue! {
         "Events accepted and dropped because the same source and id arrived within the dedup window.";
     Counter EVENTS_HOP_LIMITED<0> = "fleetbus_events_hop_limited_total" []
         "Derived events dropped at the hop limit (rule-loop guard).";
+    Counter EVENTS_CHAIN_BUDGET_DROPPED<0> = "fleetbus_events_chain_budget_dropped_total" []
+        "Derived events dropped because their causation chain used its event budget (rule-loop fan-out guard).";
     Counter EVENTS_MATCHED<1> = "fleetbus_events_matched_total" ["rule"]
         "Events a rule's pattern matched.";
     Counter RULE_EXEMPTED<1> = "fleetbus_rule_exempted_total" ["rule"]

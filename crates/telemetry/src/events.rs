@@ -21,25 +21,72 @@ impl InternalEvent for EventDuplicate<'_> {
     }
 }
 
-/// A derived event dropped because its hop count passed the limit.
+/// A derived event dropped because its hop count passed the limit. Warns once per
+/// causation chain (`first`), counts every time.
 #[derive(Debug)]
 pub struct EventHopLimited<'a> {
     pub id: &'a str,
+    /// The chain's root event.
+    pub root: &'a str,
     pub detail_type: &'a str,
     pub hop: u32,
     pub limit: u32,
+    pub first: bool,
 }
 
 impl InternalEvent for EventHopLimited<'_> {
     fn emit(self) {
-        tracing::warn!(
-            id = self.id,
-            detail_type = self.detail_type,
-            hop = self.hop,
-            limit = self.limit,
-            "derived event dropped at the hop limit (a rule loop?)"
-        );
+        if self.first {
+            tracing::warn!(
+                id = self.id,
+                root = self.root,
+                detail_type = self.detail_type,
+                hop = self.hop,
+                limit = self.limit,
+                "derived event dropped at the hop limit (a rule loop?); further drops of this chain are counted in fleetbus_events_hop_limited_total, not logged"
+            );
+        } else {
+            tracing::debug!(
+                id = self.id,
+                root = self.root,
+                hop = self.hop,
+                "derived event dropped at the hop limit"
+            );
+        }
         EVENTS_HOP_LIMITED.get().increment(1);
+    }
+}
+
+/// A derived event dropped because its causation chain used its event budget.
+/// Warns once per chain (`first`), counts every time.
+#[derive(Debug)]
+pub struct EventChainBudgetExceeded<'a> {
+    pub id: &'a str,
+    /// The chain's root event.
+    pub root: &'a str,
+    pub detail_type: &'a str,
+    pub budget: u32,
+    pub first: bool,
+}
+
+impl InternalEvent for EventChainBudgetExceeded<'_> {
+    fn emit(self) {
+        if self.first {
+            tracing::warn!(
+                id = self.id,
+                root = self.root,
+                detail_type = self.detail_type,
+                budget = self.budget,
+                "derived event dropped: its causation chain put chain_budget events on the buses (a rule loop's fan-out?); further drops of this chain are counted in fleetbus_events_chain_budget_dropped_total, not logged"
+            );
+        } else {
+            tracing::debug!(
+                id = self.id,
+                root = self.root,
+                "derived event dropped at the chain budget"
+            );
+        }
+        EVENTS_CHAIN_BUDGET_DROPPED.get().increment(1);
     }
 }
 

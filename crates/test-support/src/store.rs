@@ -51,6 +51,7 @@ fn new_event(source: &str, id: &str, at: Millis, resources: &[&str], targets: &[
         ingest_source: "conformance".into(),
         causation_id: None,
         hop: 0,
+        root_id: None,
     };
     let json = event.to_json();
     let jobs = targets

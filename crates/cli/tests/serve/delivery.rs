@@ -214,6 +214,69 @@ fn exec_emits_events_and_the_hop_limit_stops_loops() {
     server.stop();
 }
 
+/// A loop through three bus targets triples at every hop: the chain's budget stops
+/// it (the hop limit alone would let 3 + 9 + ... + 3^8 events through), every event
+/// of the chain counts, and the drops are one warning, not one per event.
+#[test]
+fn a_fan_out_loop_stops_at_the_chain_budget_with_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    let extra = r#"
+  - name: fan
+    event_pattern: {detail-type: [Fan]}
+    targets:
+      - {id: a, kind: bus, bus: default}
+      - {id: b, kind: bus, bus: default}
+      - {id: c, kind: bus, bus: default}
+"#;
+    write_config(dir.path(), &rx.url, extra);
+    edit_config(dir.path(), |c| {
+        c.replace(
+            "  dedup_window: 10m\n",
+            "  dedup_window: 10m\n  chain_budget: 60\n",
+        )
+    });
+    let server = Server::start(dir.path());
+    let answer = server.put_events(json!([
+        {"Source": "s", "DetailType": "Fan", "Detail": "{}", "Resources": ["device/C02FAN"]},
+    ]));
+    let root = answer["Entries"][0]["EventId"].as_str().unwrap().to_owned();
+    wait_for(
+        "the chain to use its budget",
+        Duration::from_secs(20),
+        || timeline(&server, "device/C02FAN").len() >= 60,
+    );
+    // Quiet now: nothing more comes of it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let chain = timeline(&server, "device/C02FAN");
+    assert_eq!(chain.len(), 60, "the root and 59 derived events");
+    for e in &chain {
+        let id = e["event"]["id"].as_str().unwrap();
+        if id != root {
+            assert_eq!(e["meta"]["root_id"], root.as_str(), "{e}");
+        }
+    }
+    assert_eq!(
+        server.log_lines("causation chain put chain_budget").len(),
+        1,
+        "{}",
+        server.stderr.lock().unwrap()
+    );
+    assert!(server.log_lines("hop limit").len() <= 1);
+    assert!(server
+        .log_lines("derived event not put on the bus")
+        .is_empty());
+    let (_, metrics) = server.get("/metrics");
+    let metrics = metrics.as_str().unwrap().to_owned();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fleetbus_events_chain_budget_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the chain-budget counter is exported");
+    assert!(dropped >= 1, "{metrics}");
+    server.stop();
+}
+
 #[test]
 fn email_over_starttls_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -16,6 +16,8 @@ pub const SOURCE_TOKEN: &str = "test-source-token";
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Everything the server wrote to stderr so far (also echoed to the test's).
+    pub stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -25,10 +27,22 @@ impl Server {
             .arg(dir.join("fleetbus.yaml"))
             .args(["--listen", "127.0.0.1:0"])
             .env("FLEETBUS_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start fleetbus");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut all = sink.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -39,6 +53,7 @@ impl Server {
         Server {
             child,
             base: format!("http://{addr}"),
+            stderr,
         }
     }
 
@@ -100,6 +115,17 @@ impl Server {
         );
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// The lines of the server's stderr that contain `text`.
+    pub fn log_lines(&self, text: &str) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_owned)
+            .collect()
     }
 
     pub fn stop(mut self) {

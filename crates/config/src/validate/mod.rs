@@ -445,6 +445,7 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
         dedup_window: Duration::from_secs(600),
         max_backlog: 100_000,
         hop_limit: 8,
+        chain_budget: 1_000,
     };
     let Some(s) = &raw.server else { return server };
     let o = &s.origin;
@@ -497,6 +498,13 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
                 .push(o.error(&[key("hop_limit")], "must be at least 1"));
         }
         server.hop_limit = h;
+    }
+    if let Some(b) = v.chain_budget {
+        if b == 0 {
+            cx.errors
+                .push(o.error(&[key("chain_budget")], "must be at least 1"));
+        }
+        server.chain_budget = b;
     }
     server
 }

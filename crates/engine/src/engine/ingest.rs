@@ -6,8 +6,11 @@ use std::sync::atomic::Ordering;
 
 use fleetbus_event::{Event, Meta, StoredEvent};
 
+use super::chain::Admit;
 use super::{engine_backlog_set, Engine, PutOutcome, Ready};
-use fleetbus_telemetry::{EventDuplicate, EventHopLimited, InternalEvent};
+use fleetbus_telemetry::{
+    EventChainBudgetExceeded, EventDuplicate, EventHopLimited, InternalEvent,
+};
 
 use crate::rules::RuleSet;
 use crate::store::{now_ms, Appended, Job, NewEvent, FIRST_FENCE};
@@ -155,19 +158,40 @@ impl Engine {
         if !rules.has_bus(&meta.bus) {
             return Err(PutError::UnknownBus(meta.bus));
         }
+        let now = std::time::Instant::now();
         if meta.hop > self.inner.settings.hop_limit {
             let cause = meta.causation_id.clone().unwrap_or_default();
+            let root = meta.root_id.as_deref().unwrap_or(&cause);
             EventHopLimited {
                 id: &event.id,
+                root,
                 detail_type: &event.detail_type,
                 hop: meta.hop,
                 limit: self.inner.settings.hop_limit,
+                first: self.inner.chains.first_hop_warning(root, now),
             }
             .emit();
             return Err(PutError::HopLimit {
                 limit: self.inner.settings.hop_limit,
                 cause,
             });
+        }
+        if let Some(root) = meta.root_id.as_deref() {
+            if let Admit::OverBudget { first } = self.inner.chains.admit(root, now) {
+                let budget = self.inner.chains.budget();
+                EventChainBudgetExceeded {
+                    id: &event.id,
+                    root,
+                    detail_type: &event.detail_type,
+                    budget,
+                    first,
+                }
+                .emit();
+                return Err(PutError::ChainBudget {
+                    budget,
+                    root: root.to_owned(),
+                });
+            }
         }
         let json = event.to_json();
         let hits = rules
@@ -277,11 +301,14 @@ impl Engine {
     pub(super) async fn put_derived(&self, event: Event, meta: Meta) {
         let id = event.id.clone();
         match self.put_inner(vec![(event, meta)], false).await {
-            Ok(answers) => {
-                if let Some(Err(e)) = answers.into_iter().next() {
+            Ok(answers) => match answers.into_iter().next() {
+                // The loop guards log once per chain themselves.
+                Some(Err(PutError::HopLimit { .. } | PutError::ChainBudget { .. })) => {}
+                Some(Err(e)) => {
                     tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus");
                 }
-            }
+                _ => {}
+            },
             Err(e) => {
                 tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus")
             }

@@ -7,6 +7,7 @@
 //! - `prune`: retention;
 //! - `schedule`: `rate`/`cron` rules.
 
+mod chain;
 mod dispatch;
 mod ingest;
 mod prune;
@@ -39,6 +40,8 @@ pub const SCHEDULER_SOURCE: &str = "fleetbus.scheduler";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub hop_limit: u32,
+    /// Events one causation chain may put on the buses.
+    pub chain_budget: u32,
     pub max_backlog: u64,
     pub account: String,
     pub region: String,
@@ -54,6 +57,7 @@ impl Settings {
     pub fn from_config(config: &Config) -> Settings {
         Settings {
             hop_limit: config.server.hop_limit,
+            chain_budget: config.server.chain_budget,
             max_backlog: config.server.max_backlog,
             account: config.server.account.clone(),
             region: config.server.region.clone(),
@@ -107,6 +111,8 @@ struct Inner {
     rules: RwLock<Arc<RuleSet>>,
     settings: Settings,
     backlog: AtomicU64,
+    /// Events per causation chain (the loop guard for fan-out).
+    chains: chain::Chains,
     /// Jobs this process owns (queued or running), with the fence of their latest
     /// claim: a job is started at most once per process while it is here, and its
     /// completion carries the newest fence (a re-claim of an owned job renews it).
@@ -144,6 +150,7 @@ impl Engine {
             store,
             holder: uuid::Uuid::new_v4().to_string(),
             rules: RwLock::new(rules),
+            chains: chain::Chains::new(settings.chain_budget),
             settings,
             backlog: AtomicU64::new(counts.pending_jobs),
             inflight: Mutex::new(HashMap::new()),

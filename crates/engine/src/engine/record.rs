@@ -16,6 +16,7 @@ use fleetbus_telemetry::TargetMetrics;
 
 use crate::rules::TargetEntry;
 use crate::store::{now_ms, Job, JobUpdate, Millis, NewEvent};
+use crate::PutError;
 
 /// How long the recorder gathers finished attempts before committing them. Every
 /// commit is an fsync on the one writer, and an ingest commit queued behind an
@@ -161,6 +162,8 @@ impl Engine {
         let id = event.id.clone();
         match self.prepare(&self.rules(), event, meta) {
             Ok(new) => Some(new),
+            // The loop guards log once per chain themselves.
+            Err(PutError::HopLimit { .. } | PutError::ChainBudget { .. }) => None,
             Err(e) => {
                 tracing::warn!(event_id = %id, error = %e, "derived event not put on the bus");
                 None
