@@ -30,6 +30,10 @@ enum Command {
     Serve(commands::serve::Args),
     /// The dead-letter queue of a running server.
     Dlq(commands::dlq::Args),
+    /// The archive of a running server: query events, trace what caused what.
+    Events(commands::events::Args),
+    /// A node's timeline (device/SERIAL, user/ID), with what caused each entry.
+    Timeline(commands::events::TimelineArgs),
     /// The asset store of a running server: devices, users, CSV import, MDM commands.
     Assets(commands::assets::Args),
     /// Check a configuration file or directory and report every error.
@@ -71,6 +75,8 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => commands::serve::run(args),
         Command::Dlq(args) => commands::dlq::run(args),
+        Command::Events(args) => commands::events::run(args),
+        Command::Timeline(args) => commands::events::timeline(args),
         Command::Assets(args) => commands::assets::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Config(args) => commands::config::run(args),

@@ -13,6 +13,9 @@ pub enum EngineError {
     UnknownBus(String),
     #[error("rule {rule:?}: {message}")]
     Rule { rule: String, message: String },
+    /// A query the archive cannot answer as asked.
+    #[error("{0}")]
+    Query(String),
 }
 
 impl EngineError {
@@ -20,7 +23,7 @@ impl EngineError {
         match self {
             EngineError::Store { retryable, .. } => *retryable,
             EngineError::ShuttingDown | EngineError::Backpressure { .. } => true,
-            EngineError::UnknownBus(_) | EngineError::Rule { .. } => false,
+            EngineError::UnknownBus(_) | EngineError::Rule { .. } | EngineError::Query(_) => false,
         }
     }
 }

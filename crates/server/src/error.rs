@@ -61,7 +61,7 @@ impl From<fleetbus_engine::EngineError> for ApiError {
                 "ResourceNotFoundException",
                 e.to_string(),
             ),
-            E::Rule { .. } => ApiError::new(
+            E::Rule { .. } | E::Query(_) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "ValidationException",
                 e.to_string(),

@@ -6,6 +6,7 @@
 //! constant time; tokens are never logged. Bodies are bounded; an answer is 2xx only
 //! once the events are durable.
 
+mod archive;
 mod assets;
 mod auth;
 mod error;
@@ -91,13 +92,17 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config().server.max_body_bytes as usize;
     // Everything here needs a management API token (`server.api_tokens`).
     let api = Router::new()
-        .route("/v1/events", post(ingest::put_events))
+        .route(
+            "/v1/events",
+            post(ingest::put_events).get(archive::query_events),
+        )
         .route("/", post(ingest::aws_json))
         .route("/v1/buses/{bus}/events", post(ingest::bus_events))
         .route("/v1/admin/reload", post(manage::reload))
         .route("/v1/dlq", get(manage::dlq_list))
         .route("/v1/dlq/redrive", post(manage::dlq_redrive))
         .route("/v1/events/{id}", get(manage::event))
+        .route("/v1/events/{id}/trace", get(archive::trace))
         .route("/v1/timeline", get(manage::timeline))
         .route("/v1/assets/devices", get(assets::list_devices))
         .route(

@@ -17,7 +17,8 @@
 use std::sync::Arc;
 
 use fleetbus_engine::store::{
-    Appended, JobUpdate, Millis, NewEvent, PruneCursor, Store, StoreOptions, FIRST_FENCE,
+    Appended, EventQuery, JobUpdate, Millis, NewEvent, PruneCursor, Store, StoreOptions,
+    FIRST_FENCE,
 };
 use fleetbus_event::{Event, Meta, StoredEvent};
 use time::OffsetDateTime;
@@ -514,6 +515,197 @@ pub async fn leadership_has_one_holder_until_its_hold_runs_out(store: &dyn Store
     assert!(!lead("a", T0 + 2 * MINUTE).await.unwrap());
 }
 
+/// Follows a query's pages to the end (window `window`), appending `more` events
+/// before each page after the first; returns the ids seen, in order.
+async fn follow(store: &dyn Store, mut q: EventQuery, window: u64, more: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut extra = 0;
+    for page_no in 0.. {
+        assert!(page_no < 1_000, "the pages never end");
+        if page_no > 0 {
+            let batch = (0..more)
+                .map(|_| {
+                    extra += 1;
+                    new_event(
+                        "late",
+                        &format!("late-{extra}"),
+                        T0 + 10 * MINUTE,
+                        &["device/A"],
+                        &[],
+                    )
+                })
+                .collect();
+            append(store, batch, T0 + 10 * MINUTE).await;
+        }
+        let page = store
+            .query(q.clone(), window)
+            .await
+            .expect("query succeeds");
+        assert!(
+            page.events.len() <= q.limit,
+            "a page holds at most limit events"
+        );
+        let seqs: Vec<i64> = page.events.iter().map(|(s, _)| *s).collect();
+        let mut sorted = seqs.clone();
+        if q.oldest_first {
+            sorted.sort();
+        } else {
+            sorted.sort_by(|a, b| b.cmp(a));
+        }
+        assert_eq!(seqs, sorted, "a page is in the query's order");
+        seen.extend(page.events.into_iter().map(|(_, e)| e.event.id));
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    seen
+}
+
+/// Queries filter by source, detail-type, resource and receipt time, and paging
+/// (in either order, with windows smaller than the data) never skips or repeats
+/// an event while others are appended: newest first ends at the events that were
+/// there when it began, oldest first goes on into the new ones.
+pub async fn queries_page_without_skips_or_repeats_under_concurrent_appends(store: &dyn Store) {
+    let events: Vec<NewEvent> = (0..50)
+        .map(|i| {
+            let res: &[&str] = if i % 2 == 0 {
+                &["device/A"]
+            } else {
+                &["device/B"]
+            };
+            new_event(
+                if i % 5 == 0 { "five" } else { "other" },
+                &format!("e{i:02}"),
+                T0 + i * 1000,
+                res,
+                &[],
+            )
+        })
+        .collect();
+    append(store, events, T0 + 50_000).await;
+    let all: Vec<String> = (0..50).map(|i| format!("e{i:02}")).collect();
+    let q = EventQuery {
+        limit: 7,
+        ..EventQuery::default()
+    };
+    let newest = follow(store, q.clone(), 10, 3).await;
+    let mut want = all.clone();
+    want.reverse();
+    assert_eq!(
+        newest, want,
+        "newest first: each event once, none of the late ones"
+    );
+    let oldest = follow(
+        store,
+        EventQuery {
+            oldest_first: true,
+            ..q.clone()
+        },
+        10,
+        3,
+    )
+    .await;
+    assert_eq!(
+        &oldest[..50],
+        &all[..],
+        "oldest first: each event once, in order"
+    );
+    let mut unique = oldest.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), oldest.len(), "no repeats");
+    assert!(oldest[50..].iter().all(|id| id.starts_with("late-")));
+    // Filters.
+    let five = follow(
+        store,
+        EventQuery {
+            source: Some("five".into()),
+            oldest_first: true,
+            ..q.clone()
+        },
+        1_000,
+        0,
+    )
+    .await;
+    assert_eq!(
+        five,
+        ["e00", "e05", "e10", "e15", "e20", "e25", "e30", "e35", "e40", "e45"]
+    );
+    let b = follow(
+        store,
+        EventQuery {
+            resource: Some("device/B".into()),
+            until: Some(T0 + 10_000),
+            oldest_first: true,
+            ..q.clone()
+        },
+        3,
+        0,
+    )
+    .await;
+    assert_eq!(b, ["e01", "e03", "e05", "e07", "e09"]);
+    let window = follow(
+        store,
+        EventQuery {
+            since: Some(T0 + 47_000),
+            until: Some(T0 + 49_500),
+            ..q.clone()
+        },
+        1_000,
+        0,
+    )
+    .await;
+    assert_eq!(window, ["e49", "e48", "e47"]);
+    let none = follow(
+        store,
+        EventQuery {
+            detail_type: Some("Nothing Like It".into()),
+            ..q
+        },
+        1_000,
+        0,
+    )
+    .await;
+    assert!(none.is_empty());
+}
+
+/// An event's effects are the events whose causation id is its id, oldest first.
+pub async fn effects_are_the_events_an_event_caused(store: &dyn Store) {
+    let root = new_event("s", "root", T0, &[], &[]);
+    let root_stored = root.stored.clone();
+    append(store, vec![root], T0).await;
+    let derived = |id: &str, at: Millis, cause: &StoredEvent| {
+        let mut e = new_event("fleetbus.delivery", id, at, &[], &[]);
+        let mut stored = (*e.stored).clone();
+        stored.meta = Meta {
+            received_at: stored.meta.received_at,
+            ..Meta::caused_by(cause, "default", "delivery")
+        };
+        e = NewEvent::new(
+            stored.clone(),
+            &stored.event.to_json(),
+            Vec::new(),
+            Vec::new(),
+        )
+        .expect("valid event");
+        e
+    };
+    let a = derived("a", T0 + 1, &root_stored);
+    let a_stored = a.stored.clone();
+    append(store, vec![a, derived("b", T0 + 2, &root_stored)], T0 + 2).await;
+    append(store, vec![derived("a1", T0 + 3, &a_stored)], T0 + 3).await;
+    let ids = |v: Vec<StoredEvent>| v.into_iter().map(|e| e.event.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.effects("root".into(), 10).await.unwrap()),
+        ["a", "b"]
+    );
+    assert_eq!(ids(store.effects("root".into(), 1).await.unwrap()), ["a"]);
+    assert_eq!(ids(store.effects("a".into(), 10).await.unwrap()), ["a1"]);
+    assert!(store.effects("b".into(), 10).await.unwrap().is_empty());
+    assert!(store.effects("nope".into(), 10).await.unwrap().is_empty());
+}
+
 /// One `#[tokio::test]` per behaviour of the suite, for a backend opened by
 /// `$open`: a closure taking the [`OPTIONS`] and returning `(Box<dyn Store>, guard)`.
 #[macro_export]
@@ -529,7 +721,9 @@ macro_rules! store_conformance {
             finished_and_dead_jobs_leave_the_queue_and_dead_ones_redrive,
             a_completion_appends_events_and_applies_updates_together,
             pruning_keeps_what_is_still_owed,
-            leadership_has_one_holder_until_its_hold_runs_out
+            leadership_has_one_holder_until_its_hold_runs_out,
+            queries_page_without_skips_or_repeats_under_concurrent_appends,
+            effects_are_the_events_an_event_caused
         );
     };
     (@cases $open:expr; $($case:ident),*) => {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-use super::http::{Api, ServerArgs};
+use super::http::{encode, Api, ServerArgs};
 use super::output::Output;
 
 #[derive(Debug, clap::Args)]
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Action::User { id } => api.get(&format!("/v1/assets/users/{}", encode(id)))?,
         Action::Command { uuid } => api.get(&format!("/v1/mdm/commands/{}", encode(uuid)))?,
     };
-    if args.server.output == Output::Json {
+    if args.server.output != Output::Text {
         println!("{answer}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -148,14 +148,4 @@ fn device_line(d: &Value) -> String {
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
-}
-
-/// Percent-encodes a path or query component (RFC 3986 unreserved characters kept).
-fn encode(v: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(v, KEEP).to_string()
 }

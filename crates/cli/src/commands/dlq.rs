@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "GET" => api.get(&path)?,
         _ => api.post(&path, body.as_deref())?,
     };
-    if args.server.output == Output::Json {
+    if args.server.output != Output::Text {
         println!("{answer}");
         return Ok(ExitCode::SUCCESS);
     }

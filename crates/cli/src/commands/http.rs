@@ -120,3 +120,13 @@ fn answer(
     }
     Ok(value)
 }
+
+/// Percent-encodes a path or query component (RFC 3986 unreserved characters kept).
+pub fn encode(v: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(v, KEEP).to_string()
+}

@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod config;
 pub mod dlq;
+pub mod events;
 pub mod http;
 pub mod input;
 pub mod mdm;

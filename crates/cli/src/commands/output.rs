@@ -6,4 +6,6 @@ pub enum Output {
     #[default]
     Text,
     Json,
+    /// One JSON value per line (event queries; elsewhere the same as json).
+    Ndjson,
 }

@@ -37,7 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "{}: ok ({rules} rules, {targets} targets, {sources} sources, {buses} buses)",
                     args.config.display()
                 ),
-                Output::Json => println!(
+                Output::Json | Output::Ndjson => println!(
                     "{}",
                     json!({"ok": true, "rules": rules, "targets": targets, "sources": sources, "buses": buses})
                 ),
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     eprintln!("{errors}");
                     eprintln!("{}: {} error(s)", args.config.display(), errors.0.len());
                 }
-                Output::Json => {
+                Output::Json | Output::Ndjson => {
                     let list: Vec<_> = errors
                         .0
                         .iter()

@@ -2,6 +2,7 @@
 //! sink and real programs on loopback, a real SQLite file. One file per concern
 //! under `serve/`, one behaviour per test.
 
+mod archive;
 mod backpressure;
 mod delivery;
 mod eventbridge;

@@ -968,6 +968,57 @@ fn an_okta_deactivation_locks_the_users_macs_and_reports_to_slack() {
             "{events:#?}"
         );
     }
+    // "Why was this Mac locked" is one trace: the Okta event -> the lock delivery and
+    // one MDM Command Enqueued per Mac -> each one's Slack delivery.
+    let okta_id = with_type(&okta, "user.lifecycle.deactivate")[0]["event"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reports = |tree: &Value| -> usize {
+        tree["effects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["event"]["detail-type"] == "MDM Command Enqueued")
+            .flat_map(|e| e["effects"].as_array().cloned().unwrap_or_default())
+            .filter(|o| {
+                o["event"]["detail-type"] == "Target Delivery Succeeded"
+                    && o["event"]["detail"]["rule"] == "lock-report"
+            })
+            .count()
+    };
+    wait_for("both reports on the trace", Duration::from_secs(20), || {
+        let (_, t) = server.get(&format!("/v1/events/{okta_id}/trace"));
+        reports(&t["tree"]) == 2
+    });
+    let (status, trace) = server.get(&format!("/v1/events/{okta_id}/trace"));
+    assert_eq!(status, 200, "{trace}");
+    assert_eq!(trace["causes"], json!([]), "the Okta event is the root");
+    assert_eq!(
+        trace["tree"]["event"]["detail-type"],
+        "user.lifecycle.deactivate"
+    );
+    let effects = trace["tree"]["effects"].as_array().unwrap();
+    assert!(
+        effects
+            .iter()
+            .any(|e| e["event"]["detail-type"] == "Target Delivery Succeeded"
+                && e["event"]["detail"]["rule"] == "offboard"
+                && e["event"]["detail"]["target"] == "lock"),
+        "{trace:#}"
+    );
+    let enqueued: Vec<&Value> = effects
+        .iter()
+        .filter(|e| e["event"]["detail-type"] == "MDM Command Enqueued")
+        .collect();
+    assert_eq!(enqueued.len(), 2, "{trace:#}");
+    // From a Mac's command back up to the Okta event.
+    let enqueued_id = enqueued[0]["event"]["id"].as_str().unwrap();
+    let (_, up) = server.get(&format!("/v1/events/{enqueued_id}/trace"));
+    assert_eq!(up["causes"][0]["event"]["id"], okta_id.as_str(), "{up:#}");
+    assert_eq!(up["tree"]["meta"]["root_id"], okta_id.as_str());
+    let (status, missing) = server.get("/v1/events/no-such-event/trace");
+    assert_eq!(status, 404, "{missing}");
     server.stop();
 }
 

@@ -7,6 +7,8 @@
 //! - `prune`: retention;
 //! - `schedule`: `rate`/`cron` rules.
 
+mod archive;
+pub use archive::{Trace, TraceNode, QUERY_LIMIT, QUERY_SCAN};
 mod chain;
 mod dispatch;
 mod ingest;

@@ -182,6 +182,39 @@ impl JobUpdate {
     }
 }
 
+/// Which archived events a query asks for. Every filter is optional; positions
+/// are the store's own (`seq`, in commit order), opaque to callers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub source: Option<String>,
+    pub detail_type: Option<String>,
+    /// Events naming this resource.
+    pub resource: Option<String>,
+    /// Received at or after (ms).
+    pub since: Option<Millis>,
+    /// Received before (ms).
+    pub until: Option<Millis>,
+    /// Oldest first (default newest first).
+    pub oldest_first: bool,
+    /// Go on after this position (exclusive): a previous page's `next`.
+    pub after: Option<i64>,
+    /// Events at most in the page.
+    pub limit: usize,
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventPage {
+    /// Matching events with their positions, in the query's order.
+    pub events: Vec<(i64, StoredEvent)>,
+    /// Where the next page starts, or `None` when the range is exhausted. A page
+    /// may hold fewer than `limit` events and still have a `next`: each call looks
+    /// at a bounded window of positions.
+    pub next: Option<i64>,
+    /// Positions this page covered (at most the window asked for).
+    pub scanned: u64,
+}
+
 /// A dead-lettered delivery.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DlqEntry {
@@ -278,6 +311,15 @@ pub trait Archive: Send + Sync {
         to: Millis,
         limit: usize,
     ) -> StoreFuture<'_, Vec<StoredEvent>>;
+
+    /// One page of `query`, looking at no more than `window` positions: stable
+    /// under concurrent appends (positions grow in commit order, so following
+    /// `next` never skips or repeats an event).
+    fn query(&self, query: EventQuery, window: u64) -> StoreFuture<'_, EventPage>;
+
+    /// The events `id` caused directly (whose `meta.causation_id` is `id`),
+    /// oldest first, at most `limit`.
+    fn effects(&self, id: String, limit: usize) -> StoreFuture<'_, Vec<StoredEvent>>;
 }
 
 /// The dead-letter queue.

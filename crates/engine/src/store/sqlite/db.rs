@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS suppressions (
     rule TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS suppressions_event ON suppressions(event_seq);
+CREATE TABLE IF NOT EXISTS causes (
+    cause TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (cause, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS causes_seq ON causes(seq);
 ";
 
 /// Per connection: WAL with an fsync per commit (FULL) is the durability promise;
@@ -152,7 +158,7 @@ impl Db {
     }
 
     /// Runs a query selecting `(seq, body)` rows and decodes each stored event.
-    fn collect_events(
+    pub(super) fn collect_events(
         stmt: &mut rusqlite::CachedStatement<'_>,
         params: impl rusqlite::Params,
     ) -> Result<Vec<StoredEvent>, StoreError> {
@@ -167,7 +173,7 @@ impl Db {
         Ok(out)
     }
 
-    fn parse_event(seq: i64, body: &str) -> Result<StoredEvent, StoreError> {
+    pub(super) fn parse_event(seq: i64, body: &str) -> Result<StoredEvent, StoreError> {
         serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
             seq,
             reason: e.to_string(),
@@ -320,6 +326,10 @@ impl Db {
             )?;
             let mut sup =
                 tx.prepare_cached("INSERT INTO suppressions (event_seq, rule) VALUES (?1, ?2)")?;
+            // Only derived events have a cause: what ingest takes from outside
+            // writes nothing here.
+            let mut cause =
+                tx.prepare_cached("INSERT OR IGNORE INTO causes (cause, seq) VALUES (?1, ?2)")?;
             for new in events {
                 let e = &new.stored.event;
                 let received =
@@ -342,6 +352,9 @@ impl Db {
                 let seq = tx.last_insert_rowid();
                 for r in &e.resources {
                     res.execute(params![r, seq])?;
+                }
+                if let Some(c) = &new.stored.meta.causation_id {
+                    cause.execute(params![c, seq])?;
                 }
                 let mut job_ids = Vec::with_capacity(new.jobs.len());
                 for (rule, target) in &new.jobs {
@@ -657,10 +670,12 @@ impl Db {
         {
             let mut res = tx.prepare_cached("DELETE FROM resources WHERE seq = ?1")?;
             let mut sup = tx.prepare_cached("DELETE FROM suppressions WHERE event_seq = ?1")?;
+            let mut cause = tx.prepare_cached("DELETE FROM causes WHERE seq = ?1")?;
             let mut ev = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
             for (seq, _) in examined.iter().filter(|(s, _)| !self.protected.contains(s)) {
                 res.execute([seq])?;
                 sup.execute([seq])?;
+                cause.execute([seq])?;
                 ev.execute([seq])?;
                 events += 1;
             }

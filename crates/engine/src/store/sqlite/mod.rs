@@ -7,10 +7,12 @@
 
 mod db;
 mod error;
+mod read;
 mod writer;
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use fleetbus_event::StoredEvent;
@@ -18,14 +20,16 @@ use fleetbus_event::StoredEvent;
 use self::db::Db;
 use self::writer::Writer;
 use crate::store::{
-    now_ms, Appended, Archive, Completed, Counts, DeadLetters, DlqEntry, EventLog, Job, JobQueue,
-    JobUpdate, Leadership, Maintenance, Millis, NewEvent, PruneCursor, Pruned, StoreError,
-    StoreFuture, StoreOptions,
+    now_ms, Appended, Archive, Completed, Counts, DeadLetters, DlqEntry, EventLog, EventPage,
+    EventQuery, Job, JobQueue, JobUpdate, Leadership, Maintenance, Millis, NewEvent, PruneCursor,
+    Pruned, StoreError, StoreFuture, StoreOptions,
 };
 
 /// The SQLite store: a handle to its writer thread.
 pub struct SqliteStore {
     writer: Writer,
+    /// Connections for archive queries, beside the writer's.
+    readers: Arc<read::Readers>,
     options: StoreOptions,
     /// The writer thread, joined on drop: the database is closed and the
     /// directory unlocked once the store is gone.
@@ -67,6 +71,7 @@ impl SqliteStore {
         })?;
         Ok(SqliteStore {
             writer,
+            readers: Arc::new(read::Readers::new(dir.join("fleetbus.db"))),
             options,
             thread: Some(thread),
         })
@@ -158,6 +163,20 @@ impl Archive for SqliteStore {
         Box::pin(
             self.writer
                 .run(move |db| db.events_between(from, to, limit)),
+        )
+    }
+
+    fn query(&self, query: EventQuery, window: u64) -> StoreFuture<'_, EventPage> {
+        Box::pin(
+            self.readers
+                .run(move |conn| read::query(conn, &query, window)),
+        )
+    }
+
+    fn effects(&self, id: String, limit: usize) -> StoreFuture<'_, Vec<StoredEvent>> {
+        Box::pin(
+            self.readers
+                .run(move |conn| read::effects(conn, &id, limit)),
         )
     }
 }

@@ -1,0 +1,274 @@
+//! `fleetbus events query|trace` and `fleetbus timeline`: the archive of a running
+//! server, through its authenticated API. Queries follow the server's pages
+//! (`next`) until `--limit` events are printed or the range is exhausted.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::http::{encode, Api, ServerArgs};
+use super::output::Output;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Archived events matching filters and an EventBridge pattern.
+    Query(QueryArgs),
+    /// What caused an event and what it caused, as a tree.
+    Trace {
+        /// The event id.
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long = "detail-type")]
+    detail_type: Option<String>,
+    /// Events naming this resource (e.g. device/C02XK1JDJG5J).
+    #[arg(long)]
+    resource: Option<String>,
+    /// Received at or after: RFC 3339, or a duration ago (24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before: RFC 3339, or a duration ago.
+    #[arg(long)]
+    until: Option<String>,
+    /// An EventBridge event pattern (JSON) the events must match.
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Events to print at most.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Oldest first (default newest first).
+    #[arg(long)]
+    oldest_first: bool,
+}
+
+/// The timeline of a node (`fleetbus timeline device/C02...`).
+#[derive(Debug, clap::Args)]
+pub struct TimelineArgs {
+    /// The resource, e.g. device/C02XK1JDJG5J or user/ada@example.com.
+    resource: String,
+    /// Entries to print at most.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let api = Api::from_args(&args.server)?;
+    match args.command {
+        Command::Query(q) => query(&api, &q, args.server.output),
+        Command::Trace { id } => {
+            let trace = api.get(&format!("/v1/events/{}/trace", encode(&id)))?;
+            match args.server.output {
+                Output::Text => print!("{}", render_trace(&trace)),
+                _ => println!("{trace}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `fleetbus timeline RESOURCE`: newest first, each entry with what caused it and
+/// how many events it caused.
+pub fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from_args(&args.server)?;
+    let answer = api.get(&format!(
+        "/v1/events?resource={}&limit={}",
+        encode(&args.resource),
+        args.limit.clamp(1, 1_000)
+    ))?;
+    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    match args.server.output {
+        Output::Json => println!("{}", Value::Array(events)),
+        Output::Ndjson => events.iter().for_each(|e| println!("{e}")),
+        Output::Text => {
+            if events.is_empty() {
+                println!("no events name {}", args.resource);
+            }
+            let ids: std::collections::HashSet<&str> = events
+                .iter()
+                .filter_map(|e| e["event"]["id"].as_str())
+                .collect();
+            for e in &events {
+                let mut line = row(e);
+                if let Some(cause) = e["meta"]["causation_id"].as_str() {
+                    let marker = if ids.contains(cause) {
+                        ""
+                    } else {
+                        " (not on this timeline)"
+                    };
+                    let _ = write!(line, "  <- caused by {cause}{marker}");
+                }
+                let effects = events
+                    .iter()
+                    .filter(|o| o["meta"]["causation_id"] == e["event"]["id"])
+                    .count();
+                if effects > 0 {
+                    let _ = write!(line, "  -> caused {effects}");
+                }
+                println!("{line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn query(api: &Api, q: &QueryArgs, output: Output) -> anyhow::Result<ExitCode> {
+    let mut params = Vec::new();
+    let mut push = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            params.push(format!("{k}={}", encode(v)));
+        }
+    };
+    push("source", &q.source);
+    push("detail-type", &q.detail_type);
+    push("resource", &q.resource);
+    push("since", &q.since);
+    push("until", &q.until);
+    push("pattern", &q.pattern);
+    if q.oldest_first {
+        params.push("order=oldest".into());
+    }
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    while events.len() < q.limit {
+        let mut path = format!("/v1/events?limit={}", (q.limit - events.len()).min(1_000));
+        for p in &params {
+            path.push('&');
+            path.push_str(p);
+        }
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", encode(c)));
+        }
+        let answer = api.get(&path)?;
+        for e in answer["events"].as_array().into_iter().flatten() {
+            if output == Output::Ndjson {
+                // Streamed: a long query shows its first events at once.
+                println!("{e}");
+            }
+            events.push(e.clone());
+        }
+        match answer["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    match output {
+        Output::Ndjson => {}
+        Output::Json => println!("{}", Value::Array(events)),
+        Output::Text => {
+            if events.is_empty() {
+                println!("no events match");
+            }
+            for e in &events {
+                println!("{}", row(e));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `time  source  detail-type  id  resources`
+fn row(e: &Value) -> String {
+    let ev = &e["event"];
+    let resources: Vec<&str> = ev["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "{}  {:<22} {:<32} {}  {}",
+        ev["time"].as_str().unwrap_or(""),
+        ev["source"].as_str().unwrap_or(""),
+        ev["detail-type"].as_str().unwrap_or(""),
+        ev["id"].as_str().unwrap_or(""),
+        resources.join(" ")
+    )
+}
+
+/// The trace as an indented tree: the causes from the root down, then the event
+/// and its effects.
+fn render_trace(t: &Value) -> String {
+    let mut out = String::new();
+    let causes = t["causes"].as_array().cloned().unwrap_or_default();
+    for (depth, c) in causes.iter().enumerate() {
+        let _ = writeln!(out, "{}{}", "  ".repeat(depth), node(c));
+    }
+    fn walk(out: &mut String, n: &Value, depth: usize, mark: &str) {
+        let _ = writeln!(out, "{}{mark}{}", "  ".repeat(depth), node(n));
+        for e in n["effects"].as_array().into_iter().flatten() {
+            walk(out, e, depth + 1, "");
+        }
+    }
+    walk(&mut out, &t["tree"], causes.len(), "* ");
+    if t["truncated"] == true {
+        out.push_str("(the trace stops at its limit; more effects may exist)\n");
+    }
+    out
+}
+
+/// One line of a trace: what happened, and for a delivery outcome its rule,
+/// target and status.
+fn node(n: &Value) -> String {
+    let ev = &n["event"];
+    let d = &ev["detail"];
+    let mut line = format!(
+        "{} {} [{}] {}",
+        ev["time"].as_str().unwrap_or(""),
+        ev["detail-type"].as_str().unwrap_or(""),
+        ev["source"].as_str().unwrap_or(""),
+        ev["id"].as_str().unwrap_or("")
+    );
+    if let (Some(rule), Some(target)) = (d["rule"].as_str(), d["target"].as_str()) {
+        let _ = write!(line, "  rule {rule} -> target {target}");
+        if let Some(s) = d["status"].as_str() {
+            let _ = write!(line, ": {s}");
+        }
+        if let Some(e) = d["error"].as_str() {
+            let _ = write!(line, ": {e}");
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_percent_encoded() {
+        assert_eq!(encode("device/C02 X"), "device%2FC02%20X");
+        assert_eq!(encode("{\"a\":[1]}"), "%7B%22a%22%3A%5B1%5D%7D");
+        assert_eq!(encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn traces_render_as_an_indented_tree() {
+        let ev = |id: &str, dt: &str, detail: Value| serde_json::json!({"event": {"id": id, "detail-type": dt, "source": "s", "time": "t", "detail": detail}, "meta": {}});
+        let mut tree = ev("b", "Locked", serde_json::json!({}));
+        tree["effects"] = serde_json::json!([{
+            "event": ev("c", "Target Delivery Succeeded", serde_json::json!({"rule": "r", "target": "slack", "status": "200"}))["event"],
+            "effects": []
+        }]);
+        let t = serde_json::json!({"causes": [ev("a", "User Deactivated", serde_json::json!({}))], "tree": tree, "truncated": false});
+        assert_eq!(
+            render_trace(&t),
+            "t User Deactivated [s] a\n  * t Locked [s] b\n    t Target Delivery Succeeded [s] c  rule r -> target slack: 200\n"
+        );
+    }
+}

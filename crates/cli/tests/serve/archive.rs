@@ -1,0 +1,231 @@
+//! The archive through the real binary: `GET /v1/events` paged while events keep
+//! arriving, `fleetbus events query|trace` and `fleetbus timeline`.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::support::*;
+
+fn batch(source: &str, from: usize, n: usize) -> Value {
+    Value::Array(
+        (from..from + n)
+            .map(|i| {
+                json!({"Source": source, "DetailType": "Archived", "Detail": format!("{{\"n\": {i}}}"),
+                       "Resources": [format!("device/C02Q{:04}", i % 3)]})
+            })
+            .collect(),
+    )
+}
+
+/// Follows `GET /v1/events` pages from `query` to the end; returns the events.
+fn follow(server: &Server, query: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10_000 {
+        let (status, page) = server.get(&format!("/v1/events?{query}{cursor}"));
+        assert_eq!(status, 200, "{page}");
+        out.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return out,
+        }
+    }
+    panic!("the pages never ended");
+}
+
+fn ns(events: &[Value]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| e["event"]["detail"]["n"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn paging_never_skips_or_repeats_while_events_arrive() {
+    let (_dir, _rx, server) = start();
+    for i in 0..6 {
+        server.put_events(batch("paged", i * 50, 50));
+    }
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (server, stop) = (server.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 300;
+            while !stop.load(Ordering::Relaxed) {
+                server.put_events(batch("paged", i, 5));
+                i += 5;
+            }
+        })
+    };
+    let newest = follow(&server, "source=paged&limit=37");
+    let oldest = follow(&server, "source=paged&limit=41&order=oldest");
+    let device = follow(
+        &server,
+        "resource=device/C02Q0001&detail-type=Archived&limit=9&order=oldest",
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+
+    // Newest first began at the 300th event at the latest: from wherever it began,
+    // every older event once, in order.
+    let n = ns(&newest);
+    let top = n[0];
+    assert!(top >= 299, "{top}");
+    assert_eq!(n, (0..=top).rev().collect::<Vec<_>>());
+    // Oldest first ran into events that arrived while it paged: all of them once.
+    let o = ns(&oldest);
+    assert_eq!(o, (0..o.len() as i64).collect::<Vec<_>>());
+    assert!(o.len() >= 300);
+    // A resource's events only.
+    let d = ns(&device);
+    assert!(d.iter().all(|n| n % 3 == 1), "{d:?}");
+    assert_eq!(
+        d,
+        (0..d.len() as i64).map(|k| 3 * k + 1).collect::<Vec<_>>()
+    );
+
+    // A pattern narrows further; bad parameters are named.
+    let (_, page) = server.get("/v1/events?source=paged&limit=5&pattern=%7B%22detail%22%3A%7B%22n%22%3A%5B7%2C%2011%5D%7D%7D");
+    assert_eq!(ns(page["events"].as_array().unwrap()), [11, 7]);
+    let (status, err) = server.get("/v1/events?pattern=%7Bnope");
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("parameter pattern: invalid pattern"),
+        "{err}"
+    );
+    let (status, err) = server.get("/v1/events?limit=5000");
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("parameter limit"),
+        "{err}"
+    );
+    let (status, _) = server.get("/v1/events?since=yesterday");
+    assert_eq!(status, 400);
+    let server = Arc::try_unwrap(server).ok().expect("the writer is done");
+    server.stop();
+}
+
+fn cli(dir: &std::path::Path, server: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(args)
+        .args(["-c"])
+        .arg(dir.join("fleetbus.yaml"))
+        .args(["--url", &server.base])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_queries_traces_and_shows_timelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    let extra = r#"
+  - name: relay
+    event_pattern: {detail-type: [Relay]}
+    targets:
+      - {id: onward, kind: bus, bus: default}
+"#;
+    write_config(dir.path(), &rx.url, extra);
+    let server = Server::start(dir.path());
+    server.put_events(batch("cli", 0, 12));
+    let answer = server.put_events(json!([
+        {"Source": "cli", "DetailType": "Relay", "Detail": "{}", "Resources": ["device/C02TRACE"]}
+    ]));
+    let root = answer["Entries"][0]["EventId"].as_str().unwrap().to_owned();
+    wait_for(
+        "the relay's outcomes",
+        std::time::Duration::from_secs(20),
+        || {
+            received(&server, "device/C02TRACE").len() >= 2
+                && timeline(&server, "device/C02TRACE").len() >= 4
+        },
+    );
+
+    let (code, out, err) = cli(
+        dir.path(),
+        &server,
+        &[
+            "events",
+            "query",
+            "--source",
+            "cli",
+            "--detail-type",
+            "Archived",
+            "--limit",
+            "5",
+            "--output",
+            "ndjson",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ns(&lines), [11, 10, 9, 8, 7]);
+    let (code, out, _) = cli(
+        dir.path(),
+        &server,
+        &[
+            "events",
+            "query",
+            "--source",
+            "cli",
+            "--oldest-first",
+            "--limit",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.contains("cli") && l.contains("Archived")),
+        "{out}"
+    );
+    let (code, _, err) = cli(
+        dir.path(),
+        &server,
+        &["events", "query", "--pattern", "{nope"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("parameter pattern"), "{err}");
+
+    // The trace: the root, its copy on the bus, and the deliveries of both.
+    let (code, out, err) = cli(dir.path(), &server, &["events", "trace", &root]);
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap();
+    assert!(
+        first.starts_with("* ") && first.contains("Relay") && first.contains(&root),
+        "{out}"
+    );
+    assert!(out.contains("rule relay -> target onward: "), "{out}");
+    assert!(out.contains("rule all -> target file: "), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  ") && l.contains("Relay [cli]")),
+        "{out}"
+    );
+
+    // The timeline: each derived entry says what caused it.
+    let (code, out, err) = cli(dir.path(), &server, &["timeline", "device/C02TRACE"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("<- caused by {root}")), "{out}");
+    assert!(out.contains("-> caused "), "{out}");
+    server.stop();
+}
