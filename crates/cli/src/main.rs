@@ -34,6 +34,8 @@ enum Command {
     Events(commands::events::Args),
     /// A node's timeline (device/SERIAL, user/ID), with what caused each entry.
     Timeline(commands::events::TimelineArgs),
+    /// Counts of archived events over time, per group, as a terminal chart.
+    Trends(commands::events::TrendsArgs),
     /// The asset store of a running server: devices, users, CSV import, MDM commands.
     Assets(commands::assets::Args),
     /// Check a configuration file or directory and report every error.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => commands::dlq::run(args),
         Command::Events(args) => commands::events::run(args),
         Command::Timeline(args) => commands::events::timeline(args),
+        Command::Trends(args) => commands::events::trends(args),
         Command::Assets(args) => commands::assets::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Config(args) => commands::config::run(args),

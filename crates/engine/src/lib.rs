@@ -15,7 +15,7 @@ mod rules;
 pub mod store;
 
 pub use engine::{
-    idempotency_key, Engine, PutOutcome, Settings, Trace, TraceNode, DELIVERY_SOURCE, QUERY_LIMIT,
-    QUERY_SCAN, SCHEDULER_SOURCE,
+    idempotency_key, CountKey, CountQuery, CountSeries, Engine, PutOutcome, Settings, Trace,
+    TraceNode, COUNT_BUCKETS, DELIVERY_SOURCE, QUERY_LIMIT, QUERY_SCAN, SCHEDULER_SOURCE,
 };
 pub use error::{EngineError, PutError};

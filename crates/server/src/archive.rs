@@ -67,6 +67,94 @@ pub async fn trace(
     }
 }
 
+/// The parameters `GET /v1/stats/counts` takes.
+const COUNT_PARAMS: &[&str] = &["group_by", "bucket", "since", "until", "pattern"];
+
+/// `GET /v1/stats/counts?group_by=detail-type|source|rule|target|outcome&bucket=1h&since=&until=&pattern=`
+pub async fn counts(
+    State(state): State<AppState>,
+    Query(params): Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let q = parse_counts(&params, OffsetDateTime::now_utc())?;
+    let counts = state.engine.count_series(q).await?;
+    Ok(Json(serde_json::to_value(counts).unwrap_or_default()))
+}
+
+/// Reads a counts request: `group_by` (default detail-type), `bucket` (a
+/// duration of at least one minute, default 1h), `since` (default 24h ago),
+/// `until` (default now), `pattern`.
+pub(crate) fn parse_counts(
+    params: &BTreeMap<String, String>,
+    now: OffsetDateTime,
+) -> Result<fleetbus_engine::CountQuery, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !COUNT_PARAMS.contains(&k.as_str())) {
+        return Err(bad(
+            unknown,
+            format!(
+                "unknown parameter (expected one of {})",
+                COUNT_PARAMS.join(", ")
+            ),
+        ));
+    }
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let key = match get("group_by") {
+        None => fleetbus_engine::CountKey::DetailType,
+        Some(g) => fleetbus_engine::CountKey::parse(g).ok_or_else(|| {
+            bad(
+                "group_by",
+                format!("{g:?} is not one of detail-type, source, rule, target, outcome"),
+            )
+        })?,
+    };
+    let bucket_ms = match get("bucket") {
+        None => 3_600_000,
+        Some(b) => match fleetbus_config::parse_duration(b) {
+            Ok(d) if d.as_secs() >= 60 => d.as_millis() as Millis,
+            _ => {
+                return Err(bad(
+                    "bucket",
+                    format!("{b:?} is not a duration of at least a minute (1m, 1h, 1d)"),
+                ))
+            }
+        },
+    };
+    let until = match get("until") {
+        Some(t) => time_param("until", t, now)?,
+        None => (now.unix_timestamp_nanos() / 1_000_000) as Millis,
+    };
+    let since = match get("since") {
+        Some(t) => time_param("since", t, now)?,
+        None => until - 86_400_000,
+    };
+    if since >= until {
+        return Err(bad("until", "is not after since"));
+    }
+    let buckets = (until - since) / bucket_ms + 1;
+    if buckets as u64 > fleetbus_engine::COUNT_BUCKETS {
+        return Err(bad(
+            "bucket",
+            format!(
+                "gives {buckets} buckets (at most {}: a larger bucket or a shorter range)",
+                fleetbus_engine::COUNT_BUCKETS
+            ),
+        ));
+    }
+    let pattern = match get("pattern") {
+        None => None,
+        Some(p) => Some(
+            fleetbus_pattern::Pattern::parse(p)
+                .map_err(|e| bad("pattern", format!("invalid pattern: {e}")))?,
+        ),
+    };
+    Ok(fleetbus_engine::CountQuery {
+        key,
+        bucket_ms,
+        since,
+        until,
+        pattern,
+    })
+}
+
 /// A query as asked.
 #[derive(Debug)]
 pub(crate) struct Parsed {
@@ -241,6 +329,50 @@ mod tests {
                 err.starts_with(want) || err.contains(want),
                 "{pairs:?}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn counts_parameters_have_defaults_and_named_errors() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let c = |pairs: &[(&str, &str)]| {
+            let params = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            parse_counts(&params, now).map_err(|e| e.message)
+        };
+        let q = c(&[]).unwrap();
+        assert_eq!(q.key, fleetbus_engine::CountKey::DetailType);
+        assert_eq!((q.bucket_ms, q.until - q.since), (3_600_000, 86_400_000));
+        assert_eq!(
+            c(&[("group_by", "outcome"), ("bucket", "1d"), ("since", "7d")])
+                .unwrap()
+                .bucket_ms,
+            86_400_000
+        );
+        for (pairs, want) in [
+            (
+                vec![("group_by", "colour")],
+                "parameter group_by: \"colour\" is not one of",
+            ),
+            (
+                vec![("bucket", "5s")],
+                "parameter bucket: \"5s\" is not a duration of at least a minute",
+            ),
+            (
+                vec![("bucket", "1m"), ("since", "30d")],
+                "parameter bucket: gives 43201 buckets",
+            ),
+            (vec![("since", "soon")], "parameter since:"),
+            (
+                vec![("pattern", "[]")],
+                "parameter pattern: invalid pattern",
+            ),
+            (vec![("limit", "3")], "parameter limit: unknown parameter"),
+        ] {
+            let err = c(&pairs).unwrap_err();
+            assert!(err.starts_with(want), "{pairs:?}: {err}");
         }
     }
 

@@ -67,6 +67,141 @@ pub struct TimelineArgs {
     server: ServerArgs,
 }
 
+/// Time-bucketed counts of archived events as a terminal chart.
+#[derive(Debug, clap::Args)]
+pub struct TrendsArgs {
+    /// What to count by: detail-type, source, rule, target or outcome.
+    #[arg(long = "group-by", default_value = "detail-type")]
+    group_by: String,
+    /// Bucket size: 1m, 1h, 1d, ...
+    #[arg(long, default_value = "1h")]
+    bucket: String,
+    /// From: RFC 3339, or a duration ago (default 24h).
+    #[arg(long)]
+    since: Option<String>,
+    /// To: RFC 3339, or a duration ago (default now).
+    #[arg(long)]
+    until: Option<String>,
+    /// An EventBridge event pattern (JSON) the counted events must match.
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Groups shown, busiest first.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// `fleetbus trends`: one line per group with its total and a sparkline.
+pub fn trends(args: TrendsArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::from_args(&args.server)?;
+    let mut path = format!(
+        "/v1/stats/counts?group_by={}&bucket={}",
+        encode(&args.group_by),
+        encode(&args.bucket)
+    );
+    for (k, v) in [
+        ("since", &args.since),
+        ("until", &args.until),
+        ("pattern", &args.pattern),
+    ] {
+        if let Some(v) = v {
+            path.push_str(&format!("&{k}={}", encode(v)));
+        }
+    }
+    let counts = api.get(&path)?;
+    match args.server.output {
+        Output::Text => print!("{}", render_trends(&counts, &args.group_by, args.top)),
+        _ => println!("{counts}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The counts as text: a heading, then per group its total and a sparkline.
+fn render_trends(c: &Value, group_by: &str, top: usize) -> String {
+    let mut out = String::new();
+    let start = c["start"].as_i64().unwrap_or(0);
+    let bucket = c["bucket_ms"].as_i64().unwrap_or(1).max(1);
+    let n = c["buckets"].as_i64().unwrap_or(0);
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    };
+    let _ = writeln!(
+        out,
+        "{group_by} per {}, {} .. {} ({n} buckets)",
+        human(bucket),
+        at(start),
+        at(start + n * bucket)
+    );
+    let mut series: Vec<(String, Vec<u64>)> = c["series"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let counts = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .collect();
+            (k.clone(), counts)
+        })
+        .collect();
+    series.sort_by(|a, b| {
+        let (ta, tb): (u64, u64) = (a.1.iter().sum(), b.1.iter().sum());
+        tb.cmp(&ta).then_with(|| a.0.cmp(&b.0))
+    });
+    if series.is_empty() {
+        out.push_str("  no events in this range\n");
+    }
+    let width = series
+        .iter()
+        .take(top)
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (name, counts) in series.iter().take(top) {
+        let total: u64 = counts.iter().sum();
+        let _ = writeln!(out, "  {name:<width$}  {total:>8}  {}", sparkline(counts));
+    }
+    if series.len() > top {
+        let _ = writeln!(out, "  ... {} more (--top)", series.len() - top);
+    }
+    if c["truncated"] == true {
+        out.push_str("  (stopped at the scan limit: counts are partial; narrow the range)\n");
+    }
+    out
+}
+
+/// One block per bucket, scaled to the largest; a zero is a space.
+fn sparkline(counts: &[u64]) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    counts
+        .iter()
+        .map(|&n| match n {
+            0 => ' ',
+            n => BLOCKS[((n * 8 - 1) / max).min(7) as usize],
+        })
+        .collect()
+}
+
+/// `3600000` -> `1h`.
+fn human(ms: i64) -> String {
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{}s", ms / 1000)
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let api = Api::from_args(&args.server)?;
     match args.command {
@@ -255,6 +390,22 @@ mod tests {
         assert_eq!(encode("device/C02 X"), "device%2FC02%20X");
         assert_eq!(encode("{\"a\":[1]}"), "%7B%22a%22%3A%5B1%5D%7D");
         assert_eq!(encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn trends_render_busiest_first_with_sparklines() {
+        let c = serde_json::json!({
+            "start": 1_800_000_000_000_i64, "bucket_ms": 3_600_000, "buckets": 4,
+            "series": {"Quiet": [0, 1, 0, 0], "Busy": [8, 4, 0, 2]}, "truncated": false
+        });
+        assert_eq!(
+            render_trends(&c, "detail-type", 10),
+            "detail-type per 1h, 2027-01-15T08:00:00Z .. 2027-01-15T12:00:00Z (4 buckets)\n  Busy         14  █▄ ▂\n  Quiet         1   █  \n"
+        );
+        assert!(render_trends(&c, "x", 1).ends_with("  ... 1 more (--top)\n"));
+        assert_eq!(sparkline(&[1, 2, 3, 4, 5, 6, 7, 8]), "▁▂▃▄▅▆▇█");
+        assert_eq!(human(86_400_000), "1d");
+        assert_eq!(human(90_000), "90s");
     }
 
     #[test]

@@ -229,3 +229,120 @@ fn the_cli_queries_traces_and_shows_timelines() {
     assert!(out.contains("-> caused "), "{out}");
     server.stop();
 }
+
+/// Counts per detail-type, rule and outcome equal what was ingested and delivered,
+/// agree with `fleetbus match` over the same events exported with `events query`,
+/// and `fleetbus trends` charts them.
+#[test]
+fn counts_agree_with_match_and_trends_chart_them() {
+    let (dir, _rx, server) = start();
+    let mut entries = Vec::new();
+    for i in 0..10 {
+        let dt = if i < 7 { "Seven" } else { "Three" };
+        entries.push(
+            json!({"Source": "trends", "DetailType": dt, "Detail": format!("{{\"n\": {i}}}")}),
+        );
+    }
+    server.put_events(Value::Array(entries));
+    let pattern = "%7B%22source%22%3A%5B%22trends%22%5D%7D";
+    let counts = |q: &str| {
+        let (status, c) = server.get(&format!("/v1/stats/counts?since=1h&bucket=10m&{q}"));
+        assert_eq!(status, 200, "{c}");
+        c
+    };
+    let total = |c: &Value, k: &str| -> u64 {
+        c["series"][k]
+            .as_array()
+            .map_or(0, |v| v.iter().filter_map(Value::as_u64).sum())
+    };
+    let by_type = counts(&format!("group_by=detail-type&pattern={pattern}"));
+    assert_eq!(
+        (total(&by_type, "Seven"), total(&by_type, "Three")),
+        (7, 3),
+        "{by_type}"
+    );
+    assert_eq!(
+        by_type["buckets"], 7,
+        "an hour in 10-minute buckets, aligned"
+    );
+    assert_eq!(by_type["truncated"], false);
+    // Deliveries: the config's "all" rule logs every one of them.
+    wait_for("ten deliveries", std::time::Duration::from_secs(20), || {
+        total(&counts("group_by=rule"), "all") >= 10
+    });
+    assert_eq!(total(&counts("group_by=rule"), "all"), 10);
+    assert_eq!(total(&counts("group_by=target"), "all/file"), 10);
+    assert_eq!(total(&counts("group_by=outcome"), "succeeded"), 10);
+    let (status, err) = server.get("/v1/stats/counts?group_by=colour");
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("parameter group_by"),
+        "{err}"
+    );
+
+    // The same events through `fleetbus match`.
+    let (code, out, err) = cli(
+        dir.path(),
+        &server,
+        &[
+            "events", "query", "--source", "trends", "--limit", "1000", "--output", "ndjson",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let envelopes: String = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].to_string() + "\n")
+        .collect();
+    std::fs::write(dir.path().join("events.ndjson"), envelopes).unwrap();
+    std::fs::write(
+        dir.path().join("patterns.json"),
+        r#"[{"name": "seven", "pattern": {"source": ["trends"], "detail-type": ["Seven"]}},
+            {"name": "three", "pattern": {"source": ["trends"], "detail-type": ["Three"]}}]"#,
+    )
+    .unwrap();
+    let matched = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["match", "--output", "json", "--patterns"])
+        .arg(dir.path().join("patterns.json"))
+        .arg("--events")
+        .arg(dir.path().join("events.ndjson"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&matched.stdout);
+    let matched: Value = serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .next()
+        .expect("match prints JSON")
+        .unwrap();
+    assert_eq!(matched["counts"]["seven"], total(&by_type, "Seven"));
+    assert_eq!(matched["counts"]["three"], total(&by_type, "Three"));
+
+    // And as a chart.
+    let (code, out, err) = cli(
+        dir.path(),
+        &server,
+        &[
+            "trends",
+            "--since",
+            "1h",
+            "--bucket",
+            "10m",
+            "--pattern",
+            r#"{"source": ["trends"]}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("detail-type per 10m, "), "{out}");
+    assert!(
+        lines[1].trim_start().starts_with("Seven") && lines[1].contains(" 7  "),
+        "{out}"
+    );
+    assert!(
+        lines[2].trim_start().starts_with("Three") && lines[2].contains(" 3  "),
+        "{out}"
+    );
+    server.stop();
+}

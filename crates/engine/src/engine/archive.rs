@@ -2,12 +2,14 @@
 //! store's filters, each bounded in what it scans, and traces (what caused an
 //! event, what it caused, down the chain).
 
+use std::collections::BTreeMap;
+
 use fleetbus_event::StoredEvent;
 use fleetbus_pattern::{Matcher, Pattern};
 use serde::Serialize;
 
-use super::Engine;
-use crate::store::{EventPage, EventQuery};
+use super::{Engine, DELIVERY_SOURCE};
+use crate::store::{EventPage, EventQuery, Millis};
 use crate::EngineError;
 
 /// Positions one store call looks at.
@@ -19,6 +21,89 @@ pub const QUERY_SCAN: u64 = 200_000;
 pub const QUERY_LIMIT: usize = 1_000;
 /// Events a trace holds at most (the causes and the tree together).
 pub const TRACE_LIMIT: usize = 1_000;
+
+/// Events one counts request reads at most; past it the answer says `truncated`.
+pub const COUNT_SCAN: u64 = 2_000_000;
+/// Buckets one counts request may ask for.
+pub const COUNT_BUCKETS: u64 = 1_000;
+
+/// What events are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountKey {
+    DetailType,
+    Source,
+    /// Deliveries per rule (their outcome events).
+    Rule,
+    /// Deliveries per `rule/target`.
+    Target,
+    /// Deliveries by outcome: `succeeded` or `failed`.
+    Outcome,
+}
+
+impl CountKey {
+    /// As written in `group_by`.
+    pub fn parse(text: &str) -> Option<CountKey> {
+        Some(match text {
+            "detail-type" => CountKey::DetailType,
+            "source" => CountKey::Source,
+            "rule" => CountKey::Rule,
+            "target" => CountKey::Target,
+            "outcome" => CountKey::Outcome,
+            _ => return None,
+        })
+    }
+
+    /// The group an event counts in, if it counts at all.
+    fn of(self, e: &StoredEvent) -> Option<String> {
+        let ev = &e.event;
+        let outcome = || (ev.source == DELIVERY_SOURCE).then_some(&ev.detail);
+        let text = |d: &serde_json::Map<String, serde_json::Value>, k: &str| {
+            d.get(k).and_then(|v| v.as_str()).map(str::to_owned)
+        };
+        match self {
+            CountKey::DetailType => Some(ev.detail_type.clone()),
+            CountKey::Source => Some(ev.source.clone()),
+            CountKey::Rule => outcome().and_then(|d| text(d, "rule")),
+            CountKey::Target => {
+                outcome().and_then(|d| Some(format!("{}/{}", text(d, "rule")?, text(d, "target")?)))
+            }
+            CountKey::Outcome => outcome().map(|_| {
+                if ev.detail_type.ends_with("Succeeded") {
+                    "succeeded".to_owned()
+                } else {
+                    "failed".to_owned()
+                }
+            }),
+        }
+    }
+}
+
+/// A counts request: events received in `[since, until)` in buckets of
+/// `bucket_ms` (aligned to the epoch), grouped by `key`, matching `pattern`.
+#[derive(Debug, Clone)]
+pub struct CountQuery {
+    pub key: CountKey,
+    pub bucket_ms: Millis,
+    pub since: Millis,
+    pub until: Millis,
+    pub pattern: Option<Pattern>,
+}
+
+/// Time-bucketed counts per group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CountSeries {
+    /// The first bucket's start (ms since the epoch); bucket `i` starts at
+    /// `start + i * bucket_ms`.
+    pub start: Millis,
+    pub bucket_ms: Millis,
+    pub buckets: usize,
+    /// Per group, one count per bucket.
+    pub series: BTreeMap<String, Vec<u64>>,
+    /// Archived events read.
+    pub scanned: u64,
+    /// True when [`COUNT_SCAN`] stopped the count before `until`.
+    pub truncated: bool,
+}
 
 /// An event, what caused it (root first) and what it caused, as a tree.
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +176,75 @@ impl Engine {
                     query.after = Some(next);
                 }
                 _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// CountSeries of archived events per group and time bucket (see [`CountQuery`]).
+    pub async fn count_series(&self, q: CountQuery) -> Result<CountSeries, EngineError> {
+        if q.bucket_ms <= 0 || q.until <= q.since {
+            return Err(EngineError::Query(
+                "the bucket and the time range must not be empty".into(),
+            ));
+        }
+        let start = q.since.div_euclid(q.bucket_ms) * q.bucket_ms;
+        let buckets = (q.until - start + q.bucket_ms - 1) / q.bucket_ms;
+        if buckets as u64 > COUNT_BUCKETS {
+            return Err(EngineError::Query(format!(
+                "{buckets} buckets asked for (at most {COUNT_BUCKETS}: a larger bucket or a shorter range)"
+            )));
+        }
+        let buckets = buckets as usize;
+        let matcher = match &q.pattern {
+            None => None,
+            Some(p) => {
+                let mut m = Matcher::new();
+                m.add_pattern(0u32, p)
+                    .map_err(|e| EngineError::Query(format!("pattern: {e}")))?;
+                Some(m)
+            }
+        };
+        let mut out = CountSeries {
+            start,
+            bucket_ms: q.bucket_ms,
+            buckets,
+            ..CountSeries::default()
+        };
+        let mut query = EventQuery {
+            since: Some(q.since),
+            until: Some(q.until),
+            oldest_first: true,
+            limit: QUERY_LIMIT,
+            ..EventQuery::default()
+        };
+        loop {
+            let page = self.inner.store.query(query.clone(), QUERY_WINDOW).await?;
+            for (_, e) in &page.events {
+                out.scanned += 1;
+                let Some(key) = q.key.of(e) else { continue };
+                if let Some(m) = &matcher {
+                    let hit = m
+                        .matches_for_event(&e.event.to_json())
+                        .map(|h| !h.is_empty())
+                        .unwrap_or(false);
+                    if !hit {
+                        continue;
+                    }
+                }
+                let at = (e.meta.received_at.unix_timestamp_nanos() / 1_000_000) as Millis;
+                let i = ((at - start) / q.bucket_ms) as usize;
+                if i < buckets {
+                    out.series.entry(key).or_insert_with(|| vec![0; buckets])[i] += 1;
+                }
+            }
+            match page.next {
+                Some(next) if out.scanned < COUNT_SCAN => query.after = Some(next),
+                Some(_) => {
+                    out.truncated = true;
+                    break;
+                }
+                None => break,
             }
         }
         Ok(out)

@@ -8,7 +8,9 @@
 //! - `schedule`: `rate`/`cron` rules.
 
 mod archive;
-pub use archive::{Trace, TraceNode, QUERY_LIMIT, QUERY_SCAN};
+pub use archive::{
+    CountKey, CountQuery, CountSeries, Trace, TraceNode, COUNT_BUCKETS, QUERY_LIMIT, QUERY_SCAN,
+};
 mod chain;
 mod dispatch;
 mod ingest;
