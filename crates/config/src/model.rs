@@ -97,6 +97,27 @@ pub struct Source {
     /// The signature every request must carry, when the sender signs.
     pub hmac: Option<Hmac>,
     pub mapping: Option<Mapping>,
+    /// `kind: os-feed`: the feed polled.
+    pub os_feed: Option<OsFeed>,
+}
+
+/// A release feed an `os-feed` source polls.
+#[derive(Debug, Clone)]
+pub struct OsFeed {
+    pub url: String,
+    pub format: FeedFormat,
+    pub interval: Duration,
+    /// The only roots trusted for the feed's server, when set.
+    pub ca: Option<crate::CaCerts>,
+}
+
+/// The shape of a release feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedFormat {
+    /// SOFA (`sofafeed.macadmins.io`), v1 or v2.
+    Sofa,
+    /// Apple's `gdmf.apple.com/v2/pmv`.
+    Gdmf,
 }
 
 /// How a signed webhook is checked.

@@ -84,6 +84,8 @@ pub enum SourceKind {
     Okta,
     /// An AWS EventBridge API destination posting original event envelopes.
     Eventbridge,
+    /// Apple's software releases, polled from SOFA or gdmf.apple.com.
+    OsFeed,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -107,6 +109,16 @@ pub struct RawSource {
     pub hmac: Option<RawHmac>,
     /// Generic sources: how the body becomes an event.
     pub mapping: Option<RawMapping>,
+    /// os-feed: the feed's URL (SOFA's `.../v1/macos_data_feed.json`, or
+    /// `https://gdmf.apple.com/v2/pmv`).
+    pub url: Option<String>,
+    /// os-feed: `sofa` (default) or `gdmf`.
+    pub feed: Option<String>,
+    /// os-feed: how often the feed is polled (default 1h, at least 1s).
+    pub interval: Option<String>,
+    /// os-feed: PEM file of the CA certificates trusted for the feed's server
+    /// instead of the platform's (gdmf.apple.com chains to Apple's own root).
+    pub ca_file: Option<String>,
 }
 
 /// Each value is a constant, or a JSONPath into the body when it starts with `$`.

@@ -17,6 +17,7 @@ use fleetbus_event::{Event, StoredEvent};
 
 pub use crate::kinds::mdm::{ENQUEUED as MDM_ENQUEUED, MDM_SOURCE};
 pub use crate::kinds::{BuildContext, Clock, Deliver};
+pub use crate::tls::ensure_provider as ensure_tls_provider;
 pub use crate::transform::{apply, Payload, TransformError};
 
 /// What a delivery needs to know beside the payload.

@@ -7,7 +7,7 @@ static INSTALL: Once = Once::new();
 
 /// Installs ring as rustls's process-wide provider unless one already is (an
 /// embedding program may have chosen its own; that choice stands).
-pub(crate) fn ensure_provider() {
+pub fn ensure_provider() {
     INSTALL.call_once(|| {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             // Err means another thread installed one first: fine either way.

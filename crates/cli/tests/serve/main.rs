@@ -11,5 +11,6 @@ mod jamf;
 mod lifecycle;
 mod mdm_workflows;
 mod okta;
+mod os_feed;
 mod signed;
 mod support;

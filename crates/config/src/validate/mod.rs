@@ -207,7 +207,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
                 format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
             ));
         }
-        if v.tokens.is_empty() && v.hmac.is_none() {
+        if v.tokens.is_empty() && v.hmac.is_none() && v.kind != SourceKind::OsFeed {
             cx.errors.push(o.error(
                 &[key("tokens")],
                 "a source needs at least one token or an hmac signature (every ingest endpoint is authenticated)",
@@ -251,6 +251,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             }
             (_, None) => None,
         };
+        let os_feed = validate_os_feed(v, o, &mut cx);
         sources.push(Source {
             name: v.name.clone(),
             kind: v.kind,
@@ -260,6 +261,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             idle_polls: v.idle_polls.unwrap_or(false),
             hmac,
             mapping,
+            os_feed,
         });
     }
 
@@ -607,6 +609,75 @@ fn check_pattern(p: &Value, o: &Origin, name: &str, cx: &mut Ctx<'_>) -> Option<
             None
         }
     }
+}
+
+/// An `os-feed` source's feed; its fields on any other kind are refused.
+fn validate_os_feed(v: &RawSource, o: &Origin, cx: &mut Ctx<'_>) -> Option<OsFeed> {
+    let fields = [
+        ("url", v.url.is_some()),
+        ("feed", v.feed.is_some()),
+        ("interval", v.interval.is_some()),
+        ("ca_file", v.ca_file.is_some()),
+    ];
+    if v.kind != SourceKind::OsFeed {
+        for (name, set) in fields {
+            if set {
+                cx.errors
+                    .push(o.key_error(&[key(name)], "applies only to kind os-feed"));
+            }
+        }
+        return None;
+    }
+    let Some(url) = v.url.clone() else {
+        cx.errors.push(o.error(
+            &[],
+            "missing required field url (kind os-feed needs it, e.g. https://sofafeed.macadmins.io/v1/macos_data_feed.json)",
+        ));
+        return None;
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        cx.errors.push(o.error(
+            &[key("url")],
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    let format = match v.feed.as_deref() {
+        None | Some("sofa") => FeedFormat::Sofa,
+        Some("gdmf") => FeedFormat::Gdmf,
+        Some(other) => {
+            cx.errors.push(o.error(
+                &[key("feed")],
+                format!("unknown feed {other:?} (expected sofa or gdmf)"),
+            ));
+            FeedFormat::Sofa
+        }
+    };
+    let interval = cx.duration(
+        o,
+        &[key("interval")],
+        v.interval.as_deref(),
+        Duration::from_secs(3600),
+    );
+    if interval < Duration::from_secs(1) {
+        cx.errors
+            .push(o.error(&[key("interval")], "must be at least 1s"));
+    }
+    let ca = v
+        .ca_file
+        .as_deref()
+        .and_then(|f| match crate::CaCerts::read(&cx.base_dir.join(f)) {
+            Ok(ca) => Some(ca),
+            Err(msg) => {
+                cx.errors.push(o.error(&[key("ca_file")], msg));
+                None
+            }
+        });
+    Some(OsFeed {
+        url,
+        format,
+        interval,
+        ca,
+    })
 }
 
 /// A target: the fields every target has here, its kind's own through the kind's

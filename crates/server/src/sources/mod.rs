@@ -10,6 +10,7 @@ mod generic;
 mod jamf;
 mod mdm;
 mod okta;
+mod os_feed;
 mod unified_log;
 
 use std::future::Future;
@@ -142,6 +143,7 @@ pub static KINDS: &[(SourceKind, &dyn Source)] = &[
     (SourceKind::Jamf, &jamf::Jamf),
     (SourceKind::Okta, &okta::Okta),
     (SourceKind::Eventbridge, &eventbridge::EventBridge),
+    (SourceKind::OsFeed, &os_feed::OsFeedSource),
     (
         SourceKind::Nanomdm,
         &mdm::Mdm(fleetbus_mdm::MdmServer::NanoMdm),
