@@ -105,6 +105,26 @@ pub struct CountSeries {
     pub truncated: bool,
 }
 
+/// A matcher of the one pattern a query or count was given.
+fn one_pattern(pattern: Option<&Pattern>) -> Result<Option<Matcher<u32>>, EngineError> {
+    pattern
+        .map(|p| {
+            let mut m = Matcher::new();
+            m.add_pattern(0u32, p)
+                .map_err(|e| EngineError::Query(format!("pattern: {e}")))?;
+            Ok(m)
+        })
+        .transpose()
+}
+
+/// True when there is no pattern or `e`'s envelope matches it (as a rule's would).
+fn matches(matcher: Option<&Matcher<u32>>, e: &StoredEvent) -> bool {
+    matcher.is_none_or(|m| {
+        m.matches_for_event(&e.event.to_json())
+            .is_ok_and(|hits| !hits.is_empty())
+    })
+}
+
 /// An event, what caused it (root first) and what it caused, as a tree.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trace {
@@ -132,15 +152,7 @@ impl Engine {
         mut query: EventQuery,
         pattern: Option<&Pattern>,
     ) -> Result<EventPage, EngineError> {
-        let matcher = match pattern {
-            None => None,
-            Some(p) => {
-                let mut m = Matcher::new();
-                m.add_pattern(0u32, p)
-                    .map_err(|e| EngineError::Query(format!("pattern: {e}")))?;
-                Some(m)
-            }
-        };
+        let matcher = one_pattern(pattern)?;
         let limit = query.limit.clamp(1, QUERY_LIMIT);
         let mut out = EventPage::default();
         loop {
@@ -156,14 +168,7 @@ impl Engine {
             out.scanned += page.scanned;
             out.next = page.next;
             for (seq, e) in page.events {
-                let keep = match &matcher {
-                    None => true,
-                    Some(m) => m
-                        .matches_for_event(&e.event.to_json())
-                        .map(|hits| !hits.is_empty())
-                        .unwrap_or(false),
-                };
-                if keep {
+                if matches(matcher.as_ref(), &e) {
                     out.events.push((seq, e));
                     if out.events.len() == limit {
                         out.next = Some(seq);
@@ -196,15 +201,7 @@ impl Engine {
             )));
         }
         let buckets = buckets as usize;
-        let matcher = match &q.pattern {
-            None => None,
-            Some(p) => {
-                let mut m = Matcher::new();
-                m.add_pattern(0u32, p)
-                    .map_err(|e| EngineError::Query(format!("pattern: {e}")))?;
-                Some(m)
-            }
-        };
+        let matcher = one_pattern(q.pattern.as_ref())?;
         let mut out = CountSeries {
             start,
             bucket_ms: q.bucket_ms,
@@ -223,14 +220,8 @@ impl Engine {
             for (_, e) in &page.events {
                 out.scanned += 1;
                 let Some(key) = q.key.of(e) else { continue };
-                if let Some(m) = &matcher {
-                    let hit = m
-                        .matches_for_event(&e.event.to_json())
-                        .map(|h| !h.is_empty())
-                        .unwrap_or(false);
-                    if !hit {
-                        continue;
-                    }
+                if !matches(matcher.as_ref(), e) {
+                    continue;
                 }
                 let at = (e.meta.received_at.unix_timestamp_nanos() / 1_000_000) as Millis;
                 let i = ((at - start) / q.bucket_ms) as usize;
