@@ -79,6 +79,8 @@ pub struct Server {
     pub dedup_window: Duration,
     pub max_backlog: u64,
     pub hop_limit: u32,
+    /// Access keys whose SigV4 signatures the AWS JSON API accepts.
+    pub aws_access_keys: Vec<AccessKey>,
     /// Events one causation chain (an ingested event and everything derived from
     /// it) may put on the buses; derived events past it are dropped.
     pub chain_budget: u32,
@@ -99,6 +101,13 @@ pub struct Source {
     pub mapping: Option<Mapping>,
     /// `kind: os-feed`: the feed polled.
     pub os_feed: Option<OsFeed>,
+}
+
+/// An AWS access key pair (the secret never prints).
+#[derive(Debug, Clone)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: Secret,
 }
 
 /// A release feed an `os-feed` source polls.

@@ -60,10 +60,24 @@ pub struct RawServer {
     pub max_backlog: Option<u64>,
     /// Rule hops after which derived events are dropped (rule-loop guard).
     pub hop_limit: Option<u32>,
+    /// Access keys the AWS JSON API (`POST /`) accepts SigV4 signatures of, for the
+    /// AWS CLI and SDKs (`--endpoint-url`).
+    #[serde(default)]
+    pub aws_access_keys: Vec<RawAccessKey>,
     /// Events one causation chain (an ingested event and all it causes) may put on
     /// the buses (default 1000): bounds a loop's fan-out as `hop_limit` bounds its
     /// depth.
     pub chain_budget: Option<u32>,
+}
+
+/// An AWS access key pair.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessKey {
+    /// The key id, e.g. `AKIAIOSFODNN7EXAMPLE`.
+    pub access_key_id: String,
+    /// The secret key (a secret reference).
+    pub secret_access_key: String,
 }
 
 /// Where the shape of a source kind is not the generic one.

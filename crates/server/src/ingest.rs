@@ -103,30 +103,6 @@ pub async fn put_events(
     answer(&state, entries).await
 }
 
-/// `POST /` with `X-Amz-Target: AWSEvents.PutEvents`: the AWS JSON 1.1 protocol, so
-/// SDKs and the CLI work with `--endpoint-url`.
-pub async fn aws_json(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match target {
-        "AWSEvents.PutEvents" => put_events(State(state), body).await,
-        "" => Err(ApiError::bad_request(
-            "missing X-Amz-Target header (expected AWSEvents.PutEvents)",
-        )),
-        other => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            format!("operation {other:?} is not supported (supported: AWSEvents.PutEvents)"),
-        )),
-    }
-}
-
 /// Counts the bytes written through it: an entry's serialized size without
 /// building the bytes.
 struct ByteCount(usize);

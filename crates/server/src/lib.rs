@@ -9,6 +9,7 @@
 mod archive;
 mod assets;
 mod auth;
+pub mod aws;
 mod error;
 mod ingest;
 mod listen;
@@ -96,7 +97,6 @@ pub fn router(state: AppState) -> Router {
             "/v1/events",
             post(ingest::put_events).get(archive::query_events),
         )
-        .route("/", post(ingest::aws_json))
         .route("/v1/buses/{bus}/events", post(ingest::bus_events))
         .route("/v1/admin/reload", post(manage::reload))
         .route("/v1/dlq", get(manage::dlq_list))
@@ -118,6 +118,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/assets/import", post(assets::import))
         .route("/v1/mdm/commands/{uuid}", get(assets::command))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_token));
+    // The AWS JSON API: SigV4 (server.aws_access_keys) or a management token.
+    let aws = Router::new()
+        .route("/", post(aws::handle))
+        .route_layer(from_fn_with_state(state.clone(), aws::require_aws_auth));
     // A source takes its own tokens (`sources[].tokens`).
     let sources = Router::new()
         .route(
@@ -133,7 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(manage::metrics))
         .route("/healthz", get(manage::healthz))
         .route("/readyz", get(manage::readyz));
-    api.merge(sources)
+    api.merge(aws)
+        .merge(sources)
         .merge(open)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -3,6 +3,7 @@
 //! under `serve/`, one behaviour per test.
 
 mod archive;
+mod aws_api;
 mod backpressure;
 mod delivery;
 mod eventbridge;

@@ -447,6 +447,7 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
         dedup_window: Duration::from_secs(600),
         max_backlog: 100_000,
         hop_limit: 8,
+        aws_access_keys: Vec::new(),
         chain_budget: 1_000,
     };
     let Some(s) = &raw.server else { return server };
@@ -500,6 +501,29 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
                 .push(o.error(&[key("hop_limit")], "must be at least 1"));
         }
         server.hop_limit = h;
+    }
+    for (i, k) in v.aws_access_keys.iter().enumerate() {
+        let at = [key("aws_access_keys"), PathSeg::Index(i)];
+        let id_ok = (16..=128).contains(&k.access_key_id.len())
+            && k.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !id_ok {
+            let mut p = at.to_vec();
+            p.push(key("access_key_id"));
+            cx.errors.push(o.error(
+                &p,
+                format!(
+                    "{:?} is not an access key id (16 to 128 letters and digits, e.g. AKIAIOSFODNN7EXAMPLE)",
+                    k.access_key_id
+                ),
+            ));
+        }
+        let mut p = at.to_vec();
+        p.push(key("secret_access_key"));
+        let secret = cx.secret(o, &p, &k.secret_access_key);
+        server.aws_access_keys.push(AccessKey {
+            id: k.access_key_id.clone(),
+            secret,
+        });
     }
     if let Some(b) = v.chain_budget {
         if b == 0 {

@@ -10,7 +10,9 @@ use crate::support::{Api, SOURCE_TOKEN, TOKEN};
 /// Every route that needs the management API token.
 const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/v1/events"),
-    ("POST", "/"),
+    ("GET", "/v1/events?limit=1"),
+    ("GET", "/v1/events/some-id/trace"),
+    ("GET", "/v1/stats/counts"),
     ("POST", "/v1/buses/default/events"),
     ("POST", "/v1/admin/reload"),
     ("GET", "/v1/dlq"),
@@ -36,6 +38,23 @@ fn every_protected_route_refuses_a_missing_or_wrong_token() {
             assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
             assert_eq!(body["error"]["code"], "Unauthorized", "{method} {path}");
         }
+    }
+}
+
+/// The AWS API answers in AWS's shape: 403 MissingAuthenticationTokenException.
+#[test]
+fn the_aws_api_refuses_a_missing_or_wrong_token_as_aws_does() {
+    let api = Api::start();
+    for token in [None, Some("wrong"), Some(SOURCE_TOKEN)] {
+        let (status, body) = api.call(
+            "POST",
+            "/",
+            token,
+            &[("x-amz-target", "AWSEvents.ListEventBuses")],
+            b"{}",
+        );
+        assert_eq!(status, 403, "{token:?}: {body}");
+        assert_eq!(body["__type"], "MissingAuthenticationTokenException");
     }
 }
 

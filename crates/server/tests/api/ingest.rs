@@ -68,7 +68,7 @@ fn the_aws_json_protocol_needs_the_put_events_target() {
         body.as_bytes(),
     );
     assert_eq!(status, 400, "{answer}");
-    assert_eq!(answer["error"]["code"], "UnknownOperationException");
+    assert_eq!(answer["__type"], "UnknownOperationException");
 }
 
 #[test]

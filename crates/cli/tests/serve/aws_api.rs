@@ -1,0 +1,244 @@
+//! The AWS JSON API through the real binary and the real AWS CLI
+//! (`aws events ... --endpoint-url`), signing with SigV4 as the CLI does.
+//! `scripts/test` installs the CLI when it is missing; without it these fail.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::support::*;
+
+const KEY_ID: &str = "AKIAFLEETBUSTEST0001";
+const SECRET: &str = "fleetbus/test/secret+key/0123456789abcdefghij";
+
+fn start_with_keys() -> (tempfile::TempDir, Receiver, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    std::fs::write(dir.path().join("aws-secret"), SECRET).unwrap();
+    edit_config(dir.path(), |c| {
+        c.replacen(
+            "  dedup_window: 10m\n",
+            &format!("  dedup_window: 10m\n  aws_access_keys:\n    - access_key_id: {KEY_ID}\n      secret_access_key: \"${{file:aws-secret}}\"\n"),
+            1,
+        )
+    });
+    let server = Server::start(dir.path());
+    (dir, rx, server)
+}
+
+/// Runs `aws events <args>` against the server with `key`/`secret`; returns the
+/// exit code, stdout as JSON (or Null) and stderr.
+fn aws(server: &Server, key: &str, secret: &str, args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new("aws")
+        .arg("events")
+        .args(args)
+        .args([
+            "--endpoint-url",
+            &server.base,
+            "--region",
+            "local",
+            "--output",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("AWS_PAGER", "")
+        .output()
+        .expect("the AWS CLI (`aws`) must be installed: scripts/test installs it with pip");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_aws_cli_puts_events_tests_patterns_and_reads_rules() {
+    let (_dir, _rx, server) = start_with_keys();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = aws(&server, KEY_ID, SECRET, args);
+        assert_eq!(code, 0, "aws events {args:?}: {err}");
+        out
+    };
+
+    let put = ok(&[
+        "put-events",
+        "--entries",
+        r#"[{"Source": "cli.test", "DetailType": "Hello", "Detail": "{\"a\": 1}", "Resources": ["device/C02AWSCLI"]}]"#,
+    ]);
+    assert_eq!(put["FailedEntryCount"], 0, "{put}");
+    let id = put["Entries"][0]["EventId"].as_str().unwrap().to_owned();
+    let stored = received(&server, "device/C02AWSCLI");
+    assert_eq!(stored[0]["event"]["id"], id.as_str());
+
+    let event = json!({"id": "1", "account": "000000000000", "source": "cli.test", "time": "2026-12-04T00:00:00Z", "region": "local", "resources": [], "detail-type": "Hello", "detail": {"a": 1}}).to_string();
+    let yes = ok(&[
+        "test-event-pattern",
+        "--event-pattern",
+        r#"{"source": ["cli.test"], "detail": {"a": [{"numeric": [">", 0]}]}}"#,
+        "--event",
+        &event,
+    ]);
+    assert_eq!(yes, json!({"Result": true}));
+    let no = ok(&[
+        "test-event-pattern",
+        "--event-pattern",
+        r#"{"source": ["other"]}"#,
+        "--event",
+        &event,
+    ]);
+    assert_eq!(no, json!({"Result": false}));
+    let (code, _, err) = aws(
+        &server,
+        KEY_ID,
+        SECRET,
+        &[
+            "test-event-pattern",
+            "--event-pattern",
+            r#"{"source": "cli.test"}"#,
+            "--event",
+            &event,
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidEventPatternException"), "{err}");
+
+    let buses = ok(&["list-event-buses"]);
+    assert_eq!(buses["EventBuses"][0]["Name"], "default", "{buses}");
+    assert_eq!(
+        buses["EventBuses"][0]["Arn"],
+        "arn:aws:events:local:000000000000:event-bus/default"
+    );
+
+    // The CLI follows NextToken: one rule per page still lists them all.
+    let rules = ok(&["list-rules", "--page-size", "1"]);
+    let names: Vec<&str> = rules["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["all", "outcomes", "to-api"], "{rules}");
+    let prefixed = ok(&["list-rules", "--name-prefix", "to"]);
+    assert_eq!(prefixed["Rules"].as_array().unwrap().len(), 1);
+    let rule = ok(&["describe-rule", "--name", "to-api"]);
+    assert_eq!(rule["State"], "ENABLED");
+    assert_eq!(rule["Arn"], "arn:aws:events:local:000000000000:rule/to-api");
+    let pattern: Value = serde_json::from_str(rule["EventPattern"].as_str().unwrap()).unwrap();
+    assert_eq!(pattern, json!({"detail-type": ["Notify"]}));
+    let targets = ok(&["list-targets-by-rule", "--rule", "to-api"]);
+    assert_eq!(targets["Targets"][0]["Id"], "api", "{targets}");
+    assert_eq!(
+        targets["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"],
+        5
+    );
+    assert!(targets["Targets"][0]["InputTransformer"]["InputTemplate"].is_string());
+
+    let (code, _, err) = aws(
+        &server,
+        KEY_ID,
+        SECRET,
+        &["describe-rule", "--name", "nope"],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("ResourceNotFoundException")
+            && err.contains("Rule nope does not exist on EventBus default"),
+        "{err}"
+    );
+    let (code, _, err) = aws(
+        &server,
+        KEY_ID,
+        SECRET,
+        &[
+            "put-rule",
+            "--name",
+            "x",
+            "--event-pattern",
+            r#"{"source": ["a"]}"#,
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("UnknownOperationException") && err.contains("configuration"),
+        "{err}"
+    );
+    server.stop();
+}
+
+#[test]
+fn unsigned_wrongly_signed_and_unknown_keys_are_refused_as_aws_does() {
+    let (_dir, _rx, server) = start_with_keys();
+    let (code, _, err) = aws(&server, KEY_ID, "not-the-secret", &["list-event-buses"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidSignatureException"), "{err}");
+    let (code, _, err) = aws(
+        &server,
+        "AKIANOTAKEYWEKNOW000",
+        SECRET,
+        &["list-event-buses"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("UnrecognizedClientException"), "{err}");
+    // No credentials at all: AWS's error shape, 403.
+    let (status, body) = server.post(
+        "/",
+        None,
+        "application/x-amz-json-1.1",
+        b"{}",
+        &[("X-Amz-Target", "AWSEvents.ListEventBuses")],
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["__type"], "MissingAuthenticationTokenException",
+        "{body}"
+    );
+    // A management token still works, and an unknown action is AWS's error.
+    let (status, body) = server.post(
+        "/",
+        Some(TOKEN),
+        "application/x-amz-json-1.1",
+        b"{}",
+        &[("X-Amz-Target", "AWSEvents.ListArchivesAndMore")],
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["__type"], "UnknownOperationException", "{body}");
+    // A signature from 20 minutes ago.
+    let (status, body) = server.post(
+        "/",
+        None,
+        "application/x-amz-json-1.1",
+        b"{}",
+        &[
+            ("X-Amz-Target", "AWSEvents.ListEventBuses"),
+            ("X-Amz-Date", &stale_date()),
+            ("Authorization", &format!("AWS4-HMAC-SHA256 Credential={KEY_ID}/{}/local/events/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=00", &stale_date()[..8])),
+        ],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["__type"], "InvalidSignatureException");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Signature expired"),
+        "{body}"
+    );
+    server.stop();
+}
+
+fn stale_date() -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::minutes(20);
+    t.format(time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second]Z"
+    ))
+    .unwrap()
+}
