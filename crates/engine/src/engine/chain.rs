@@ -77,7 +77,11 @@ impl Chains {
 
     fn with<T>(&self, root: &str, now: Instant, f: impl FnOnce(&mut Chain) -> T) -> T {
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
-        if !chains.contains_key(root) && chains.len() >= MAX_CHAINS {
+        if let Some(chain) = chains.get_mut(root) {
+            chain.seen = now;
+            return f(chain);
+        }
+        if chains.len() >= MAX_CHAINS {
             chains.retain(|_, c| now.saturating_duration_since(c.seen) < IDLE);
             if chains.len() >= MAX_CHAINS {
                 chains.clear();

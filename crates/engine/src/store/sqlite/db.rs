@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS causes (
     seq INTEGER NOT NULL,
     PRIMARY KEY (cause, seq)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS causes_seq ON causes(seq);
+DROP INDEX IF EXISTS causes_seq;
 ";
 
 /// Per connection: WAL with an fsync per commit (FULL) is the durability promise;
@@ -655,14 +655,14 @@ impl Db {
         // Each chunk goes on from the last event the previous one looked at, so
         // protected events are walked past once per pass, not once per chunk.
         let (from_at, from_seq) = cursor.after.unwrap_or((Millis::MIN, i64::MIN));
-        let examined: Vec<(i64, Millis)> = {
+        let examined: Vec<(i64, Millis, String)> = {
             let mut stmt = tx.prepare_cached(
-                "SELECT seq, received_at FROM events WHERE received_at < ?1 AND (received_at, seq) > (?2, ?3)
+                "SELECT seq, received_at, id FROM events WHERE received_at < ?1 AND (received_at, seq) > (?2, ?3)
                  ORDER BY received_at, seq LIMIT ?4",
             )?;
             let rows = stmt.query_map(
                 params![events_before, from_at, from_seq, limit as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             rows.collect::<Result<_, _>>()?
         };
@@ -670,19 +670,25 @@ impl Db {
         {
             let mut res = tx.prepare_cached("DELETE FROM resources WHERE seq = ?1")?;
             let mut sup = tx.prepare_cached("DELETE FROM suppressions WHERE event_seq = ?1")?;
-            let mut cause = tx.prepare_cached("DELETE FROM causes WHERE seq = ?1")?;
+            // A pruned event's links to what it caused go with it (found by the
+            // table's key, so the table needs no second index for this); an effect
+            // is younger than its cause, so its own link went with the cause.
+            let mut cause = tx.prepare_cached("DELETE FROM causes WHERE cause = ?1")?;
             let mut ev = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-            for (seq, _) in examined.iter().filter(|(s, _)| !self.protected.contains(s)) {
+            for (seq, _, id) in examined.iter().filter(|(s, _, _)| !self.protected.contains(s)) {
                 res.execute([seq])?;
                 sup.execute([seq])?;
-                cause.execute([seq])?;
+                cause.execute([id])?;
                 ev.execute([seq])?;
                 events += 1;
             }
         }
         tx.commit()?;
         self.after_commit();
-        cursor.after = examined.last().map(|&(seq, at)| (at, seq)).or(cursor.after);
+        cursor.after = examined
+            .last()
+            .map(|(seq, at, _)| (*at, *seq))
+            .or(cursor.after);
         Ok(Pruned {
             events,
             jobs,
