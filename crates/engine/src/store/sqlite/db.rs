@@ -675,7 +675,10 @@ impl Db {
             // is younger than its cause, so its own link went with the cause.
             let mut cause = tx.prepare_cached("DELETE FROM causes WHERE cause = ?1")?;
             let mut ev = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-            for (seq, _, id) in examined.iter().filter(|(s, _, _)| !self.protected.contains(s)) {
+            for (seq, _, id) in examined
+                .iter()
+                .filter(|(s, _, _)| !self.protected.contains(s))
+            {
                 res.execute([seq])?;
                 sup.execute([seq])?;
                 cause.execute([id])?;
