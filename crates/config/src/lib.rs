@@ -11,6 +11,7 @@ mod model;
 mod raw;
 pub mod schedule;
 mod secret;
+pub mod source_kinds;
 mod validate;
 mod yaml;
 
@@ -30,13 +31,17 @@ pub fn json_schema() -> serde_json::Value {
     let root = generator.root_schema_for::<raw::RawConfig>();
     let mut schema = serde_json::to_value(root).unwrap_or_default();
     let common = schema["$defs"]["RawTarget"].clone();
-    let (targets, inlined) = kinds::target_schema(&common, &mut generator);
+    let (targets, mut inlined) = kinds::target_schema(&common, &mut generator);
+    let common_source = schema["$defs"]["RawSource"].clone();
+    let (sources, more) = source_kinds::source_schema(&common_source, &mut generator);
+    inlined.extend(more);
     // The kinds' own definitions (their nested structs) join the root's.
     if let Some(defs) = schema.get_mut("$defs").and_then(|d| d.as_object_mut()) {
         for (name, def) in generator.definitions() {
             defs.entry(name.clone()).or_insert_with(|| def.clone());
         }
         defs.insert("RawTarget".into(), targets);
+        defs.insert("RawSource".into(), sources);
         // The kinds' structs are inlined into their alternatives.
         defs.retain(|name, _| !inlined.contains(name));
     }

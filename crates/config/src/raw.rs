@@ -102,8 +102,10 @@ pub enum SourceKind {
     OsFeed,
 }
 
+/// A source: the fields every source takes. Its kind's own fields are read by the
+/// kind's module (`crate::source_kinds`), so unknown fields are refused there, in
+/// stage two, where the kind is known.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub name: String,
     pub kind: SourceKind,
@@ -115,24 +117,9 @@ pub struct RawSource {
     /// A header the token comes in instead of `Authorization` (for senders that let
     /// the admin choose one, such as Jamf Pro's header authentication).
     pub token_header: Option<String>,
-    /// MDM sources: put idle polls (Connect with status Idle and no command) on
-    /// the bus too; off by default, since every device polls.
-    pub idle_polls: Option<bool>,
     /// The sender signs each body with a shared secret (HMAC); checked before
     /// anything is ingested. With it, `tokens` may be left out.
     pub hmac: Option<RawHmac>,
-    /// Generic sources: how the body becomes an event.
-    pub mapping: Option<RawMapping>,
-    /// os-feed: the feed's URL (SOFA's `.../v1/macos_data_feed.json`, or
-    /// `https://gdmf.apple.com/v2/pmv`).
-    pub url: Option<String>,
-    /// os-feed: `sofa` (default) or `gdmf`.
-    pub feed: Option<String>,
-    /// os-feed: how often the feed is polled (default 1h, at least 1s).
-    pub interval: Option<String>,
-    /// os-feed: PEM file of the CA certificates trusted for the feed's server
-    /// instead of the platform's (gdmf.apple.com chains to Apple's own root).
-    pub ca_file: Option<String>,
 }
 
 /// Each value is a constant, or a JSONPath into the body when it starts with `$`.

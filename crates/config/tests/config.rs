@@ -70,6 +70,10 @@ fn each_kind_of_mistake_is_located() {
         ("server:\n  dedup_window: soon\n", "c.yaml:2:17: server.dedup_window: \"soon\" is not a duration (expected e.g. 30s, 5m, 24h, 90d)"),
         ("server:\n  dedup_window: 2d\nretention:\n  archive: 1d\n", "c.yaml:2:17: server.dedup_window: 172800s is longer than the archive retention (86400s): duplicates are detected among archived events"),
         ("retention:\n  archive: 5m\n", "c.yaml:2:12: retention.archive: 300s is shorter than the dedup window (600s): duplicates are detected among archived events"),
+        ("sources:\n  - {name: j, kind: jamf, tokens: [t], idle_polls: true}\n", "c.yaml:2:40: sources[0].idle_polls: does not apply to kind jamf (it takes: no fields of its own)"),
+        ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], mapping: {source: a, detail_type: b}}\n", "c.yaml:2:43: sources[0].mapping: does not apply to kind nanomdm (it takes: idle_polls)"),
+        ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], colour: red}\n", "c.yaml:2:43: sources[0].colour: unknown field (expected one of name, kind, bus, tokens, token_header, hmac, idle_polls)"),
+        ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], idle_polls: often}\n", "c.yaml:2:55: sources[0].idle_polls: wrong type: string \"often\" (expected a boolean)"),
         ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention, storage)"),
         ("a: 1\na: 2\n", "c.yaml:2:1: a: duplicate key"),
         // storage

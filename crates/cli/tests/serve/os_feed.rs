@@ -251,7 +251,7 @@ fn os_feed_config_mistakes_are_located() {
         "c.yaml:4:11: sources[0].feed: unknown feed \"rss\" (expected sofa or gdmf)",
         "c.yaml:5:10: sources[0].url: \"ftp://x\" is not an http:// or https:// URL",
         "c.yaml:6:5: sources[1]: missing required field url (kind os-feed needs it",
-        "c.yaml:11:5: sources[2].interval: applies only to kind os-feed",
+        "c.yaml:11:5: sources[2].interval: does not apply to kind jamf (it takes: no fields of its own)",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }

@@ -97,7 +97,7 @@ const fn kind<R: DeserializeOwned + JsonSchema>(
 }
 
 /// The JSON Schema of `R`, as a reference into the generator's definitions.
-fn schema_of<R: JsonSchema>(generator: &mut SchemaGenerator) -> schemars::Schema {
+pub(crate) fn schema_of<R: JsonSchema>(generator: &mut SchemaGenerator) -> schemars::Schema {
     generator.subschema_for::<R>()
 }
 
@@ -183,32 +183,56 @@ pub(crate) fn target_schema(
     common: &Value,
     generator: &mut SchemaGenerator,
 ) -> (Value, Vec<String>) {
+    let entries: Vec<(&str, schemars::Schema)> = TARGET_KINDS
+        .iter()
+        .map(|s| (s.name, (s.schema)(generator)))
+        .collect();
+    alternatives(common, generator, entries, |name, props| {
+        if TARGET_KINDS.iter().any(|s| s.name == name && !s.timeout) {
+            props.remove("timeout");
+        }
+    })
+}
+
+/// One `oneOf` alternative per `(kind name, schema of its own fields)`: the common
+/// fields, `kind` fixed to the name, the kind's own, nothing else (`adjust` may
+/// take common fields away). Returns it and the definitions it inlined.
+pub(crate) fn alternatives(
+    common: &Value,
+    generator: &SchemaGenerator,
+    entries: Vec<(&str, schemars::Schema)>,
+    adjust: impl Fn(&str, &mut serde_json::Map<String, Value>),
+) -> (Value, Vec<String>) {
     let mut inlined = Vec::new();
     let common_props = common
         .get("properties")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let alternatives: Vec<Value> = TARGET_KINDS
-        .iter()
-        .map(|spec| {
-            let own = (spec.schema)(generator);
-            let (own, name) = resolve(own.as_value(), generator);
-            inlined.extend(name);
+    let alternatives: Vec<Value> = entries
+        .into_iter()
+        .map(|(name, own)| {
+            let (own, def) = resolve(own.as_value(), generator);
+            inlined.extend(def);
             let mut props = common_props.clone();
-            if !spec.timeout {
-                props.remove("timeout");
-            }
-            props.insert("kind".into(), serde_json::json!({ "const": spec.name }));
+            adjust(name, &mut props);
+            props.insert("kind".into(), serde_json::json!({ "const": name }));
             if let Some(p) = own.get("properties").and_then(Value::as_object) {
                 props.extend(p.clone());
             }
-            let mut required = vec![Value::from("id"), Value::from("kind")];
+            let mut required: Vec<Value> = common
+                .get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if !required.contains(&Value::from("kind")) {
+                required.push(Value::from("kind"));
+            }
             if let Some(r) = own.get("required").and_then(Value::as_array) {
                 required.extend(r.iter().cloned());
             }
             serde_json::json!({
-                "title": format!("kind: {}", spec.name),
+                "title": format!("kind: {name}"),
                 "type": "object",
                 "properties": props,
                 "required": required,

@@ -207,7 +207,8 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
                 format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
             ));
         }
-        if v.tokens.is_empty() && v.hmac.is_none() && v.kind != SourceKind::OsFeed {
+        let spec = crate::source_kinds::spec(v.kind);
+        if v.tokens.is_empty() && v.hmac.is_none() && spec.needs_token {
             cx.errors.push(o.error(
                 &[key("tokens")],
                 "a source needs at least one token or an hmac signature (every ingest endpoint is authenticated)",
@@ -227,41 +228,25 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             .token_header
             .as_deref()
             .and_then(|h| header_name(h, o, "token_header", &mut cx));
-        if v.idle_polls.is_some() && !matches!(v.kind, SourceKind::Nanomdm | SourceKind::Micromdm) {
-            cx.errors.push(o.key_error(
-                &[key("idle_polls")],
-                "applies only to kinds nanomdm and micromdm",
-            ));
-        }
-        let mapping = match (&v.kind, &v.mapping) {
-            (SourceKind::Generic, None) => {
-                cx.errors.push(o.error(
-                    &[],
-                    "a generic source needs a mapping (source, detail_type, resources...)",
-                ));
-                None
-            }
-            (SourceKind::Generic, Some(m)) => {
-                Some(validate_mapping(m, &o.child(key("mapping")), &mut cx))
-            }
-            (_, Some(_)) => {
-                cx.errors
-                    .push(o.key_error(&[key("mapping")], "applies only to kind generic"));
-                None
-            }
-            (_, None) => None,
-        };
-        let os_feed = validate_os_feed(v, o, &mut cx);
+        let fields = kind_fields(
+            o,
+            kinds::serde_fields::<RawSource>(),
+            spec.fields(),
+            spec.name,
+            crate::source_kinds::is_kind_field,
+            &mut cx,
+        );
+        let parts = (spec.validate)(fields, o, &mut cx);
         sources.push(Source {
             name: v.name.clone(),
             kind: v.kind,
             bus,
             tokens,
             token_header,
-            idle_polls: v.idle_polls.unwrap_or(false),
+            idle_polls: parts.idle_polls,
             hmac,
-            mapping,
-            os_feed,
+            mapping: parts.mapping,
+            os_feed: parts.os_feed,
         });
     }
 
@@ -593,7 +578,7 @@ pub(crate) fn json_path(
     }
 }
 
-fn validate_mapping(m: &RawMapping, o: &Origin, cx: &mut Ctx<'_>) -> Mapping {
+pub(crate) fn validate_mapping(m: &RawMapping, o: &Origin, cx: &mut Ctx<'_>) -> Mapping {
     Mapping {
         source: field(&m.source, o, &[key("source")], cx),
         detail_type: field(&m.detail_type, o, &[key("detail_type")], cx),
@@ -635,73 +620,56 @@ fn check_pattern(p: &Value, o: &Origin, name: &str, cx: &mut Ctx<'_>) -> Option<
     }
 }
 
-/// An `os-feed` source's feed; its fields on any other kind are refused.
-fn validate_os_feed(v: &RawSource, o: &Origin, cx: &mut Ctx<'_>) -> Option<OsFeed> {
-    let fields = [
-        ("url", v.url.is_some()),
-        ("feed", v.feed.is_some()),
-        ("interval", v.interval.is_some()),
-        ("ca_file", v.ca_file.is_some()),
-    ];
-    if v.kind != SourceKind::OsFeed {
-        for (name, set) in fields {
-            if set {
-                cx.errors
-                    .push(o.key_error(&[key(name)], "applies only to kind os-feed"));
-            }
-        }
-        return None;
-    }
-    let Some(url) = v.url.clone() else {
-        cx.errors.push(o.error(
-            &[],
-            "missing required field url (kind os-feed needs it, e.g. https://sofafeed.macadmins.io/v1/macos_data_feed.json)",
-        ));
-        return None;
+/// Splits an item's fields as written (from the file, so no table of fields is
+/// kept by hand): the kind's own go into the object returned for its module; a
+/// field another kind takes is refused naming what this kind takes; a field no
+/// kind takes is refused naming every field this one takes.
+fn kind_fields(
+    o: &Origin,
+    common: &[&str],
+    own: &[&str],
+    kind: &str,
+    some_kind_takes: impl Fn(&str) -> bool,
+    cx: &mut Ctx<'_>,
+) -> serde_json::Value {
+    let written = o
+        .root
+        .lookup(&o.path)
+        .map(|(node, _)| node.to_json())
+        .and_then(|v| match v {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let takes = if own.is_empty() {
+        "no fields of its own".to_owned()
+    } else {
+        own.join(", ")
     };
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        cx.errors.push(o.error(
-            &[key("url")],
-            format!("{url:?} is not an http:// or https:// URL"),
-        ));
-    }
-    let format = match v.feed.as_deref() {
-        None | Some("sofa") => FeedFormat::Sofa,
-        Some("gdmf") => FeedFormat::Gdmf,
-        Some(other) => {
-            cx.errors.push(o.error(
-                &[key("feed")],
-                format!("unknown feed {other:?} (expected sofa or gdmf)"),
+    let mut fields = serde_json::Map::new();
+    for (name, value) in written {
+        if common.contains(&name.as_str()) {
+            // Read with the common fields.
+        } else if own.contains(&name.as_str()) {
+            fields.insert(name, value);
+        } else if some_kind_takes(&name) {
+            cx.errors.push(o.key_error(
+                &[key(&name)],
+                format!("does not apply to kind {kind} (it takes: {takes})"),
             ));
-            FeedFormat::Sofa
+        } else {
+            let expected: Vec<&str> = common
+                .iter()
+                .chain(own.iter().filter(|f| !common.contains(f)))
+                .copied()
+                .collect();
+            cx.errors.push(o.key_error(
+                &[key(&name)],
+                format!("unknown field (expected one of {})", expected.join(", ")),
+            ));
         }
-    };
-    let interval = cx.duration(
-        o,
-        &[key("interval")],
-        v.interval.as_deref(),
-        Duration::from_secs(3600),
-    );
-    if interval < Duration::from_secs(1) {
-        cx.errors
-            .push(o.error(&[key("interval")], "must be at least 1s"));
     }
-    let ca = v
-        .ca_file
-        .as_deref()
-        .and_then(|f| match crate::CaCerts::read(&cx.base_dir.join(f)) {
-            Ok(ca) => Some(ca),
-            Err(msg) => {
-                cx.errors.push(o.error(&[key("ca_file")], msg));
-                None
-            }
-        });
-    Some(OsFeed {
-        url,
-        format,
-        interval,
-        ca,
-    })
+    serde_json::Value::Object(fields)
 }
 
 /// A target: the fields every target has here, its kind's own through the kind's
@@ -730,48 +698,20 @@ fn validate_target(
         return None;
     };
     let spec = kinds::spec(kind);
-    // The fields as written (from the file, so no table of fields is kept by hand):
-    // a field of another kind is refused naming what this kind takes, a field of no
-    // kind naming every field this one takes; the kind's own go to its module.
-    let written = o
-        .root
-        .lookup(&o.path)
-        .map(|(node, _)| node.to_json())
-        .and_then(|v| match v {
-            serde_json::Value::Object(m) => Some(m),
-            _ => None,
-        })
-        .unwrap_or_default();
-    let common = kinds::serde_fields::<RawTarget>();
     let own = spec.fields();
-    let mut fields = serde_json::Map::new();
-    for (name, value) in written {
-        if own.contains(&name.as_str()) {
-            if name != "timeout" {
-                fields.insert(name, value);
-            }
-        } else if kinds::is_kind_field(&name) {
-            cx.errors.push(o.key_error(
-                &[key(&name)],
-                format!(
-                    "does not apply to kind {} (it takes: {})",
-                    spec.name,
-                    own.join(", ")
-                ),
-            ));
-        } else if !common.contains(&name.as_str()) {
-            let expected: Vec<&str> = common
-                .iter()
-                .copied()
-                .filter(|f| *f != "timeout")
-                .chain(own.iter().copied())
-                .collect();
-            cx.errors.push(o.key_error(
-                &[key(&name)],
-                format!("unknown field (expected one of {})", expected.join(", ")),
-            ));
-        }
-    }
+    let common: Vec<&str> = kinds::serde_fields::<RawTarget>()
+        .iter()
+        .copied()
+        .filter(|f| *f != "timeout" || spec.timeout)
+        .collect();
+    let fields = kind_fields(
+        o,
+        &common,
+        &own,
+        spec.name,
+        |f| kinds::is_kind_field(f) || f == "timeout",
+        cx,
+    );
     let input = validate_input(t, o, cx);
     let retry = match &t.retry_policy {
         None => RetryPolicy::default(),
@@ -829,7 +769,7 @@ fn validate_target(
         connections,
         name: spec.name,
     };
-    let spec = (spec.validate)(serde_json::Value::Object(fields), o, &env, cx);
+    let spec = (spec.validate)(fields, o, &env, cx);
     (cx.errors.len() == errors_before).then(|| Target {
         site: Site(Some(o.clone())),
         id: t.id.clone(),
