@@ -18,7 +18,7 @@ use fleetbus_event::{Event, StoredEvent};
 pub use crate::kinds::mdm::{ENQUEUED as MDM_ENQUEUED, MDM_SOURCE};
 pub use crate::kinds::{BuildContext, Clock, Deliver};
 pub use crate::tls::ensure_provider as ensure_tls_provider;
-pub use crate::transform::{apply, Payload, TransformError};
+pub use crate::transform::{apply, apply_escaped, Escape, Payload, TransformError};
 
 /// What a delivery needs to know beside the payload.
 #[derive(Debug, Clone)]
@@ -176,6 +176,11 @@ impl TargetImpl {
             })?;
         let inner = build(target, ctx)?;
         Ok(TargetImpl { kind: name, inner })
+    }
+
+    /// How text from the event is escaped for this target's output.
+    pub fn text_escape(&self) -> Option<Escape> {
+        self.inner.text_escape()
     }
 
     /// The kind, as written in config (`http`, `slack`, ...).

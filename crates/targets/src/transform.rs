@@ -93,6 +93,39 @@ const EVENT: &str = "aws.events.event";
 const EVENT_JSON: &str = "aws.events.event.json";
 const INGESTION_TIME: &str = "aws.events.event.ingestion-time";
 
+/// Escapes text taken from an event for where a target puts it (Slack's `&`, `<`,
+/// `>`).
+pub type Escape = fn(&str) -> String;
+
+/// [`apply`], with every string an input transformer takes from the event passed
+/// through `escape` first (the template's own text is the admin's, left as is).
+pub fn apply_escaped(
+    input: &Input,
+    event: &StoredEvent,
+    rule_name: &str,
+    escape: Option<Escape>,
+) -> Result<Payload, TransformError> {
+    match (input, escape) {
+        (Input::Transformer { paths, template }, Some(esc)) => {
+            let mut vars = variables(paths, event, rule_name)?;
+            for v in vars.values_mut().flatten() {
+                escape_strings(v, esc);
+            }
+            render(template, &vars)
+        }
+        _ => apply(input, event, rule_name),
+    }
+}
+
+fn escape_strings(v: &mut Value, esc: Escape) {
+    match v {
+        Value::String(s) => *s = esc(s),
+        Value::Array(items) => items.iter_mut().for_each(|i| escape_strings(i, esc)),
+        Value::Object(m) => m.values_mut().for_each(|i| escape_strings(i, esc)),
+        _ => {}
+    }
+}
+
 /// Builds the payload a target receives for `event` matched by `rule_name`.
 pub fn apply(
     input: &Input,

@@ -19,9 +19,13 @@ pub struct ServerArgs {
         global = true
     )]
     pub config: PathBuf,
-    /// Server URL (default: http://<server.listen>).
+    /// Server URL (default: http://<server.listen> of the config).
     #[arg(long, env = "FLEETBUS_URL", global = true)]
     pub url: Option<String>,
+    /// Management API token (default: the config's first `server.api_tokens`).
+    /// With `--url` too, no configuration file is read.
+    #[arg(long, env = "FLEETBUS_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
     #[arg(long, value_enum, default_value_t, global = true)]
     pub output: Output,
 }
@@ -34,18 +38,32 @@ pub struct Api {
 
 impl Api {
     pub fn from_args(args: &ServerArgs) -> anyhow::Result<Api> {
-        let config = fleetbus_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // A remote server: its URL and a token are all that is needed.
+        if let (Some(base), Some(token)) = (&args.url, &args.token) {
+            return Ok(Api {
+                base: base.clone(),
+                token: token.clone(),
+            });
+        }
+        let config = fleetbus_config::load(&args.config).map_err(|e| {
+            anyhow::anyhow!("{e}\n(to call a server without its configuration, give --url and --token, or FLEETBUS_URL and FLEETBUS_TOKEN)")
+        })?;
         let base = args
             .url
             .clone()
             .unwrap_or_else(|| format!("http://{}", config.server.listen));
-        let token = config
-            .server
-            .api_tokens
-            .first()
-            .context("server.api_tokens is empty: no token to call the API with")?
-            .expose()
-            .to_owned();
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => config
+                .server
+                .api_tokens
+                .first()
+                .context(
+                    "server.api_tokens is empty: no token to call the API with (give --token)",
+                )?
+                .expose()
+                .to_owned(),
+        };
         Ok(Api { base, token })
     }
 

@@ -346,3 +346,60 @@ fn counts_agree_with_match_and_trends_chart_them() {
     );
     server.stop();
 }
+
+/// With `--url` and `--token` (or FLEETBUS_URL / FLEETBUS_TOKEN) the CLI needs no
+/// configuration file.
+#[test]
+fn the_cli_reaches_a_server_with_url_and_token_alone() {
+    let (_dir, _rx, server) = start();
+    server.put_events(batch("remote", 0, 3));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fleetbus"));
+        c.current_dir(elsewhere.path())
+            .env_remove("FLEETBUS_CONFIG")
+            .env_remove("FLEETBUS_URL")
+            .env_remove("FLEETBUS_TOKEN");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let out = c.args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(
+        &[],
+        &[
+            "events",
+            "query",
+            "--source",
+            "remote",
+            "--url",
+            &server.base,
+            "--token",
+            TOKEN,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (code, out, err) = run(
+        &[("FLEETBUS_URL", &server.base), ("FLEETBUS_TOKEN", TOKEN)],
+        &["dlq", "list"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("empty"), "{out}");
+    // Without them and without a config, the error says how.
+    let (code, _, err) = run(&[], &["dlq", "list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--url and --token"), "{err}");
+    let (code, _, err) = run(
+        &[],
+        &["dlq", "list", "--url", &server.base, "--token", "wrong"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("401"), "{err}");
+    server.stop();
+}

@@ -410,3 +410,50 @@ fn email_over_starttls_with_a_private_ca() {
     assert_eq!(mails.lock().unwrap().len(), 1);
     server.stop();
 }
+
+/// Text from the event reaches Slack escaped as Slack documents (`&`, `<`, `>`),
+/// in the whole-event summary and in every value an input transformer takes from
+/// the event; the template's own markup (a link) stays.
+#[test]
+fn slack_gets_event_text_escaped_and_the_templates_markup_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    std::fs::write(dir.path().join("slack-url"), format!("{}/hook", rx.url)).unwrap();
+    let extra = r#"
+  - name: named
+    event_pattern: {detail-type: [Named <!channel>]}
+    targets:
+      - {id: summary, kind: slack, url: "${file:slack-url}"}
+      - id: templated
+        kind: slack
+        url: "${file:slack-url}"
+        input_transformer:
+          input_paths_map: {name: $.detail.name}
+          input_template: '{"text": "Mac <name> enrolled, see <https://mdm.example.com|the MDM>"}'
+"#;
+    write_config(dir.path(), &rx.url, extra);
+    let server = Server::start(dir.path());
+    server.put_events(json!([{
+        "Source": "s", "DetailType": "Named <!channel>",
+        "Detail": "{\"name\": \"<!channel> & <@U1>\"}", "Resources": ["device/C02<X>"]
+    }]));
+    wait_for("both Slack messages", Duration::from_secs(15), || {
+        rx.bodies.lock().unwrap().len() >= 2
+    });
+    let mut texts: Vec<String> = rx
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(b, _)| b["text"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "Mac &lt;!channel&gt; &amp; &lt;@U1&gt; enrolled, see <https://mdm.example.com|the MDM>",
+            "Named &lt;!channel&gt; from s (device/C02&lt;X&gt;)",
+        ]
+    );
+    server.stop();
+}

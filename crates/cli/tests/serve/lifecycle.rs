@@ -287,3 +287,41 @@ fn storage_path_puts_the_event_store_where_the_config_says() {
         "{data:?}"
     );
 }
+
+/// Logs written to a pipe or a file carry no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["serve", "-c"])
+        .arg(dir.path().join("fleetbus.yaml"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("FLEETBUS_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on "), "{line:?}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(logs.contains("INFO"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escapes in: {logs:?}");
+}

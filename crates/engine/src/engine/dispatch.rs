@@ -179,19 +179,21 @@ impl Engine {
         let started = Instant::now();
         let attempt = job.attempts + 1;
         let key = format!("{}:{}:{}", job.event.event.id, job.rule, job.target);
-        let result = match transform::apply(&entry.config.input, &job.event, &job.rule) {
-            Err(e) => Err(DeliveryError::Permanent(format!("input transformer: {e}"))),
-            Ok(payload) => {
-                let ctx = DeliveryContext {
-                    event: &job.event,
-                    rule: &job.rule,
-                    target: &job.target,
-                    attempt,
-                    idempotency_key: &key,
-                };
-                entry.target.deliver(&payload, &ctx).await
-            }
-        };
+        let escape = entry.target.text_escape();
+        let result =
+            match transform::apply_escaped(&entry.config.input, &job.event, &job.rule, escape) {
+                Err(e) => Err(DeliveryError::Permanent(format!("input transformer: {e}"))),
+                Ok(payload) => {
+                    let ctx = DeliveryContext {
+                        event: &job.event,
+                        rule: &job.rule,
+                        target: &job.target,
+                        attempt,
+                        idempotency_key: &key,
+                    };
+                    entry.target.deliver(&payload, &ctx).await
+                }
+            };
         // The target is free for the next delivery while this outcome is recorded.
         drop(permit);
         self.finish(&job, Some(&entry), result, started.elapsed())

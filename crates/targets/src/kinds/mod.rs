@@ -63,6 +63,11 @@ pub trait Deliver: Send + Sync + std::fmt::Debug {
         payload: &'a Payload,
         ctx: &'a DeliveryContext<'_>,
     ) -> DeliverFuture<'a>;
+
+    /// How text from the event is escaped for this kind's output (`None`: as is).
+    fn text_escape(&self) -> Option<crate::transform::Escape> {
+        None
+    }
 }
 
 /// Builds one kind's target from its validated config.

@@ -85,14 +85,35 @@ fn message(payload: &Payload) -> Value {
     }
 }
 
-/// `Device Enrolled from mdm.nanomdm (device/C02XK1JDJG5J)`.
+/// `Device Enrolled from mdm.nanomdm (device/C02XK1JDJG5J)`, every value from
+/// the event escaped.
 fn summary(ctx: &DeliveryContext<'_>) -> String {
     let e = &ctx.event.event;
-    let mut s = format!("{} from {}", e.detail_type, e.source);
+    let mut s = format!(
+        "{} from {}",
+        slack_escape(&e.detail_type),
+        slack_escape(&e.source)
+    );
     if !e.resources.is_empty() {
-        s.push_str(&format!(" ({})", e.resources.join(", ")));
+        let resources: Vec<String> = e.resources.iter().map(|r| slack_escape(r)).collect();
+        s.push_str(&format!(" ({})", resources.join(", ")));
     }
     s
+}
+
+/// Slack's escaping of text that must not be read as markup: `&`, `<` and `>`
+/// (so a Mac named `<!channel>` pings nobody).
+pub(crate) fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `kind: slack`.
@@ -117,12 +138,41 @@ impl Deliver for SlackTarget {
     ) -> DeliverFuture<'a> {
         Box::pin(SlackTarget::deliver(self, payload, ctx))
     }
+
+    fn text_escape(&self) -> Option<crate::transform::Escape> {
+        Some(slack_escape)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use fleetbus_event::{Event, Meta, StoredEvent};
+
+    #[test]
+    fn event_text_is_escaped_as_slack_documents() {
+        assert_eq!(
+            slack_escape("<!channel> & <@U123>"),
+            "&lt;!channel&gt; &amp; &lt;@U123&gt;"
+        );
+        let mut event = Event::new("mdm", "Device <!here> Named", Default::default());
+        event.resources = vec!["device/<!channel>".into()];
+        let stored = StoredEvent {
+            event,
+            meta: fleetbus_event::Meta::ingested("default", "api"),
+        };
+        let ctx = DeliveryContext {
+            event: &stored,
+            rule: "r",
+            target: "t",
+            attempt: 1,
+            idempotency_key: "k",
+        };
+        assert_eq!(
+            summary(&ctx),
+            "Device &lt;!here&gt; Named from mdm (device/&lt;!channel&gt;)"
+        );
+    }
 
     #[test]
     fn messages() {
