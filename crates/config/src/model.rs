@@ -79,6 +79,14 @@ pub struct Server {
     pub dedup_window: Duration,
     pub max_backlog: u64,
     pub hop_limit: u32,
+    /// Connections open at once.
+    pub max_connections: u32,
+    /// Time for a request head to arrive (and keep-alive idle time).
+    pub header_timeout: Duration,
+    /// Time from a request head to its answer.
+    pub request_timeout: Duration,
+    /// How long shutdown lets requests in flight finish.
+    pub drain_timeout: Duration,
     /// Access keys whose SigV4 signatures the AWS JSON API accepts.
     pub aws_access_keys: Vec<AccessKey>,
     /// Events one causation chain (an ingested event and everything derived from

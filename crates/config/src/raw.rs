@@ -60,6 +60,14 @@ pub struct RawServer {
     pub max_backlog: Option<u64>,
     /// Rule hops after which derived events are dropped (rule-loop guard).
     pub hop_limit: Option<u32>,
+    /// Connections open at once (default 4096); one beyond is closed when accepted.
+    pub max_connections: Option<u32>,
+    /// Time for a request head to arrive, also the keep-alive idle timeout (default 10s).
+    pub header_timeout: Option<String>,
+    /// Time from a request head to its answer, body included (default 60s; then 408).
+    pub request_timeout: Option<String>,
+    /// How long shutdown lets requests in flight finish (default 10s).
+    pub drain_timeout: Option<String>,
     /// Access keys the AWS JSON API (`POST /`) accepts SigV4 signatures of, for the
     /// AWS CLI and SDKs (`--endpoint-url`).
     #[serde(default)]

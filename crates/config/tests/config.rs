@@ -33,7 +33,7 @@ fn three_mistakes_give_three_located_errors() {
     assert_eq!(
         errors,
         vec![
-            "c.yaml:3:3: server.colour: unknown field (expected one of listen, data_dir, api_tokens, account, region, max_body_bytes, dedup_window, max_backlog, hop_limit, aws_access_keys, chain_budget)",
+            "c.yaml:3:3: server.colour: unknown field (expected one of listen, data_dir, api_tokens, account, region, max_body_bytes, dedup_window, max_backlog, hop_limit, max_connections, header_timeout, request_timeout, drain_timeout, aws_access_keys, chain_budget)",
             "c.yaml:7:12: rules[0].state: unknown value \"on\" (expected one of enabled, disabled)",
             "c.yaml:9:15: rules[1].schedule: \"rate(5 minute)\": use the singular unit for 1 and the plural otherwise (e.g. rate(1 hour), rate(2 hours))",
         ]

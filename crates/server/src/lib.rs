@@ -144,13 +144,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled, within the default [`Limits`]; then stops
-/// accepting, lets requests in flight finish until the drain deadline and closes the
-/// rest.
+/// Serves until `shutdown` is cancelled, within the [`Limits`] of `server:`; then
+/// stops accepting, lets requests in flight finish until the drain deadline and
+/// closes the rest.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, router(state), shutdown, Limits::default()).await
+    let limits = Limits::from_server(&state.config().server);
+    serve_with(listener, router(state), shutdown, limits).await
 }

@@ -50,6 +50,18 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits `server:` sets.
+    pub fn from_server(s: &fleetbus_config::Server) -> Limits {
+        Limits {
+            max_connections: s.max_connections as usize,
+            header_timeout: s.header_timeout,
+            request_timeout: s.request_timeout,
+            drain_timeout: s.drain_timeout,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve_with(
     listener: TcpListener,

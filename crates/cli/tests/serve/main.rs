@@ -10,6 +10,7 @@ mod eventbridge;
 mod ingest;
 mod jamf;
 mod lifecycle;
+mod limits;
 mod mdm_workflows;
 mod okta;
 mod os_feed;

@@ -432,6 +432,10 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
         dedup_window: Duration::from_secs(600),
         max_backlog: 100_000,
         hop_limit: 8,
+        max_connections: 4096,
+        header_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(10),
         aws_access_keys: Vec::new(),
         chain_budget: 1_000,
     };
@@ -486,6 +490,29 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
                 .push(o.error(&[key("hop_limit")], "must be at least 1"));
         }
         server.hop_limit = h;
+    }
+    if let Some(m) = v.max_connections {
+        if m == 0 {
+            cx.errors
+                .push(o.error(&[key("max_connections")], "must be at least 1"));
+        }
+        server.max_connections = m;
+    }
+    for (name, slot) in [
+        ("header_timeout", &mut server.header_timeout),
+        ("request_timeout", &mut server.request_timeout),
+        ("drain_timeout", &mut server.drain_timeout),
+    ] {
+        let text = match name {
+            "header_timeout" => v.header_timeout.as_deref(),
+            "request_timeout" => v.request_timeout.as_deref(),
+            _ => v.drain_timeout.as_deref(),
+        };
+        *slot = cx.duration(o, &[key(name)], text, *slot);
+        if slot.is_zero() {
+            cx.errors
+                .push(o.error(&[key(name)], "must be longer than 0s"));
+        }
     }
     for (i, k) in v.aws_access_keys.iter().enumerate() {
         let at = [key("aws_access_keys"), PathSeg::Index(i)];
