@@ -100,20 +100,10 @@ fn idle_connections_close_at_the_header_deadline_and_the_cap_holds() {
 
 #[test]
 fn limits_are_located_config_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("c.yaml"),
+    let (code, text) = validate_yaml(
         "server:\n  max_connections: 0\n  header_timeout: soon\n  drain_timeout: 0s\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
-        .args(["validate", "-c"])
-        .arg(dir.path().join("c.yaml"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    );
+    assert_eq!(code, Some(2), "{text}");
     for want in [
         "c.yaml:2:20: server.max_connections: must be at least 1",
         "c.yaml:3:19: server.header_timeout: \"soon\" is not a duration",

@@ -233,20 +233,8 @@ fn releases_are_published_once_with_outages_and_restarts() {
 
 #[test]
 fn os_feed_config_mistakes_are_located() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("c.yaml"),
-        "sources:\n  - name: a\n    kind: os-feed\n    feed: rss\n    url: ftp://x\n  - name: b\n    kind: os-feed\n  - name: c\n    kind: jamf\n    tokens: [t]\n    interval: 1h\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
-        .args(["validate", "-c"])
-        .arg(dir.path().join("c.yaml"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    let (code, text) = validate_yaml("sources:\n  - name: a\n    kind: os-feed\n    feed: rss\n    url: ftp://x\n  - name: b\n    kind: os-feed\n  - name: c\n    kind: jamf\n    tokens: [t]\n    interval: 1h\n");
+    assert_eq!(code, Some(2), "{text}");
     for want in [
         "c.yaml:4:11: sources[0].feed: unknown feed \"rss\" (expected sofa or gdmf)",
         "c.yaml:5:10: sources[0].url: \"ftp://x\" is not an http:// or https:// URL",

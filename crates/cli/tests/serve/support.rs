@@ -378,3 +378,18 @@ pub fn timeline(server: &Server, resource: &str) -> Vec<Value> {
     assert_eq!(status, 200, "{body}");
     body["events"].as_array().cloned().unwrap_or_default()
 }
+
+/// Runs `fleetbus validate` on `yaml` (written as `c.yaml` in a fresh directory):
+/// the exit code and everything it printed.
+pub fn validate_yaml(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.yaml"), yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["validate", "-c"])
+        .arg(dir.path().join("c.yaml"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code(), text)
+}
