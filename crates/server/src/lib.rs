@@ -140,8 +140,76 @@ pub fn router(state: AppState) -> Router {
     api.merge(aws)
         .merge(sources)
         .merge(open)
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                json_errors(req, next, limit)
+            },
+        ))
         .with_state(state)
+}
+
+/// `404` for a path no route has, in the API's error shape.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint {:?}", uri.path()))
+}
+
+/// Every error answer is JSON with a code and a message: the framework's own
+/// refusals (a body over `server.max_body_bytes`, a malformed query, a method a
+/// route does not take) come as plain text and are rewritten here; answers that
+/// are JSON already pass untouched.
+async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+    max_body: usize,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // The framework's messages are short; more is not read.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "RequestTooLarge",
+            format!("the request body is larger than server.max_body_bytes ({max_body} bytes)"),
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "MethodNotAllowed",
+            match parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(allow) => format!("{method} is not allowed at {path} (allowed: {allow})"),
+                None => format!("{method} is not allowed at {path}"),
+            },
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", text),
+        StatusCode::REQUEST_TIMEOUT => ("RequestTimeout", text),
+        s if s.is_client_error() => ("ValidationException", text),
+        _ => ("InternalError", text),
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    // Keep what the framework said beside the body (Allow, Retry-After...).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// Serves until `shutdown` is cancelled, within the [`Limits`] of `server:`; then

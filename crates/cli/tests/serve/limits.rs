@@ -112,3 +112,54 @@ fn limits_are_located_config_errors() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
+
+/// Every error answer is JSON with a code and a message, the framework's own
+/// refusals included.
+#[test]
+fn framework_refusals_are_json_errors_too() {
+    let (_dir, _rx, server) = start_with("  max_body_bytes: 2048\n");
+    let big = format!(
+        "{{\"Entries\": [{{\"Source\": \"s\", \"DetailType\": \"X\", \"Detail\": \"{}\"}}]}}",
+        "x".repeat(4000)
+    );
+    let (status, body) = server.post(
+        "/v1/events",
+        Some(TOKEN),
+        "application/json",
+        big.as_bytes(),
+        &[],
+    );
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "RequestTooLarge", "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "the request body is larger than server.max_body_bytes (2048 bytes)"
+    );
+    let (status, body) = server.get("/v1/timeline");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "ValidationException", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resource"),
+        "{body}"
+    );
+    let (status, body) = server.get("/v1/no-such-thing");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "no such endpoint \"/v1/no-such-thing\""
+    );
+    let (status, body) = server.get("/v1/dlq/redrive");
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"]["code"], "MethodNotAllowed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET is not allowed at /v1/dlq/redrive"),
+        "{body}"
+    );
+    server.stop();
+}
