@@ -72,7 +72,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Version => {
-            println!("fleetbus {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "fleetbus {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("FLEETBUS_COMMIT")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => commands::serve::run(args),

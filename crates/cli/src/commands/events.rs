@@ -22,6 +22,10 @@ pub struct Args {
 enum Command {
     /// Archived events matching filters and an EventBridge pattern.
     Query(QueryArgs),
+    /// Every archived event matching the filters, oldest first, as gzip-compressed
+    /// NDJSON on stdout (each line the event with its metadata), for long-term
+    /// retention elsewhere; progress on stderr.
+    Export(ExportArgs),
     /// What caused an event and what it caused, as a tree.
     Trace {
         /// The event id.
@@ -53,6 +57,28 @@ struct QueryArgs {
     /// Oldest first (default newest first).
     #[arg(long)]
     oldest_first: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long = "detail-type")]
+    detail_type: Option<String>,
+    #[arg(long)]
+    resource: Option<String>,
+    /// Received at or after: RFC 3339, or a duration ago (24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before: RFC 3339, or a duration ago.
+    #[arg(long)]
+    until: Option<String>,
+    /// An EventBridge event pattern (JSON) the events must match.
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Plain NDJSON instead of gzip.
+    #[arg(long)]
+    plain: bool,
 }
 
 /// The timeline of a node (`fleetbus timeline device/C02...`).
@@ -206,6 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let api = Api::from_args(&args.server)?;
     match args.command {
         Command::Query(q) => query(&api, &q, args.server.output),
+        Command::Export(e) => export(&api, &e),
         Command::Trace { id } => {
             let trace = api.get(&format!("/v1/events/{}/trace", encode(&id)))?;
             match args.server.output {
@@ -260,6 +287,66 @@ pub fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Follows every page, oldest first, writing each event as it comes.
+fn export(api: &Api, e: &ExportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut params = vec!["order=oldest".to_owned(), "limit=1000".to_owned()];
+    for (k, v) in [
+        ("source", &e.source),
+        ("detail-type", &e.detail_type),
+        ("resource", &e.resource),
+        ("since", &e.since),
+        ("until", &e.until),
+        ("pattern", &e.pattern),
+    ] {
+        if let Some(v) = v {
+            params.push(format!("{k}={}", encode(v)));
+        }
+    }
+    let stdout = std::io::stdout().lock();
+    let n = if e.plain {
+        let mut w = std::io::BufWriter::new(stdout);
+        let n = write_pages(api, &params, &mut w)?;
+        w.flush()?;
+        n
+    } else {
+        let mut gz = flate2::write::GzEncoder::new(
+            std::io::BufWriter::new(stdout),
+            flate2::Compression::default(),
+        );
+        let n = write_pages(api, &params, &mut gz)?;
+        // The gzip trailer is written here, not left to a drop that hides errors.
+        gz.finish()?.flush()?;
+        n
+    };
+    eprintln!("exported {n} events");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every page's events as NDJSON; returns how many.
+fn write_pages(api: &Api, params: &[String], out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+    let mut cursor: Option<String> = None;
+    let mut n: u64 = 0;
+    loop {
+        let mut path = format!("/v1/events?{}", params.join("&"));
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={}", encode(c)));
+        }
+        let answer = api.get(&path)?;
+        for ev in answer["events"].as_array().into_iter().flatten() {
+            writeln!(out, "{ev}")?;
+            n += 1;
+            if n % 10_000 == 0 {
+                eprintln!("exported {n} events...");
+            }
+        }
+        match answer["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(n),
+        }
+    }
 }
 
 fn query(api: &Api, q: &QueryArgs, output: Output) -> anyhow::Result<ExitCode> {

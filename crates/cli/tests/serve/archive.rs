@@ -403,3 +403,73 @@ fn the_cli_reaches_a_server_with_url_and_token_alone() {
     assert!(err.contains("401"), "{err}");
     server.stop();
 }
+
+/// `fleetbus events export` writes every matching event, oldest first, as gzip
+/// NDJSON (or plain), following every page.
+#[test]
+fn export_writes_a_slice_as_gzip_ndjson() {
+    use std::io::Read;
+    let (dir, _rx, server) = start();
+    for i in 0..3 {
+        server.put_events(batch("export", i * 500, 500));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args([
+            "events", "export", "--source", "export", "--since", "1h", "-c",
+        ])
+        .arg(dir.path().join("fleetbus.yaml"))
+        .args(["--url", &server.base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exported 1500 events"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&out.stdout[..])
+        .read_to_string(&mut text)
+        .expect("gzip");
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ns(&events), (0..1500).collect::<Vec<_>>());
+    assert!(events[0]["meta"]["received_at"].is_string());
+    let (code, plain, _) = cli(
+        dir.path(),
+        &server,
+        &[
+            "events",
+            "export",
+            "--source",
+            "export",
+            "--plain",
+            "--pattern",
+            r#"{"detail": {"n": [3]}}"#,
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(plain.lines().count(), 1, "{plain}");
+    server.stop();
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .arg("version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git, to compare the commit with");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert_eq!(
+        text.trim(),
+        format!("fleetbus {} (commit {head})", env!("CARGO_PKG_VERSION"))
+    );
+}
