@@ -33,8 +33,9 @@ enum Command {
     },
 }
 
+/// Which archived events: the API's filters.
 #[derive(Debug, clap::Args)]
-struct QueryArgs {
+struct Filters {
     #[arg(long)]
     source: Option<String>,
     #[arg(long = "detail-type")]
@@ -51,6 +52,29 @@ struct QueryArgs {
     /// An EventBridge event pattern (JSON) the events must match.
     #[arg(long)]
     pattern: Option<String>,
+}
+
+impl Filters {
+    /// As query parameters, encoded.
+    fn params(&self) -> Vec<String> {
+        [
+            ("source", &self.source),
+            ("detail-type", &self.detail_type),
+            ("resource", &self.resource),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("pattern", &self.pattern),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
+        .collect()
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    filters: Filters,
     /// Events to print at most.
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -61,21 +85,8 @@ struct QueryArgs {
 
 #[derive(Debug, clap::Args)]
 struct ExportArgs {
-    #[arg(long)]
-    source: Option<String>,
-    #[arg(long = "detail-type")]
-    detail_type: Option<String>,
-    #[arg(long)]
-    resource: Option<String>,
-    /// Received at or after: RFC 3339, or a duration ago (24h, 7d).
-    #[arg(long)]
-    since: Option<String>,
-    /// Received before: RFC 3339, or a duration ago.
-    #[arg(long)]
-    until: Option<String>,
-    /// An EventBridge event pattern (JSON) the events must match.
-    #[arg(long)]
-    pattern: Option<String>,
+    #[command(flatten)]
+    filters: Filters,
     /// Plain NDJSON instead of gzip.
     #[arg(long)]
     plain: bool,
@@ -293,18 +304,7 @@ pub fn timeline(args: TimelineArgs) -> anyhow::Result<ExitCode> {
 fn export(api: &Api, e: &ExportArgs) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let mut params = vec!["order=oldest".to_owned(), "limit=1000".to_owned()];
-    for (k, v) in [
-        ("source", &e.source),
-        ("detail-type", &e.detail_type),
-        ("resource", &e.resource),
-        ("since", &e.since),
-        ("until", &e.until),
-        ("pattern", &e.pattern),
-    ] {
-        if let Some(v) = v {
-            params.push(format!("{k}={}", encode(v)));
-        }
-    }
+    params.extend(e.filters.params());
     let stdout = std::io::stdout().lock();
     let n = if e.plain {
         let mut w = std::io::BufWriter::new(stdout);
@@ -338,7 +338,7 @@ fn write_pages(api: &Api, params: &[String], out: &mut dyn std::io::Write) -> an
         for ev in answer["events"].as_array().into_iter().flatten() {
             writeln!(out, "{ev}")?;
             n += 1;
-            if n % 10_000 == 0 {
+            if n.is_multiple_of(10_000) {
                 eprintln!("exported {n} events...");
             }
         }
@@ -350,18 +350,7 @@ fn write_pages(api: &Api, params: &[String], out: &mut dyn std::io::Write) -> an
 }
 
 fn query(api: &Api, q: &QueryArgs, output: Output) -> anyhow::Result<ExitCode> {
-    let mut params = Vec::new();
-    let mut push = |k: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            params.push(format!("{k}={}", encode(v)));
-        }
-    };
-    push("source", &q.source);
-    push("detail-type", &q.detail_type);
-    push("resource", &q.resource);
-    push("since", &q.since);
-    push("until", &q.until);
-    push("pattern", &q.pattern);
+    let mut params = q.filters.params();
     if q.oldest_first {
         params.push("order=oldest".into());
     }
