@@ -66,7 +66,11 @@ fn each_kind_of_mistake_is_located() {
         ("rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - {id: l, kind: log, keep: many}\n", "c.yaml:5:34: rules[0].targets[0].keep: wrong type: string \"many\" (expected a non-negative integer)"),
         ("rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - {id: l, kind: http, url: 'http://x', timeout: soon}\n", "c.yaml:5:55: rules[0].targets[0].timeout: \"soon\" is not a duration (expected e.g. 30s, 5m, 24h, 90d)"),
         ("rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - id: l\n        kind: log\n        input_transformer: {input_paths_map: {a: $.x}, input_template: '<b>'}\n", "c.yaml:7:72: rules[0].targets[0].input_transformer.input_template: placeholder <b> is not in input_paths_map (defined: a)"),
-        ("rules:\n  - name: r\n    event_pattern: {source: [{prefx: a}]}\n", "c.yaml:3:20: rules[0].event_pattern: invalid pattern: source: unknown operator \"prefx\" (expected one of prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists, cidr)"),
+        ("rules:\n  - name: r\n    event_pattern: {source: [{prefx: a}]}\n", "c.yaml:3:29: rules[0].event_pattern.source: invalid pattern: source: unknown operator \"prefx\" (expected one of prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists, cidr)"),
+        // Inside a pattern written over several lines: the offending line.
+        ("rules:\n  - name: r\n    event_pattern:\n      source: [a]\n      detail:\n        state:\n          - numeric: [\">\", x]\n", "c.yaml:7:11: rules[0].event_pattern.detail.state: invalid pattern: detail.state: \"numeric\" \">\" expects a number, found a string"),
+        // As a JSON string, at the pattern.
+        ("rules:\n  - name: r\n    event_pattern: '{\"source\": [{\"prefx\": \"a\"}]}'\n", "c.yaml:3:20: rules[0].event_pattern: invalid pattern: source: unknown operator \"prefx\" (expected one of prefix, suffix, equals-ignore-case, wildcard, anything-but, numeric, exists, cidr)"),
         ("server:\n  dedup_window: soon\n", "c.yaml:2:17: server.dedup_window: \"soon\" is not a duration (expected e.g. 30s, 5m, 24h, 90d)"),
         ("server:\n  dedup_window: 2d\nretention:\n  archive: 1d\n", "c.yaml:2:17: server.dedup_window: 172800s is longer than the archive retention (86400s): duplicates are detected among archived events"),
         ("retention:\n  archive: 5m\n", "c.yaml:2:12: retention.archive: 300s is shorter than the dedup window (600s): duplicates are detected among archived events"),

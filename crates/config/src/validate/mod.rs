@@ -639,6 +639,21 @@ fn check_pattern(p: &Value, o: &Origin, name: &str, cx: &mut Ctx<'_>) -> Option<
     };
     match fleetbus_pattern::Pattern::from_value(&value) {
         Ok(_) => Some(value),
+        // Written as YAML: the mistake is located at its own key inside the pattern.
+        Err(fleetbus_pattern::PatternError::Invalid { path, reason })
+            if !matches!(p, Value::String(_)) && !path.is_empty() =>
+        {
+            let mut at = vec![key(name)];
+            at.extend(path.split('.').map(key));
+            let mut full = o.path.clone();
+            full.extend(at.iter().cloned());
+            if o.root.lookup(&full).is_none() {
+                at.truncate(1);
+            }
+            cx.errors
+                .push(o.error(&at, format!("invalid pattern: {path}: {reason}")));
+            None
+        }
         Err(e) => {
             cx.errors
                 .push(o.error(&[key(name)], format!("invalid pattern: {e}")));
