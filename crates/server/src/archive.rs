@@ -87,15 +87,7 @@ pub(crate) fn parse_counts(
     params: &BTreeMap<String, String>,
     now: OffsetDateTime,
 ) -> Result<fleetbus_engine::CountQuery, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !COUNT_PARAMS.contains(&k.as_str())) {
-        return Err(bad(
-            unknown,
-            format!(
-                "unknown parameter (expected one of {})",
-                COUNT_PARAMS.join(", ")
-            ),
-        ));
-    }
+    known_only(params, COUNT_PARAMS)?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let key = match get("group_by") {
         None => fleetbus_engine::CountKey::DetailType,
@@ -139,13 +131,7 @@ pub(crate) fn parse_counts(
             ),
         ));
     }
-    let pattern = match get("pattern") {
-        None => None,
-        Some(p) => Some(
-            fleetbus_pattern::Pattern::parse(p)
-                .map_err(|e| bad("pattern", format!("invalid pattern: {e}")))?,
-        ),
-    };
+    let pattern = get("pattern").map(pattern_param).transpose()?;
     Ok(fleetbus_engine::CountQuery {
         key,
         bucket_ms,
@@ -163,6 +149,23 @@ pub(crate) struct Parsed {
     pub(crate) oldest_first: bool,
 }
 
+/// Refuses a parameter that is not in `known`, naming it and the known ones.
+fn known_only(params: &BTreeMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(bad(
+            unknown,
+            format!("unknown parameter (expected one of {})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The `pattern` parameter: an EventBridge pattern as JSON.
+fn pattern_param(text: &str) -> Result<fleetbus_pattern::Pattern, ApiError> {
+    fleetbus_pattern::Pattern::parse(text)
+        .map_err(|e| bad("pattern", format!("invalid pattern: {e}")))
+}
+
 fn bad(param: &str, what: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -176,12 +179,7 @@ pub(crate) fn parse(
     params: &BTreeMap<String, String>,
     now: OffsetDateTime,
 ) -> Result<Parsed, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-        return Err(bad(
-            unknown,
-            format!("unknown parameter (expected one of {})", PARAMS.join(", ")),
-        ));
-    }
+    known_only(params, PARAMS)?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let oldest_first = match get("order") {
         None | Some("newest") => false,
@@ -228,13 +226,7 @@ pub(crate) fn parse(
             Some(pos)
         }
     };
-    let pattern = match get("pattern") {
-        None => None,
-        Some(p) => Some(
-            fleetbus_pattern::Pattern::parse(p)
-                .map_err(|e| bad("pattern", format!("invalid pattern: {e}")))?,
-        ),
-    };
+    let pattern = get("pattern").map(pattern_param).transpose()?;
     Ok(Parsed {
         query: EventQuery {
             source: get("source").map(str::to_owned),

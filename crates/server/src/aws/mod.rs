@@ -74,27 +74,27 @@ impl IntoResponse for AwsError {
 /// body, so the handler checks it once the (bounded) body is read.
 pub(crate) async fn require_aws_auth(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, AwsError> {
-    let headers = request.headers();
     let config = state.config();
+    let headers = request.headers();
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if value.starts_with("AWS4-HMAC-SHA256") {
         let auth = sigv4::parse(value).map_err(sig_error)?;
-        if !config
+        let Some(key) = config
             .server
             .aws_access_keys
             .iter()
-            .any(|k| k.id == auth.key_id)
-        {
+            .find(|k| k.id == auth.key_id)
+        else {
             return Err(sig_error(sigv4::SigError::UnknownKey(
                 "The security token included in the request is invalid.".into(),
             )));
-        }
+        };
         let amz_date = headers.get("x-amz-date").and_then(|v| v.to_str().ok());
         sigv4::precheck(
             &auth,
@@ -103,6 +103,13 @@ pub(crate) async fn require_aws_auth(
             OffsetDateTime::now_utc(),
         )
         .map_err(sig_error)?;
+        // What the handler needs to check the signature once it has the body.
+        let signed = Signed {
+            amz_date: amz_date.unwrap_or_default().to_owned(),
+            secret: key.secret.clone(),
+            auth,
+        };
+        request.extensions_mut().insert(signed);
         return Ok(next.run(request).await);
     }
     if crate::auth::authorized(headers, &config.server.api_tokens) {
@@ -115,6 +122,14 @@ pub(crate) async fn require_aws_auth(
     ))
 }
 
+/// A SigV4 request the layer has prechecked: its parsed header, date and key.
+#[derive(Clone)]
+pub(crate) struct Signed {
+    auth: sigv4::Authorization,
+    amz_date: String,
+    secret: fleetbus_config::Secret,
+}
+
 fn sig_error(e: sigv4::SigError) -> AwsError {
     let status = match e {
         sigv4::SigError::Incomplete(_) => StatusCode::BAD_REQUEST,
@@ -123,38 +138,19 @@ fn sig_error(e: sigv4::SigError) -> AwsError {
     AwsError::new(status, e.code(), e.message().to_owned())
 }
 
-/// Verifies a SigV4 signature over the request as received.
+/// Verifies a SigV4 signature, prechecked by the layer, over the request as received.
 fn verify_signature(
-    state: &AppState,
+    signed: &Signed,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), AwsError> {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.starts_with("AWS4-HMAC-SHA256"))
-    else {
-        // A bearer token, checked by the layer.
-        return Ok(());
-    };
-    let auth = sigv4::parse(value).map_err(sig_error)?;
-    let config = state.config();
-    let Some(key) = config
-        .server
-        .aws_access_keys
-        .iter()
-        .find(|k| k.id == auth.key_id)
-    else {
-        return Err(sig_error(sigv4::SigError::UnknownKey(
-            "The security token included in the request is invalid.".into(),
-        )));
-    };
-    let amz_date = headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let Signed {
+        auth,
+        amz_date,
+        secret,
+    } = signed;
     let pairs: Vec<(String, String)> = headers
         .iter()
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
@@ -167,7 +163,7 @@ fn verify_signature(
         &auth.signed_headers,
         body,
     );
-    let expected = sigv4::signature(key.secret.expose(), &auth, amz_date, &canonical);
+    let expected = sigv4::signature(secret.expose(), auth, amz_date, &canonical);
     if sigv4::same(&expected, &auth.signature) {
         Ok(())
     } else {
@@ -180,14 +176,18 @@ fn verify_signature(
 }
 
 /// `POST /`: one AWS JSON 1.1 action.
-pub async fn handle(
+pub(crate) async fn handle(
     State(state): State<AppState>,
+    signed: Option<axum::Extension<Signed>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AwsError> {
-    verify_signature(&state, &method, &uri, &headers, &body)?;
+    // Without it the layer let a management token through.
+    if let Some(axum::Extension(signed)) = &signed {
+        verify_signature(signed, &method, &uri, &headers, &body)?;
+    }
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
