@@ -141,12 +141,12 @@ pub(crate) fn parse_counts(
     })
 }
 
-/// A query as asked.
+/// A `GET /v1/events` request read: the store's query, the pattern, the order.
 #[derive(Debug)]
-pub(crate) struct Parsed {
-    pub(crate) query: EventQuery,
-    pub(crate) pattern: Option<fleetbus_pattern::Pattern>,
-    pub(crate) oldest_first: bool,
+pub struct Parsed {
+    pub query: EventQuery,
+    pub pattern: Option<fleetbus_pattern::Pattern>,
+    pub oldest_first: bool,
 }
 
 /// Refuses a parameter that is not in `known`, naming it and the known ones.
@@ -175,10 +175,8 @@ fn bad(param: &str, what: impl std::fmt::Display) -> ApiError {
 }
 
 /// Reads the parameters; `now` anchors relative times (`since=24h` is 24 hours ago).
-pub(crate) fn parse(
-    params: &BTreeMap<String, String>,
-    now: OffsetDateTime,
-) -> Result<Parsed, ApiError> {
+/// The console's event search reads its form with this too.
+pub fn parse(params: &BTreeMap<String, String>, now: OffsetDateTime) -> Result<Parsed, ApiError> {
     known_only(params, PARAMS)?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let oldest_first = match get("order") {

@@ -103,25 +103,44 @@ pub async fn device(
     Path(serial): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = serial.clone();
-    let (device, pins, commands) = with_store(&state, "device", move |s| {
+    let (device, commands) = with_store(&state, "device", move |s| {
         let device = s
             .device(&key)?
             .ok_or_else(|| ApiError::not_found(format!("unknown device {key:?}")))?;
-        Ok((device, s.escrowed_pins(&key)?, s.commands_for_device(&key)?))
+        Ok((device, s.commands_for_device(&key)?))
     })
     .await?;
-    if !pins.is_empty() {
-        let uuids: Vec<&str> = pins.iter().map(|p| p.command_uuid.as_str()).collect();
-        record_reveal(&state, &serial, &uuids).await?;
-    }
+    let pins = reveal_pins(&state, &serial, "GET /v1/assets/devices/{serial}").await?;
     let mut out = serde_json::to_value(&device).map_err(|e| ApiError::internal(e.to_string()))?;
     out["escrowed_pins"] = json!(pins);
     out["commands"] = json!(commands);
     Ok(Json(out))
 }
 
+/// The device's escrowed DeviceLock PINs, once their reveal is recorded as a
+/// `DeviceLock PIN Revealed` event (`via` says through what); none recorded, none
+/// shown.
+pub async fn reveal_pins(
+    state: &AppState,
+    serial: &str,
+    via: &str,
+) -> Result<Vec<fleetbus_assets::EscrowedPin>, ApiError> {
+    let key = serial.to_owned();
+    let pins = with_store(state, "escrowed pins", move |s| Ok(s.escrowed_pins(&key)?)).await?;
+    if !pins.is_empty() {
+        let uuids: Vec<&str> = pins.iter().map(|p| p.command_uuid.as_str()).collect();
+        record_reveal(state, serial, &uuids, via).await?;
+    }
+    Ok(pins)
+}
+
 /// Puts the `DeviceLock PIN Revealed` event and waits until it is durable.
-async fn record_reveal(state: &AppState, serial: &str, uuids: &[&str]) -> Result<(), ApiError> {
+async fn record_reveal(
+    state: &AppState,
+    serial: &str,
+    uuids: &[&str],
+    via: &str,
+) -> Result<(), ApiError> {
     let envelope = json!({
         "source": REVEAL_SOURCE,
         "detail-type": "DeviceLock PIN Revealed",
@@ -129,7 +148,7 @@ async fn record_reveal(state: &AppState, serial: &str, uuids: &[&str]) -> Result
         "detail": {
             "serial": serial,
             "command_uuids": uuids,
-            "via": "GET /v1/assets/devices/{serial}",
+            "via": via,
         },
     });
     let event = fleetbus_event::Event::from_value(envelope, &state.engine.defaults())

@@ -84,6 +84,12 @@ fn header_token(headers: &HeaderMap, name: &str, tokens: &[Secret]) -> bool {
     matches_one(given, tokens)
 }
 
+/// True when `token` is one of the management API's tokens (`server.api_tokens`):
+/// what the console's login exchanges for a session.
+pub fn is_api_token(state: &AppState, token: &str) -> bool {
+    matches_one(token, &state.config().server.api_tokens)
+}
+
 /// Compares against every token; lengths differ in time only, the contents
 /// compare in constant time.
 fn matches_one(given: &str, tokens: &[Secret]) -> bool {

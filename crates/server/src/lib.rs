@@ -6,7 +6,7 @@
 //! constant time; tokens are never logged. Bodies are bounded; an answer is 2xx only
 //! once the events are durable.
 
-mod archive;
+pub mod archive;
 mod assets;
 mod auth;
 pub mod aws;
@@ -29,6 +29,8 @@ use fleetbus_engine::Engine;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use assets::reveal_pins;
+pub use auth::is_api_token;
 pub use error::ApiError;
 pub use listen::{serve_with, Limits};
 
@@ -90,6 +92,12 @@ impl AppState {
 /// body is read: an unauthenticated caller gets 401 whatever it sends, and never
 /// makes the server buffer a body.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes (the console's) merged in before the body limit
+/// and the error layer, so they are bounded the same way. `extra` has no fallback.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let limit = state.config().server.max_body_bytes as usize;
     // Everything here needs a management API token (`server.api_tokens`).
     let api = Router::new()
@@ -140,6 +148,7 @@ pub fn router(state: AppState) -> Router {
     api.merge(aws)
         .merge(sources)
         .merge(open)
+        .merge(extra)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(
@@ -173,7 +182,8 @@ async fn json_errors(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.contains("json"));
+        // The console's pages answer their own errors as HTML.
+        .is_some_and(|t| t.contains("json") || t.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
@@ -220,6 +230,16 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_router(listener, router(state.clone()), state, shutdown).await
+}
+
+/// [`serve`] with an application built elsewhere (the router with the console).
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let limits = Limits::from_server(&state.config().server);
-    serve_with(listener, router(state), shutdown, limits).await
+    serve_with(listener, app, shutdown, limits).await
 }

@@ -112,7 +112,12 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(handle_signals(state.clone(), shutdown.clone()));
     let source_tasks = fleetbus_server::sources::start(&state, &shutdown);
-    fleetbus_server::serve(listener, state, shutdown.clone())
+    // The API with the web console under /ui/.
+    let app = fleetbus_server::router_with(
+        state.clone(),
+        fleetbus_console::routes(state.clone(), shutdown.clone()),
+    );
+    fleetbus_server::serve_router(listener, app, state, shutdown.clone())
         .await
         .context("serving HTTP")?;
     for task in source_tasks {
