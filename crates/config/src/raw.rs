@@ -104,6 +104,8 @@ pub enum SourceKind {
     Jamf,
     /// Okta event hooks.
     Okta,
+    /// Fleet (fleetdm) automation webhooks: failing policies, vulnerabilities, host status.
+    Fleet,
     /// An AWS EventBridge API destination posting original event envelopes.
     Eventbridge,
     /// Apple's software releases, polled from SOFA or gdmf.apple.com.

@@ -49,7 +49,13 @@ pub(crate) async fn require_source_token(
     }
     let ok = match &source.token_header {
         Some(header) => header_token(request.headers(), header, &source.tokens),
-        None => authorized(request.headers(), &source.tokens),
+        None => {
+            authorized(request.headers(), &source.tokens)
+                // Fleet's webhooks have no authentication setting: the token can
+                // only travel in the URL the admin types.
+                || (source.kind == fleetbus_config::SourceKind::Fleet
+                    && query_token(request.uri().query(), &source.tokens))
+        }
     };
     if ok {
         Ok(next.run(request).await)
@@ -58,6 +64,9 @@ pub(crate) async fn require_source_token(
         // a header of the admin's choice) should not be told "bearer".
         let expected = match &source.token_header {
             Some(header) => format!("the source's token in the {header} header"),
+            None if source.kind == fleetbus_config::SourceKind::Fleet => {
+                "?token=<token> in the URL, or Authorization: Bearer <token>".into()
+            }
             None => "Authorization: Bearer <token>, or Basic with the token as password".into(),
         };
         Err(ApiError::new(
@@ -88,6 +97,14 @@ fn header_token(headers: &HeaderMap, name: &str, tokens: &[Secret]) -> bool {
 /// what the console's login exchanges for a session.
 pub fn is_api_token(state: &AppState, token: &str) -> bool {
     matches_one(token, &state.config().server.api_tokens)
+}
+
+/// True when the query string's `token` parameter is one of `tokens`.
+fn query_token(query: Option<&str>, tokens: &[Secret]) -> bool {
+    let Some(query) = query else { return false };
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "token")
+        .any(|(_, v)| matches_one(&v, tokens))
 }
 
 /// Compares against every token; lengths differ in time only, the contents

@@ -8,6 +8,7 @@ mod backpressure;
 mod console;
 mod delivery;
 mod eventbridge;
+mod fleet;
 mod ingest;
 mod jamf;
 mod lifecycle;

@@ -222,6 +222,9 @@ sources:
     kind: okta
     tokens: ["${{file:source-token}}"]
     token_header: Authorization
+  - name: fleet
+    kind: fleet
+    tokens: ["${{file:source-token}}"]
   - name: aws
     kind: eventbridge
     tokens: ["${{file:source-token}}"]

@@ -85,6 +85,7 @@ pub static SOURCE_KINDS: &[SourceKindSpec] = &[
     kind::<NoFields>(SourceKind::UnifiedLog, "unified-log", true, no_fields),
     kind::<NoFields>(SourceKind::Jamf, "jamf", true, no_fields),
     kind::<NoFields>(SourceKind::Okta, "okta", true, no_fields),
+    kind::<NoFields>(SourceKind::Fleet, "fleet", true, no_fields),
     kind::<NoFields>(SourceKind::Eventbridge, "eventbridge", true, no_fields),
     kind::<os_feed::RawOsFeed>(SourceKind::OsFeed, "os-feed", false, os_feed::validate),
 ];

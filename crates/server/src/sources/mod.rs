@@ -6,6 +6,7 @@
 //! place.
 
 mod eventbridge;
+mod fleet;
 mod generic;
 mod jamf;
 mod mdm;
@@ -142,6 +143,7 @@ pub static KINDS: &[(SourceKind, &dyn Source)] = &[
     (SourceKind::UnifiedLog, &unified_log::UnifiedLog),
     (SourceKind::Jamf, &jamf::Jamf),
     (SourceKind::Okta, &okta::Okta),
+    (SourceKind::Fleet, &fleet::Fleet),
     (SourceKind::Eventbridge, &eventbridge::EventBridge),
     (SourceKind::OsFeed, &os_feed::OsFeedSource),
     (
