@@ -5,9 +5,12 @@
 //! - NanoMDM: `PUT /v1/enqueue/{id,id,...}` with the command plist as body, HTTP Basic
 //!   auth `nanomdm:<API key>`, `?nopush=1` to skip the APNs push. The JSON answer is
 //!   read by [`nanomdm::parse_result`].
-//! - MicroMDM: `POST /v1/commands` with its JSON schema (`udid`, `request_type`,
-//!   `command_uuid` and the command's keys in snake_case), or `POST /v1/commands/{udid}`
-//!   with the raw plist for commands its schema lacks; Basic auth `micromdm:<API key>`.
+//! - MicroMDM: `POST /v1/commands/{udid}` with the raw command plist (what the mdm
+//!   target sends: every command of Apple's catalog, whether MicroMDM's JSON schema
+//!   knows it or not), answered 201 with `{"payload": {"command_uuid", ...}}`; that
+//!   endpoint does not push, so `GET /push/{udid}` follows when pushing. Its JSON
+//!   form, `POST /v1/commands` (`udid`, `request_type`, `command_uuid` and the keys in
+//!   snake_case), is kept for callers that want it. Basic auth `micromdm:<API key>`.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -207,6 +210,18 @@ pub mod micromdm {
         })
     }
 
+    /// `GET /push/{udid}`: an APNs push so the device checks in for what was queued
+    /// (the raw endpoint queues without pushing).
+    pub fn push_request(udid: &str, api_key: &str) -> Result<HttpRequest, MdmError> {
+        check_ids(&[udid])?;
+        Ok(HttpRequest {
+            method: "GET".into(),
+            path: format!("/push/{}", encode_segment(udid)),
+            headers: vec![("Authorization".into(), basic_auth(USER, api_key))],
+            body: Vec::new(),
+        })
+    }
+
     /// MicroMDM's JSON for a command: `udid`, `request_type`, `command_uuid`, then the
     /// command's keys in snake_case (data as base64). Keys inside free-form
     /// dictionaries (`ANY` keys, `<any>` values) are left as they are.
@@ -306,6 +321,36 @@ pub mod micromdm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn micromdm_takes_the_raw_plist_at_the_udid_and_a_push_after() {
+        let command = crate::CommandBuilder::new("DeviceInformation")
+            .command_uuid("0001")
+            .payload(
+                serde_json::json!({"Queries": ["OSVersion"]})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+            .build()
+            .unwrap();
+        let raw = micromdm::raw_enqueue_request(&command, "UDID 1", "k").unwrap();
+        assert_eq!(
+            (raw.method.as_str(), raw.path.as_str()),
+            ("POST", "/v1/commands/UDID%201")
+        );
+        assert_eq!(crate::parse_command(&raw.body).unwrap(), command);
+        let push = micromdm::push_request("UDID-1", "k").unwrap();
+        assert_eq!(
+            (push.method.as_str(), push.path.as_str()),
+            ("GET", "/push/UDID-1")
+        );
+        assert_eq!(
+            push.header("authorization"),
+            Some(basic_auth("micromdm", "k").as_str())
+        );
+        assert!(micromdm::push_request("", "k").is_err());
+    }
     use serde_json::json;
 
     #[test]

@@ -60,75 +60,115 @@ impl FakeNanoMdm {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("micromdm:{MDM_KEY}"))
         );
-        let micro = axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let (m, r, expected) = (m.clone(), mr.clone(), micro_auth.clone());
-            async move {
-                if headers.get("authorization").and_then(|v| v.to_str().ok())
-                    != Some(expected.as_str())
-                {
-                    r.lock().unwrap().push("bad micromdm credentials".into());
-                    return (StatusCode::UNAUTHORIZED, String::new());
-                }
-                let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-                    r.lock().unwrap().push("micromdm body is not JSON".into());
-                    return (StatusCode::BAD_REQUEST, String::new());
-                };
-                let answer = json!({"payload": {"command_uuid": v["command_uuid"], "command": {"request_type": v["request_type"]}}});
-                m.lock().unwrap().push(v);
-                (StatusCode::CREATED, answer.to_string())
-            }
-        });
-        let app = axum::Router::new().route("/v1/commands", micro).route(
-            "/v1/enqueue/{ids}",
-            axum::routing::put(
-                move |axum::extract::Path(ids): axum::extract::Path<String>,
-                      uri: Uri,
-                      headers: HeaderMap,
-                      body: axum::body::Bytes| {
-                    let (c, r, expected, lose) =
-                        (c.clone(), r.clone(), expected.clone(), lose.clone());
-                    async move {
-                        if headers.get("authorization").and_then(|v| v.to_str().ok())
-                            != Some(expected.as_str())
-                        {
-                            r.lock().unwrap().push("bad credentials".into());
-                            return (StatusCode::UNAUTHORIZED, "unauthorized".to_string());
-                        }
-                        let command = match fleetbus_mdm::parse_command(&body) {
-                            Ok(c) => c,
-                            Err(e) => {
-                                r.lock().unwrap().push(e.to_string());
-                                return (StatusCode::BAD_REQUEST, e.to_string());
-                            }
-                        };
-                        let ids: Vec<String> = ids.split(',').map(str::to_owned).collect();
-                        let push = !uri.query().unwrap_or("").contains("nopush=1");
-                        let status: serde_json::Map<String, Value> = ids
-                            .iter()
-                            .map(|id| (id.clone(), json!({"push_result": format!("push-{id}")})))
-                            .collect();
-                        let answer = json!({
-                            "status": status,
-                            "no_push": !push,
-                            "command_uuid": command.command_uuid,
-                            "request_type": command.request_type,
-                        });
-                        c.lock().unwrap().push(Enqueued { ids, command, push });
-                        let lost = lose
-                            .fetch_update(
-                                std::sync::atomic::Ordering::SeqCst,
-                                std::sync::atomic::Ordering::SeqCst,
-                                |n| n.checked_sub(1),
-                            )
-                            .is_ok();
-                        if lost {
-                            return (StatusCode::SERVICE_UNAVAILABLE, "try later".to_string());
-                        }
-                        (StatusCode::OK, answer.to_string())
+        // MicroMDM's raw endpoint: the command plist as body, the UDID in the path,
+        // 201 with the payload; it does not push, `GET /push/{udid}` does.
+        let (p, pr, push_auth) = (micromdm.clone(), refused.clone(), micro_auth.clone());
+        let micro = axum::routing::post(
+            move |axum::extract::Path(udid): axum::extract::Path<String>,
+                  headers: HeaderMap,
+                  body: axum::body::Bytes| {
+                let (m, r, expected) = (m.clone(), mr.clone(), micro_auth.clone());
+                async move {
+                    if headers.get("authorization").and_then(|v| v.to_str().ok())
+                        != Some(expected.as_str())
+                    {
+                        r.lock().unwrap().push("bad micromdm credentials".into());
+                        return (StatusCode::UNAUTHORIZED, String::new());
                     }
-                },
-            ),
+                    let command = match fleetbus_mdm::parse_command(&body) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            r.lock().unwrap().push(format!("micromdm body: {e}"));
+                            return (StatusCode::BAD_REQUEST, String::new());
+                        }
+                    };
+                    let answer = json!({"payload": {"udid": udid, "command_uuid": command.command_uuid, "command": {"request_type": command.request_type}}});
+                    m.lock().unwrap().push(json!({
+                        "udid": udid,
+                        "command_uuid": command.command_uuid,
+                        "request_type": command.request_type,
+                        "command": command.payload_json(),
+                    }));
+                    (StatusCode::CREATED, answer.to_string())
+                }
+            },
         );
+        let push = axum::routing::get(
+            move |axum::extract::Path(udid): axum::extract::Path<String>, headers: HeaderMap| {
+                let (p, r, expected) = (p.clone(), pr.clone(), push_auth.clone());
+                async move {
+                    if headers.get("authorization").and_then(|v| v.to_str().ok())
+                        != Some(expected.as_str())
+                    {
+                        r.lock()
+                            .unwrap()
+                            .push("bad micromdm push credentials".into());
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    p.lock().unwrap().push(json!({"push": udid}));
+                    (
+                        StatusCode::OK,
+                        json!({"status": 0, "id": "apns-1"}).to_string(),
+                    )
+                }
+            },
+        );
+        let app = axum::Router::new()
+            .route("/v1/commands/{udid}", micro)
+            .route("/push/{udid}", push)
+            .route(
+                "/v1/enqueue/{ids}",
+                axum::routing::put(
+                    move |axum::extract::Path(ids): axum::extract::Path<String>,
+                          uri: Uri,
+                          headers: HeaderMap,
+                          body: axum::body::Bytes| {
+                        let (c, r, expected, lose) =
+                            (c.clone(), r.clone(), expected.clone(), lose.clone());
+                        async move {
+                            if headers.get("authorization").and_then(|v| v.to_str().ok())
+                                != Some(expected.as_str())
+                            {
+                                r.lock().unwrap().push("bad credentials".into());
+                                return (StatusCode::UNAUTHORIZED, "unauthorized".to_string());
+                            }
+                            let command = match fleetbus_mdm::parse_command(&body) {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    r.lock().unwrap().push(e.to_string());
+                                    return (StatusCode::BAD_REQUEST, e.to_string());
+                                }
+                            };
+                            let ids: Vec<String> = ids.split(',').map(str::to_owned).collect();
+                            let push = !uri.query().unwrap_or("").contains("nopush=1");
+                            let status: serde_json::Map<String, Value> = ids
+                                .iter()
+                                .map(|id| {
+                                    (id.clone(), json!({"push_result": format!("push-{id}")}))
+                                })
+                                .collect();
+                            let answer = json!({
+                                "status": status,
+                                "no_push": !push,
+                                "command_uuid": command.command_uuid,
+                                "request_type": command.request_type,
+                            });
+                            c.lock().unwrap().push(Enqueued { ids, command, push });
+                            let lost = lose
+                                .fetch_update(
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    |n| n.checked_sub(1),
+                                )
+                                .is_ok();
+                            if lost {
+                                return (StatusCode::SERVICE_UNAVAILABLE, "try later".to_string());
+                            }
+                            (StatusCode::OK, answer.to_string())
+                        }
+                    },
+                ),
+            );
         rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
         FakeNanoMdm {
             url,
@@ -837,10 +877,15 @@ fn micromdm_in_and_out_with_basic_auth_webhooks() {
     wait_for("the MicroMDM command", Duration::from_secs(20), || {
         !mdm.micromdm.lock().unwrap().is_empty()
     });
+    // Through the raw plist endpoint, in Apple's own key names, then a push.
     let sent = mdm.micromdm.lock().unwrap()[0].clone();
     assert_eq!(sent["udid"], UDID_1);
     assert_eq!(sent["request_type"], "DeviceInformation");
-    assert_eq!(sent["queries"], json!(["Model", "OSVersion"]));
+    assert_eq!(sent["command"]["Queries"], json!(["Model", "OSVersion"]));
+    wait_for("the MicroMDM push", Duration::from_secs(20), || {
+        mdm.micromdm.lock().unwrap().len() == 2
+    });
+    assert_eq!(mdm.micromdm.lock().unwrap()[1], json!({"push": UDID_1}));
     let uuid = sent["command_uuid"].as_str().unwrap().to_owned();
     let answer = "<key>QueryResponses</key><dict><key>Model</key><string>Mac14,7</string><key>OSVersion</key><string>14.5</string></dict>";
     webhook_to(
@@ -873,8 +918,8 @@ fn micromdm_in_and_out_with_basic_auth_webhooks() {
     );
     assert_eq!(
         mdm.micromdm.lock().unwrap().len(),
-        1,
-        "one enrollment, one command"
+        2,
+        "one enrollment, one command and its push"
     );
     server.stop();
 }

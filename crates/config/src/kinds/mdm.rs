@@ -23,7 +23,8 @@ pub(crate) struct RawMdm {
     url: Option<String>,
     /// The server's API key (a secret reference).
     api_key: Option<String>,
-    /// Send an APNs push after enqueueing (default true; NanoMDM only).
+    /// Send an APNs push after enqueueing (default true): NanoMDM without
+    /// `?nopush=1`, MicroMDM with `GET /push/{udid}` after the raw enqueue.
     push: Option<bool>,
     /// The `Command` dictionary with its `RequestType`, checked against Apple's
     /// schema; string values may hold `<name>` placeholders.

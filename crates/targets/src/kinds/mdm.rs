@@ -244,11 +244,24 @@ impl MdmTargetImpl {
             MdmServer::NanoMdm => {
                 enqueue::nanomdm::enqueue_request(&command, &[&device.udid], key, self.spec.push)
             }
-            MdmServer::MicroMdm => enqueue::micromdm::enqueue_request(&command, &device.udid, key),
+            // The raw plist endpoint: any command of Apple's catalog, not only those
+            // MicroMDM's JSON schema knows.
+            MdmServer::MicroMdm => {
+                enqueue::micromdm::raw_enqueue_request(&command, &device.udid, key)
+            }
         }
         .map_err(|e| DeliveryError::Permanent(format!("enqueue request: {e}")))?;
         let answer = self.call(request).await?;
         let mut warnings = Vec::new();
+        if self.spec.server == MdmServer::MicroMdm && self.spec.push {
+            // The command is queued; a failed push only delays it to the device's
+            // next check-in, so it is a warning, not a failed delivery.
+            let push = enqueue::micromdm::push_request(&device.udid, key)
+                .map_err(|e| DeliveryError::Permanent(format!("push request: {e}")))?;
+            if let Err(e) = self.call(push).await {
+                warnings.push(format!("push: {e}"));
+            }
+        }
         if self.spec.server == MdmServer::NanoMdm {
             if let Ok(result) = enqueue::nanomdm::parse_result(&answer) {
                 // A push error still leaves the command queued for the next check-in.
