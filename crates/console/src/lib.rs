@@ -59,6 +59,7 @@ pub fn routes(app: AppState, shutdown: CancellationToken) -> Router<AppState> {
         .route("/ui/", get(pages::overview::page))
         .route("/ui/events", get(pages::events::search))
         .route("/ui/events/{id}", get(pages::events::event))
+        .route("/ui/events/{id}/attachment", get(pages::events::attachment))
         .route("/ui/tail", get(pages::tail::page))
         .route("/ui/tail/stream", get(pages::tail::stream))
         .route("/ui/search", get(pages::assets::search))

@@ -11,4 +11,4 @@ mod meta;
 pub use cloudevents::{from_cloudevent, from_cloudevent_binary, to_cloudevent};
 pub use envelope::{new_id, Defaults, Event, MAX_EVENT_BYTES};
 pub use error::EventError;
-pub use meta::{Meta, StoredEvent};
+pub use meta::{AttachmentInfo, Meta, StoredEvent};

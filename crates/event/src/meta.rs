@@ -26,6 +26,20 @@ pub struct Meta {
     /// root), when a target or the engine emitted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_id: Option<String>,
+    /// When part of the event was too large for it and is kept beside it
+    /// (claim-check): what that part is and how large.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentInfo>,
+}
+
+/// What a claim-check moved out of an event (its whole is read through the
+/// archive's attachment of the event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    /// The part of `detail` it holds in full (`detail.command`), as a path.
+    pub part: String,
+    pub content_type: String,
+    pub bytes: u64,
 }
 
 impl Meta {
@@ -38,6 +52,7 @@ impl Meta {
             causation_id: None,
             hop: 0,
             root_id: None,
+            attachment: None,
         }
     }
 
@@ -54,6 +69,7 @@ impl Meta {
             causation_id: Some(cause.event.id.clone()),
             hop: cause.meta.hop.saturating_add(1),
             root_id: Some(cause.chain_root().to_owned()),
+            attachment: None,
         }
     }
 }

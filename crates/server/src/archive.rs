@@ -67,6 +67,23 @@ pub async fn trace(
     }
 }
 
+/// `GET /v1/events/{id}/attachment`: the part of an event kept beside it
+/// (claim-check), with its content type; 404 when the event has none.
+pub async fn attachment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    match state.engine.attachment(id.clone()).await? {
+        Some(a) => {
+            Ok(([(axum::http::header::CONTENT_TYPE, a.content_type)], a.body).into_response())
+        }
+        None => Err(ApiError::not_found(format!(
+            "event {id:?} has no attachment (or is not in the archive)"
+        ))),
+    }
+}
+
 /// The parameters `GET /v1/stats/counts` takes.
 const COUNT_PARAMS: &[&str] = &["group_by", "bucket", "since", "until", "pattern"];
 

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use fleetbus_engine::store::Attachment;
 use fleetbus_engine::{Engine, PutError, PutOutcome};
 use fleetbus_event::{Event, EventError, Meta, MAX_EVENT_BYTES};
 use serde_json::{json, Map, Value};
@@ -14,7 +15,7 @@ use crate::{sources, AppState};
 use fleetbus_telemetry::{IngestEntriesFailed, InternalEvent};
 
 /// One entry's result before the engine sees it.
-type Prepared = Result<(Event, Meta), (&'static str, String)>;
+type Prepared = Result<(Event, Meta, Option<Attachment>), (&'static str, String)>;
 
 /// Most entries (events) one request may carry; a larger batch is refused whole, to
 /// be split by the sender, so no single request can hold the writer or the backlog.
@@ -46,7 +47,7 @@ async fn answer(state: &AppState, entries: Vec<Prepared>) -> Result<Json<Value>,
     let results = if batch.is_empty() {
         Vec::new()
     } else {
-        state.engine.put(batch).await?
+        state.engine.put_attached(batch).await?
     };
     let mut results = results.into_iter();
     let mut failed = 0;
@@ -204,7 +205,7 @@ fn put_events_entry(entry: Value, defaults: &fleetbus_event::Defaults) -> Prepar
         return Err(("MalformedDetail", "Detail: is required".into()));
     }
     match Event::from_value(Value::Object(envelope), defaults) {
-        Ok(event) => Ok((event, Meta::ingested(bus, "api"))),
+        Ok(event) => Ok((event, Meta::ingested(bus, "api"), None)),
         Err(e) => bad(aws_field_names(&e)),
     }
 }
@@ -256,7 +257,7 @@ pub async fn bus_events(
     let meta = || Meta::ingested(bus.clone(), "api");
     let one = |r: Result<Event, EventError>| -> Result<Prepared, ApiError> {
         match r {
-            Ok(e) => Ok(Ok((e, meta()))),
+            Ok(e) => Ok(Ok((e, meta(), None))),
             Err(e @ EventError::TooLarge { .. }) => Err(e.into()),
             Err(e) => Ok(Err(("InvalidArgument", e.to_string()))),
         }
@@ -273,7 +274,7 @@ pub async fn bus_events(
         match r {
             Err(e @ EventError::TooLarge { .. }) => return Err(e.into()),
             Err(e) => return Err(ApiError::bad_request(e.to_string())),
-            Ok(e) => vec![Ok((e, meta()))],
+            Ok(e) => vec![Ok((e, meta(), None))],
         }
     } else {
         let values = parse_values(&body)?;

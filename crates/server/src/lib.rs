@@ -111,6 +111,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/v1/dlq/redrive", post(manage::dlq_redrive))
         .route("/v1/events/{id}", get(manage::event))
         .route("/v1/events/{id}/trace", get(archive::trace))
+        .route("/v1/events/{id}/attachment", get(archive::attachment))
         .route("/v1/stats/counts", get(archive::counts))
         .route("/v1/timeline", get(manage::timeline))
         .route("/v1/assets/devices", get(assets::list_devices))

@@ -17,8 +17,8 @@
 use std::sync::Arc;
 
 use fleetbus_engine::store::{
-    Appended, EventQuery, JobUpdate, Millis, NewEvent, PruneCursor, Store, StoreOptions,
-    FIRST_FENCE,
+    Appended, Attachment, EventQuery, JobUpdate, Millis, NewEvent, PruneCursor, Store,
+    StoreOptions, FIRST_FENCE,
 };
 use fleetbus_event::{Event, Meta, StoredEvent};
 use time::OffsetDateTime;
@@ -53,6 +53,7 @@ fn new_event(source: &str, id: &str, at: Millis, resources: &[&str], targets: &[
         causation_id: None,
         hop: 0,
         root_id: None,
+        attachment: None,
     };
     let json = event.to_json();
     let jobs = targets
@@ -706,6 +707,55 @@ pub async fn effects_are_the_events_an_event_caused(store: &dyn Store) {
     assert!(store.effects("nope".into(), 10).await.unwrap().is_empty());
 }
 
+/// An attachment is stored with its event and read by the event's id; a duplicate's
+/// attachment is not stored; pruning the event removes its attachment.
+pub async fn attachments_live_and_go_with_their_event(store: &dyn Store) {
+    let attached = |id: &str, at: Millis, body: &[u8]| {
+        let mut e = new_event("s", id, at, &["device/A"], &[]);
+        e.attachment = Some(std::sync::Arc::new(Attachment {
+            content_type: "application/json".into(),
+            body: body.to_vec(),
+        }));
+        e
+    };
+    let plain = new_event("s", "plain", T0, &[], &[]);
+    let answers = append(
+        store,
+        vec![attached("big", T0, b"{\"apps\":[1,2,3]}"), plain],
+        T0,
+    )
+    .await;
+    assert!(matches!(answers[0], Appended::Stored { .. }));
+    let got = store
+        .attachment("big".into())
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(got.content_type, "application/json");
+    assert_eq!(got.body, b"{\"apps\":[1,2,3]}");
+    assert_eq!(store.attachment("plain".into()).await.unwrap(), None);
+    assert_eq!(store.attachment("nothing".into()).await.unwrap(), None);
+    // A duplicate within the window adds nothing, its attachment neither.
+    let again = append(store, vec![attached("big", T0 + 1, b"other")], T0 + 1).await;
+    assert_eq!(again, [Appended::Duplicate]);
+    let got = store.attachment("big".into()).await.unwrap().unwrap();
+    assert_eq!(got.body, b"{\"apps\":[1,2,3]}");
+    // Pruned with its event.
+    let mut cursor = PruneCursor::default();
+    loop {
+        let (p, next) = store
+            .prune(T0 + MINUTE, T0 + MINUTE, 100, cursor)
+            .await
+            .unwrap();
+        cursor = next;
+        if !p.more {
+            break;
+        }
+    }
+    assert!(store.event("big".into()).await.unwrap().is_none());
+    assert_eq!(store.attachment("big".into()).await.unwrap(), None);
+}
+
 /// One `#[tokio::test]` per behaviour of the suite, for a backend opened by
 /// `$open`: a closure taking the [`OPTIONS`] and returning `(Box<dyn Store>, guard)`.
 #[macro_export]
@@ -723,7 +773,8 @@ macro_rules! store_conformance {
             pruning_keeps_what_is_still_owed,
             leadership_has_one_holder_until_its_hold_runs_out,
             queries_page_without_skips_or_repeats_under_concurrent_appends,
-            effects_are_the_events_an_event_caused
+            effects_are_the_events_an_event_caused,
+            attachments_live_and_go_with_their_event
         );
     };
     (@cases $open:expr; $($case:ident),*) => {

@@ -31,6 +31,12 @@ enum Command {
         /// The event id.
         id: String,
     },
+    /// The part of an event kept beside it because it was too large for the event
+    /// (an MDM command's full answer), on stdout.
+    Attachment {
+        /// The event id.
+        id: String,
+    },
 }
 
 /// Which archived events: the API's filters.
@@ -249,6 +255,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             match args.server.output {
                 Output::Text => print!("{}", render_trace(&trace)),
                 _ => println!("{trace}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Attachment { id } => {
+            let body = api.get(&format!("/v1/events/{}/attachment", encode(&id)))?;
+            match (&body, args.server.output) {
+                (Value::String(text), _) => println!("{text}"),
+                (_, Output::Text) => println!("{}", serde_json::to_string_pretty(&body)?),
+                _ => println!("{body}"),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1117,3 +1117,128 @@ fn idle_polls_stay_off_the_timeline_unless_asked_for() {
     assert_eq!(loud[0]["event"]["detail"]["action"], "idle");
     server.stop();
 }
+
+#[test]
+fn a_command_answer_too_large_for_an_event_is_kept_beside_it_and_completes_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let rules = r#"
+  - name: apps-on-enroll
+    event_pattern:
+      source: [mdm.nanomdm]
+      detail: {action: [enroll]}
+    targets:
+      - id: ask
+        kind: mdm
+        server: nanomdm
+        url: {mdm}
+        api_key: ${file:mdm-key}
+        devices: {udid: $.detail.device.udid}
+        mdm_command: {RequestType: InstalledApplicationList}
+"#;
+    setup(dir.path(), rules, &mdm, "serial\n");
+    let server = Server::start(dir.path());
+    webhook(&server, &authenticate(UDID_1, SERIAL_1));
+    webhook(&server, &first_token_update(UDID_1));
+    wait_for(
+        "the InstalledApplicationList command",
+        Duration::from_secs(20),
+        || !mdm.calls.lock().unwrap().is_empty(),
+    );
+    let uuid = mdm.calls.lock().unwrap()[0].command.command_uuid.clone();
+    // A Mac with 3,000 apps answers with far more than an event may hold (256 KiB).
+    let apps: String = (0..3000)
+        .map(|i| {
+            format!(
+                "<dict><key>Identifier</key><string>com.example.app{i:04}</string>\
+                 <key>Name</key><string>Example App {i:04}</string>\
+                 <key>ShortVersion</key><string>1.{i}</string><key>Version</key><string>{i}</string>\
+                 <key>BundleSize</key><integer>{}</integer><key>Installing</key><false/></dict>",
+                1_000_000 + i
+            )
+        })
+        .collect();
+    let answer = format!("<key>InstalledApplicationList</key><array>{apps}</array>");
+    let body = acknowledge(UDID_1, &uuid, "Acknowledged", &answer);
+    assert!(
+        body.to_string().len() > 256 * 1024,
+        "the answer is over the event limit"
+    );
+    webhook(&server, &body);
+
+    // The ledger entry is complete.
+    let (status, ledger) = server.get(&format!("/v1/mdm/commands/{uuid}"));
+    assert_eq!(status, 200, "{ledger}");
+    assert_eq!(ledger["status"], "Acknowledged", "{ledger}");
+    // The result event is on the timeline with a summary and says what it keeps aside.
+    let events = timeline(&server, &format!("device/{SERIAL_1}"));
+    let results = with_type(&events, "MDM Command Result");
+    assert_eq!(results.len(), 1, "{events:#?}");
+    let result = results[0];
+    let command = &result["event"]["detail"]["command"];
+    assert_eq!(command["request_type"], "InstalledApplicationList");
+    assert_eq!(command["status"], "Acknowledged");
+    assert_eq!(
+        command["attached"]["summary"]["response"]["InstalledApplicationList"],
+        json!({"items": 3000}),
+        "{command}"
+    );
+    assert!(command.get("response").is_none());
+    assert_eq!(result["meta"]["attachment"]["part"], "detail.command");
+    assert_eq!(
+        result["meta"]["attachment"]["content_type"],
+        "application/json"
+    );
+    // The whole answer, through the API and the CLI.
+    let id = result["event"]["id"].as_str().unwrap();
+    let (status, full) = server.get(&format!("/v1/events/{id}/attachment"));
+    assert_eq!(status, 200, "{full}");
+    let list = full["response"]["InstalledApplicationList"]
+        .as_array()
+        .unwrap();
+    assert_eq!(list.len(), 3000);
+    assert_eq!(list[2999]["Identifier"], "com.example.app2999");
+    assert_eq!(full["command_uuid"], uuid.as_str());
+    let printed = cli(
+        dir.path(),
+        &server,
+        &["events", "attachment", id, "--output", "json"],
+    );
+    let printed: Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(printed, full);
+    // The console links it from the event's page and shows it whole.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let login = agent
+        .post(format!("{}/ui/login", server.base))
+        .send_form([("token", TOKEN)])
+        .unwrap();
+    let cookie = login.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = |path: String| {
+        agent
+            .get(format!("{}{path}", server.base))
+            .header("Cookie", &cookie)
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    };
+    assert!(page(format!("/ui/events/{id}")).contains("show the attachment"));
+    assert!(page(format!("/ui/events/{id}/attachment")).contains("com.example.app2999"));
+    // An event without one is a 404 that says so.
+    let enroll = with_type(&events, "MDM Check-in")[0]["event"]["id"]
+        .as_str()
+        .unwrap();
+    let (status, answer) = server.get(&format!("/v1/events/{enroll}/attachment"));
+    assert_eq!(status, 404, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("has no attachment"));
+    server.stop();
+}

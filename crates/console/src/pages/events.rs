@@ -115,6 +115,12 @@ pub async fn event(
             div {
                 h2 { "Metadata" }
                 (layout::json(&meta))
+                @if let Some(a) = &stored.meta.attachment {
+                    p #attachment {
+                        "Its " code { (a.part) } " is kept whole beside it (" (a.bytes) " bytes): "
+                        a href={ "/ui/events/" (layout::encode(&stored.event.id)) "/attachment" } { "show the attachment" }
+                    }
+                }
                 p { a href={ "/ui/sandbox?event=" (layout::encode(&stored.event.id)) } { "Try rules on this event in the sandbox" } }
             }
         }
@@ -154,6 +160,29 @@ pub async fn event(
         &csrf,
         body,
     ))
+}
+
+/// `GET /ui/events/{id}/attachment`: the part kept beside the event, pretty when
+/// it is JSON.
+pub async fn attachment(
+    State(console): State<Console>,
+    Extension(csrf): Extension<Csrf>,
+    Path(id): Path<String>,
+) -> Result<Markup, PageError> {
+    let Some(a) = console.app.engine.attachment(id.clone()).await? else {
+        return Err(PageError::not_found(format!(
+            "event {id:?} has no attachment (or is not in the archive)"
+        )));
+    };
+    let text = match serde_json::from_slice::<serde_json::Value>(&a.body) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(&a.body).into_owned(),
+    };
+    let body = html! {
+        p { "Kept beside " (layout::event_link(&id)) " (" (a.content_type) ", " (a.body.len()) " bytes)." }
+        pre.json #attachment-body { (text) }
+    };
+    Ok(layout::page("Attachment", "/ui/events", &csrf, body))
 }
 
 /// The matcher's explanation of rule `name`'s pattern against `e`.

@@ -13,7 +13,7 @@ use fleetbus_telemetry::{
 };
 
 use crate::rules::RuleSet;
-use crate::store::{now_ms, Appended, Job, NewEvent, FIRST_FENCE};
+use crate::store::{now_ms, Appended, Attachment, Job, NewEvent, FIRST_FENCE};
 use crate::{EngineError, PutError};
 
 impl Engine {
@@ -37,14 +37,24 @@ impl Engine {
         &self,
         events: Vec<(Event, Meta)>,
     ) -> Result<Vec<Result<PutOutcome, PutError>>, EngineError> {
+        self.put_attached(events.into_iter().map(|(e, m)| (e, m, None)).collect())
+            .await
+    }
+
+    /// [`Engine::put`], each event with the attachment kept beside it, if any
+    /// (a claim-check: see [`crate::store::Attachment`]).
+    pub async fn put_attached(
+        &self,
+        events: Vec<(Event, Meta, Option<Attachment>)>,
+    ) -> Result<Vec<Result<PutOutcome, PutError>>, EngineError> {
         self.put_inner(events, true).await
     }
 
-    /// [`Engine::put`], with or without a backlog reservation (events the engine
-    /// derives are not refused: their cause was accepted already).
+    /// [`Engine::put_attached`], with or without a backlog reservation (events the
+    /// engine derives are not refused: their cause was accepted already).
     pub(super) async fn put_inner(
         &self,
-        events: Vec<(Event, Meta)>,
+        events: Vec<(Event, Meta, Option<Attachment>)>,
         reserve: bool,
     ) -> Result<Vec<Result<PutOutcome, PutError>>, EngineError> {
         if self.is_shutting_down() {
@@ -55,9 +65,10 @@ impl Engine {
             Vec::with_capacity(events.len());
         let mut batch = Vec::new();
         let mut ids = Vec::new();
-        for (event, meta) in events {
+        for (event, meta, attachment) in events {
             match self.prepare(&rules, event, meta) {
-                Ok(new) => {
+                Ok(mut new) => {
+                    new.attachment = attachment.map(std::sync::Arc::new);
                     ids.push(answers.len());
                     answers.push(None);
                     batch.push(new);
@@ -300,7 +311,7 @@ impl Engine {
     /// there is no caller to answer.
     pub(super) async fn put_derived(&self, event: Event, meta: Meta) {
         let id = event.id.clone();
-        match self.put_inner(vec![(event, meta)], false).await {
+        match self.put_inner(vec![(event, meta, None)], false).await {
             Ok(answers) => match answers.into_iter().next() {
                 // The loop guards log once per chain themselves.
                 Some(Err(PutError::HopLimit { .. } | PutError::ChainBudget { .. })) => {}

@@ -260,6 +260,14 @@ impl Engine {
         Ok(self.inner.store.event(id).await?)
     }
 
+    /// The attachment kept beside the event `id` (claim-check), if it has one.
+    pub async fn attachment(
+        &self,
+        id: String,
+    ) -> Result<Option<crate::store::Attachment>, EngineError> {
+        Ok(self.inner.store.attachment(id).await?)
+    }
+
     pub async fn timeline(
         &self,
         resource: String,

@@ -79,6 +79,18 @@ pub struct NewEvent {
     pub jobs: Vec<(String, String)>,
     /// Rules whose `exempt` pattern suppressed them for this event.
     pub suppressed: Vec<String>,
+    /// A large part kept beside the event (claim-check), stored with it in the same
+    /// transaction, or not at all when the event is a duplicate.
+    pub attachment: Option<Arc<Attachment>>,
+}
+
+/// What a claim-check keeps beside an event: a part too large for the event
+/// itself (the full answer to an MDM command), read with [`Archive::attachment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its MIME type (`application/json`, `application/x-plist`).
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 impl NewEvent {
@@ -96,6 +108,7 @@ impl NewEvent {
             body,
             jobs,
             suppressed,
+            attachment: None,
         })
     }
 }
@@ -320,6 +333,10 @@ pub trait Archive: Send + Sync {
     /// The events `id` caused directly (whose `meta.causation_id` is `id`),
     /// oldest first, at most `limit`.
     fn effects(&self, id: String, limit: usize) -> StoreFuture<'_, Vec<StoredEvent>>;
+
+    /// The attachment kept beside the latest event with `id`, if it has one. It
+    /// is pruned with its event.
+    fn attachment(&self, id: String) -> StoreFuture<'_, Option<Attachment>>;
 }
 
 /// The dead-letter queue.

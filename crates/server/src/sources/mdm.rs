@@ -8,13 +8,21 @@
 //! request type, the rule and target that sent it, and a causation link to the event
 //! that triggered the command (one hop further, so result -> command loops stop at
 //! the hop limit).
+//!
+//! A command answer too large for an event (an InstalledApplicationList of
+//! thousands of apps) is kept beside it (claim-check): the event's
+//! `detail.command` keeps its status, ids and a summary of each large part
+//! (`attached`), `meta.attachment` says what was moved, and the whole of
+//! `detail.command` is the event's attachment (`GET /v1/events/{id}/attachment`).
+//! The ledger entry completes either way.
 
 use fleetbus_assets::AssetStore;
-use fleetbus_event::{Event, Meta};
+use fleetbus_engine::store::Attachment;
+use fleetbus_event::{AttachmentInfo, Defaults, Event, EventError, Meta};
 use fleetbus_mdm::webhook::WebhookEvent;
 use fleetbus_mdm::MdmServer;
 use fleetbus_telemetry::{InternalEvent, MdmWebhookEvent};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
 use super::SourceError;
@@ -42,7 +50,7 @@ async fn process(
     body: &[u8],
     source: &fleetbus_config::Source,
     ingest: &str,
-) -> Result<Vec<(Event, Meta)>, SourceError> {
+) -> Result<super::Events, SourceError> {
     let bus = source.bus.as_str();
     let mut parsed = server
         .parse_webhook(body)
@@ -87,8 +95,12 @@ async fn process(
             // The sender's id makes a re-sent webhook a duplicate within the window.
             envelope["id"] = json!(id);
         }
-        let event = Event::from_value(envelope, &defaults)?;
+        let (event, attachment) = fit(envelope, &defaults)?;
         let mut meta = Meta::ingested(bus.to_owned(), ingest.to_owned());
+        let attachment = attachment.map(|(a, info)| {
+            meta.attachment = Some(info);
+            a
+        });
         if let Some(cause_id) = cause {
             let hop = match state.engine.event(cause_id.clone()).await {
                 Ok(Some(c)) => c.meta.hop + 1,
@@ -97,9 +109,69 @@ async fn process(
             meta.causation_id = Some(cause_id);
             meta.hop = hop;
         }
-        out.push((event, meta));
+        out.push((event, meta, attachment));
     }
     Ok(out)
+}
+
+/// The event of `envelope`; when it is over the size limit, `detail.command` moves
+/// whole into an attachment and the event keeps the command's status and ids with
+/// a summary of its answer, so the result is still an event (and its ledger entry
+/// complete). An event still too large after that is refused.
+fn fit(
+    mut envelope: Value,
+    defaults: &Defaults,
+) -> Result<(Event, Option<(Attachment, AttachmentInfo)>), SourceError> {
+    match Event::from_value(envelope.clone(), defaults) {
+        Err(EventError::TooLarge { .. }) => {}
+        other => return Ok((other?, None)),
+    }
+    let Some(command) = envelope
+        .pointer_mut("/detail/command")
+        .and_then(Value::as_object_mut)
+    else {
+        return Err(Event::from_value(envelope, defaults)
+            .err()
+            .map(SourceError::from)
+            .unwrap_or_else(|| SourceError::Invalid("event too large".into())));
+    };
+    let body = serde_json::to_vec(&*command).map_err(|e| SourceError::Invalid(e.to_string()))?;
+    let mut summary = Map::new();
+    for key in ["response", "query_responses"] {
+        if let Some(v) = command.remove(key) {
+            summary.insert(key.into(), summarize(&v));
+        }
+    }
+    command.insert(
+        "attached".into(),
+        json!({"bytes": body.len(), "summary": summary}),
+    );
+    let event = Event::from_value(envelope, defaults)?;
+    let info = AttachmentInfo {
+        part: "detail.command".into(),
+        content_type: "application/json".into(),
+        bytes: body.len() as u64,
+    };
+    let attachment = Attachment {
+        content_type: info.content_type.clone(),
+        body,
+    };
+    Ok((event, Some((attachment, info))))
+}
+
+/// A small stand-in for a large answer: per key, short scalars as they are, lists
+/// by their length, dictionaries by their keys' count.
+fn summarize(v: &Value) -> Value {
+    let leaf = |v: &Value| match v {
+        Value::Array(items) => json!({"items": items.len()}),
+        Value::Object(m) => json!({"keys": m.len()}),
+        Value::String(s) if s.len() > 256 => json!({"chars": s.len()}),
+        other => other.clone(),
+    };
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), leaf(v))).collect()),
+        other => leaf(other),
+    }
 }
 
 /// Fills the serial from the UDID mapping (and records the mapping), adds the

@@ -19,6 +19,7 @@ use std::pin::Pin;
 
 use axum::http::HeaderMap;
 use fleetbus_config::SourceKind;
+use fleetbus_engine::store::Attachment;
 use fleetbus_event::{Event, EventError, Meta};
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +34,9 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-/// The events one request makes, each with its metadata.
-pub type Events = Vec<(Event, Meta)>;
+/// The events one request makes, each with its metadata and, where a part was too
+/// large for the event, the attachment kept beside it (claim-check).
+pub type Events = Vec<(Event, Meta, Option<Attachment>)>;
 /// The future of [`Source::handle`].
 pub type HandleFuture<'a> = Pin<Box<dyn Future<Output = Result<Events, SourceError>> + Send + 'a>>;
 /// A source's task (see [`Source::run`]).
@@ -203,7 +205,7 @@ fn ingested(source: &fleetbus_config::Source, events: Vec<Event>) -> Events {
     let ingest = format!("source/{}", source.name);
     events
         .into_iter()
-        .map(|e| (e, Meta::ingested(source.bus.clone(), ingest.clone())))
+        .map(|e| (e, Meta::ingested(source.bus.clone(), ingest.clone()), None))
         .collect()
 }
 

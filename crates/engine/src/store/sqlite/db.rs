@@ -77,6 +77,11 @@ CREATE TABLE IF NOT EXISTS causes (
     PRIMARY KEY (cause, seq)
 ) WITHOUT ROWID;
 DROP INDEX IF EXISTS causes_seq;
+CREATE TABLE IF NOT EXISTS attachments (
+    event_seq INTEGER PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    body BLOB NOT NULL
+);
 ";
 
 /// Per connection: WAL with an fsync per commit (FULL) is the durability promise;
@@ -330,6 +335,9 @@ impl Db {
             // writes nothing here.
             let mut cause =
                 tx.prepare_cached("INSERT OR IGNORE INTO causes (cause, seq) VALUES (?1, ?2)")?;
+            let mut attach = tx.prepare_cached(
+                "INSERT INTO attachments (event_seq, content_type, body) VALUES (?1, ?2, ?3)",
+            )?;
             for new in events {
                 let e = &new.stored.event;
                 let received =
@@ -355,6 +363,9 @@ impl Db {
                 }
                 if let Some(c) = &new.stored.meta.causation_id {
                     cause.execute(params![c, seq])?;
+                }
+                if let Some(a) = &new.attachment {
+                    attach.execute(params![seq, a.content_type, a.body])?;
                 }
                 let mut job_ids = Vec::with_capacity(new.jobs.len());
                 for (rule, target) in &new.jobs {
@@ -675,12 +686,14 @@ impl Db {
             // is younger than its cause, so its own link went with the cause.
             let mut cause = tx.prepare_cached("DELETE FROM causes WHERE cause = ?1")?;
             let mut ev = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+            let mut attach = tx.prepare_cached("DELETE FROM attachments WHERE event_seq = ?1")?;
             for (seq, _, id) in examined
                 .iter()
                 .filter(|(s, _, _)| !self.protected.contains(s))
             {
                 res.execute([seq])?;
                 sup.execute([seq])?;
+                attach.execute([seq])?;
                 cause.execute([id])?;
                 ev.execute([seq])?;
                 events += 1;

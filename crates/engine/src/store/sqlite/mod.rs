@@ -20,9 +20,9 @@ use fleetbus_event::StoredEvent;
 use self::db::Db;
 use self::writer::Writer;
 use crate::store::{
-    now_ms, Appended, Archive, Completed, Counts, DeadLetters, DlqEntry, EventLog, EventPage,
-    EventQuery, Job, JobQueue, JobUpdate, Leadership, Maintenance, Millis, NewEvent, PruneCursor,
-    Pruned, StoreError, StoreFuture, StoreOptions,
+    now_ms, Appended, Archive, Attachment, Completed, Counts, DeadLetters, DlqEntry, EventLog,
+    EventPage, EventQuery, Job, JobQueue, JobUpdate, Leadership, Maintenance, Millis, NewEvent,
+    PruneCursor, Pruned, StoreError, StoreFuture, StoreOptions,
 };
 
 /// The SQLite store: a handle to its writer thread.
@@ -178,6 +178,10 @@ impl Archive for SqliteStore {
             self.readers
                 .run(move |conn| read::effects(conn, &id, limit)),
         )
+    }
+
+    fn attachment(&self, id: String) -> StoreFuture<'_, Option<Attachment>> {
+        Box::pin(self.readers.run(move |conn| read::attachment(conn, &id)))
     }
 }
 

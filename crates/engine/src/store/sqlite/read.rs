@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Semaphore;
 
 use super::db::Db;
-use crate::store::{EventPage, EventQuery, Millis, StoreError};
+use crate::store::{Attachment, EventPage, EventQuery, Millis, StoreError};
 use fleetbus_event::StoredEvent;
 
 /// Read connections at most (and queries at once).
@@ -190,4 +190,20 @@ pub(super) fn effects(
         "SELECT e.seq, e.body FROM causes c JOIN events e ON e.seq = c.seq WHERE c.cause = ?1 ORDER BY c.seq LIMIT ?2",
     )?;
     Db::collect_events(&mut stmt, params![id, limit as i64])
+}
+
+/// The attachment of the latest event with `id`.
+pub(super) fn attachment(conn: &Connection, id: &str) -> Result<Option<Attachment>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.content_type, a.body FROM attachments a
+         WHERE a.event_seq = (SELECT seq FROM events WHERE id = ?1 ORDER BY seq DESC LIMIT 1)",
+    )?;
+    Ok(stmt
+        .query_row([id], |r| {
+            Ok(Attachment {
+                content_type: r.get(0)?,
+                body: r.get(1)?,
+            })
+        })
+        .optional()?)
 }
