@@ -234,3 +234,37 @@ fn jamf_refuses_unknown_events_wrong_shapes_and_wrong_credentials() {
     );
     server.stop();
 }
+
+/// Every documented `webhookEvent`, one fixture file each in the shape Jamf documents
+/// (`crates/server/tests/fixtures/jamf/`), through the binary: each is stored with
+/// its detail-type, resources and the body as Jamf sent it.
+#[test]
+fn every_documented_jamf_event_is_taken_through_the_binary() {
+    let (_dir, _rx, server) = start();
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/tests/fixtures/jamf");
+    let expected: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&std::fs::read(dir.join("expected-resources.json")).unwrap())
+            .unwrap();
+    assert_eq!(expected.len(), 21, "the 21 documented events");
+    for (name, resources) in &expected {
+        let body: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap())
+                .unwrap();
+        let (status, answer) = post(
+            &server,
+            "jamf",
+            &[("Authorization", basic(SOURCE_TOKEN).as_str())],
+            &body,
+        );
+        assert_eq!(status, 200, "{name}: {answer}");
+        let id = answer["Entries"][0]["EventId"].as_str().unwrap();
+        let (_, stored) = server.get(&format!("/v1/events/{id}"));
+        let e = &stored["event"];
+        assert_eq!(e["source"], "jamf.pro", "{name}");
+        assert_eq!(e["detail-type"], name.as_str());
+        assert_eq!(e["resources"], json!(resources), "{name}");
+        assert_eq!(e["detail"], body, "{name}: the body as Jamf sent it");
+    }
+    server.stop();
+}
