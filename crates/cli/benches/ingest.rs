@@ -10,16 +10,15 @@
 //! 10 s throughput window; FLEETBUS_BENCH_BASELINE=<another fleetbus binary> and
 //! FLEETBUS_BENCH_ROUNDS=<n> to alternate with a baseline in the same run).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::{now_us, TOKEN};
 
-const TOKEN: &str = "bench-token";
 /// Distinct PutEvents bodies per client thread, sent in turn.
 const BODIES: usize = 64;
 
@@ -43,59 +42,17 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
-/// A minimal HTTP/1.1 receiver: answers 200 and records each body's `sent_us`.
+/// The receiver of the latency run: records each body's `sent_us` against its arrival.
 fn receiver(latencies: Arc<Mutex<Vec<u64>>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let latencies = latencies.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let arrived = now_us();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                        if let Some(sent) = v["detail"]["sent_us"].as_u64() {
-                            latencies.lock().unwrap().push(arrived.saturating_sub(sent));
-                        }
-                    }
-                    if stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+    support::receiver(0, move |body| {
+        let arrived = now_us();
+        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+            if let Some(sent) = v["detail"]["sent_us"].as_u64() {
+                latencies.lock().unwrap().push(arrived.saturating_sub(sent));
+            }
         }
-    });
-    url
+    })
+    .0
 }
 
 fn main() {
@@ -136,18 +93,7 @@ fn run(binary: &str) {
         "  - name: latency\n    event_pattern: {{detail-type: [Latency]}}\n    targets:\n      - {{id: http, kind: http, url: '{url}/hook', concurrency: 16}}\n"
     ));
     std::fs::write(dir.path().join("fleetbus.yaml"), config).unwrap();
-    let mut child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "-c"])
-        .arg(dir.path().join("fleetbus.yaml"))
-        .env("FLEETBUS_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = format!("http://{}", line.trim().trim_start_matches("listening on "));
+    let (child, base) = support::serve(binary, dir.path());
     let secs: u64 = std::env::var("FLEETBUS_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -221,18 +167,7 @@ fn run(binary: &str) {
         .into();
     let drain = Instant::now();
     loop {
-        let text = agent
-            .get(format!("{base}/metrics"))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .unwrap_or_default();
-        let backlog = text
-            .lines()
-            .find(|l| l.starts_with("fleetbus_delivery_backlog "))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let backlog = support::metric(&agent, &base, "fleetbus_delivery_backlog");
         if backlog == 0.0 || drain.elapsed() > Duration::from_secs(120) {
             println!(
                 "delivery backlog drained in {:.1} s ({} left)",
@@ -288,8 +223,5 @@ fn run(binary: &str) {
         pct(0.99),
         pct(1.0)
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    support::stop(child);
 }

@@ -109,6 +109,9 @@ pub struct Source {
     pub mapping: Option<Mapping>,
     /// `kind: os-feed`: the feed polled.
     pub os_feed: Option<OsFeed>,
+    /// `kind: unified-log`: the key each device's own token derives from
+    /// (HMAC-SHA256 of its serial).
+    pub device_key: Option<Secret>,
 }
 
 /// An AWS access key pair (the secret never prints).

@@ -47,16 +47,26 @@ pub(crate) async fn require_source_token(
     if source.tokens.is_empty() && source.hmac.is_some() {
         return Ok(next.run(request).await);
     }
-    let ok = match &source.token_header {
-        Some(header) => header_token(request.headers(), header, &source.tokens),
-        None => {
-            authorized(request.headers(), &source.tokens)
+    // A device's own token, good for the serial it names only.
+    let device_ok = source.device_key.as_ref().is_some_and(|key| {
+        crate::sources::unified_log::request_serial(request.headers(), request.uri().query())
+            .is_some_and(|serial| {
+                let own =
+                    Secret::from_value(crate::sources::unified_log::device_token(key, serial));
+                authorized(request.headers(), std::slice::from_ref(&own))
+            })
+    });
+    let ok = device_ok
+        || match &source.token_header {
+            Some(header) => header_token(request.headers(), header, &source.tokens),
+            None => {
+                authorized(request.headers(), &source.tokens)
                 // Fleet's webhooks have no authentication setting: the token can
                 // only travel in the URL the admin types.
                 || (source.kind == fleetbus_config::SourceKind::Fleet
                     && query_token(request.uri().query(), &source.tokens))
-        }
-    };
+            }
+        };
     if ok {
         Ok(next.run(request).await)
     } else {
@@ -66,6 +76,9 @@ pub(crate) async fn require_source_token(
             Some(header) => format!("the source's token in the {header} header"),
             None if source.kind == fleetbus_config::SourceKind::Fleet => {
                 "?token=<token> in the URL, or Authorization: Bearer <token>".into()
+            }
+            None if source.device_key.is_some() => {
+                "Authorization: Bearer <the device's own token for the serial it names>".into()
             }
             None => "Authorization: Bearer <token>, or Basic with the token as password".into(),
         };

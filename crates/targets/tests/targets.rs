@@ -751,6 +751,31 @@ mod email {
     }
 
     #[tokio::test]
+    async fn a_line_break_from_the_event_in_the_subject_is_refused_not_sent() {
+        let (port, mails) = sink("250 ok\r\n").await;
+        let mut e = stored();
+        e.event.detail.insert(
+            "device".into(),
+            json!({"serial": "C02X\r\nBcc: attacker@example.com", "name": "x"}),
+        );
+        let t = email(port, "Enrolled <$.detail.device.serial>", Input::Event);
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        let err = t.deliver(&payload, &ctx(&e, "k")).await.unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("line break"), "{err}");
+        assert!(mails.lock().unwrap().is_empty(), "nothing was sent");
+        // A tab or another control character is only a space.
+        e.event
+            .detail
+            .insert("device".into(), json!({"serial": "C02X\tY", "name": "x"}));
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        t.deliver(&payload, &ctx(&e, "k2")).await.unwrap();
+        assert!(mails.lock().unwrap()[0]
+            .data
+            .contains("Subject: Enrolled C02X Y"));
+    }
+
+    #[tokio::test]
     async fn refusals_are_classified() {
         let e = stored();
         let (port, _) = sink("550 no such user\r\n").await;

@@ -25,6 +25,21 @@ enum Command {
     Summary(SummaryArgs),
     /// Print the events the extraction rules produce, as NDJSON EventBridge envelopes.
     Events(EventsArgs),
+    /// Print a device's own token for a `unified-log` source with `device_key`, to
+    /// deploy to that Mac's log shipper: it is accepted for that serial only.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The device's serial number.
+    serial: String,
+    /// Configuration file or directory.
+    #[arg(short, long, default_value = "fleetbus.yaml")]
+    config: std::path::PathBuf,
+    /// The `unified-log` source (default: the only one with a `device_key`).
+    #[arg(long)]
+    source: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,7 +145,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Filter(a) => filter(a),
         Command::Summary(a) => summary(a),
         Command::Events(a) => events(a),
+        Command::Token(a) => token(a),
     }
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let config = fleetbus_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let keyed: Vec<&fleetbus_config::Source> = config
+        .sources
+        .iter()
+        .filter(|s| s.device_key.is_some())
+        .filter(|s| args.source.as_deref().is_none_or(|n| n == s.name))
+        .collect();
+    let source = match keyed.as_slice() {
+        [one] => *one,
+        [] => bail!(
+            "no unified-log source{} has a device_key in {}",
+            args.source
+                .as_deref()
+                .map(|n| format!(" named {n:?}"))
+                .unwrap_or_default(),
+            args.config.display()
+        ),
+        many => bail!(
+            "several sources have a device_key ({}): name one with --source",
+            many.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let Some(serial) = Some(args.serial.as_str()).filter(|s| {
+        !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    }) else {
+        bail!(
+            "serial {:?}: letters, digits or '-', at most 64",
+            args.serial
+        );
+    };
+    let key = source.device_key.as_ref().expect("filtered on device_key");
+    println!(
+        "{}",
+        fleetbus_server::sources::unified_log::device_token(key, serial)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open_input(input: &str) -> anyhow::Result<LogReader<Box<dyn BufRead>>> {

@@ -288,3 +288,68 @@ fn unified_log_source_puts_device_events() {
     );
     server.stop();
 }
+
+/// With `device_key`, each Mac posts with a token of its own that is good for its
+/// own serial only; the shared token is not accepted by a source without `tokens`.
+#[test]
+fn a_device_token_posts_logs_for_its_own_serial_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    let server = Server::start(dir.path());
+    let token = |serial: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+            .args(["ulog", "token", serial, "--source", "devlogs-bound", "-c"])
+            .arg(dir.path().join("fleetbus.yaml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let ada = token("C02ADA");
+    assert_eq!(ada.len(), 64, "{ada}");
+    assert_ne!(ada, token("C02BOB"));
+    let ulog = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../ulog/fixtures/softwareupdate.ndjson"),
+    )
+    .unwrap();
+    let post = |serial: &str, token: &str| {
+        server.post(
+            &format!("/v1/sources/devlogs-bound?serial={serial}"),
+            Some(token),
+            "application/x-ndjson",
+            &ulog,
+            &[],
+        )
+    };
+    let (status, body) = post("C02ADA", &ada);
+    assert_eq!(status, 200, "{body}");
+    // Ada's token for Bob's serial, or the shared source token: refused, nothing stored.
+    let (status, body) = post("C02BOB", &ada);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the device's own token"),
+        "{body}"
+    );
+    assert_eq!(post("C02BOB", SOURCE_TOKEN).0, 401);
+    assert!(received(&server, "device/C02BOB").is_empty());
+    assert!(!received(&server, "device/C02ADA").is_empty());
+    // A missing or bad key reference is a config error at load; a source with
+    // neither tokens nor device_key is refused as before.
+    let (code, out) = validate_yaml("sources:\n  - name: logs\n    kind: unified-log\n");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("needs at least one token"), "{out}");
+    let (code, out) = validate_yaml(
+        "sources:\n  - name: logs\n    kind: jamf\n    device_key: x\n    tokens: [y]\n",
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("device_key"), "{out}");
+    server.stop();
+}

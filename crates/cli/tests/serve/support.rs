@@ -193,6 +193,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 pub fn write_config(dir: &Path, receiver: &str, extra_rules: &str) {
     std::fs::write(dir.join("api-token"), TOKEN).unwrap();
     std::fs::write(dir.join("source-token"), SOURCE_TOKEN).unwrap();
+    std::fs::write(dir.join("device-key"), "test-device-key").unwrap();
     let config = format!(
         r#"
 server:
@@ -211,6 +212,9 @@ sources:
   - name: devlogs
     kind: unified-log
     tokens: ["${{file:source-token}}"]
+  - name: devlogs-bound
+    kind: unified-log
+    device_key: "${{file:device-key}}"
   - name: jamf
     kind: jamf
     tokens: ["${{file:source-token}}"]

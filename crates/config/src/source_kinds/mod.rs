@@ -8,6 +8,7 @@
 mod generic;
 mod mdm;
 mod os_feed;
+mod unified_log;
 
 use schemars::{JsonSchema, SchemaGenerator};
 use serde::de::DeserializeOwned;
@@ -26,6 +27,7 @@ pub(crate) struct SourceParts {
     pub(crate) idle_polls: bool,
     pub(crate) mapping: Option<Mapping>,
     pub(crate) os_feed: Option<OsFeed>,
+    pub(crate) device_key: Option<crate::Secret>,
 }
 
 /// Reads a source's kind-specific fields (only fields the kind takes) and checks
@@ -82,7 +84,12 @@ pub static SOURCE_KINDS: &[SourceKindSpec] = &[
     kind::<generic::RawGeneric>(SourceKind::Generic, "generic", true, generic::validate),
     kind::<mdm::RawMdmSource>(SourceKind::Nanomdm, "nanomdm", true, mdm::validate),
     kind::<mdm::RawMdmSource>(SourceKind::Micromdm, "micromdm", true, mdm::validate),
-    kind::<NoFields>(SourceKind::UnifiedLog, "unified-log", true, no_fields),
+    kind::<unified_log::RawUnifiedLog>(
+        SourceKind::UnifiedLog,
+        "unified-log",
+        true,
+        unified_log::validate,
+    ),
     kind::<NoFields>(SourceKind::Jamf, "jamf", true, no_fields),
     kind::<NoFields>(SourceKind::Okta, "okta", true, no_fields),
     kind::<NoFields>(SourceKind::Fleet, "fleet", true, no_fields),

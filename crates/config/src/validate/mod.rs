@@ -208,12 +208,6 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             ));
         }
         let spec = crate::source_kinds::spec(v.kind);
-        if v.tokens.is_empty() && v.hmac.is_none() && spec.needs_token {
-            cx.errors.push(o.error(
-                &[key("tokens")],
-                "a source needs at least one token or an hmac signature (every ingest endpoint is authenticated)",
-            ));
-        }
         let hmac = v
             .hmac
             .as_ref()
@@ -237,6 +231,13 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             &mut cx,
         );
         let parts = (spec.validate)(fields, o, &mut cx);
+        if v.tokens.is_empty() && v.hmac.is_none() && parts.device_key.is_none() && spec.needs_token
+        {
+            cx.errors.push(o.error(
+                &[key("tokens")],
+                "a source needs at least one token or an hmac signature (every ingest endpoint is authenticated)",
+            ));
+        }
         sources.push(Source {
             name: v.name.clone(),
             kind: v.kind,
@@ -247,6 +248,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             hmac,
             mapping: parts.mapping,
             os_feed: parts.os_feed,
+            device_key: parts.device_key,
         });
     }
 

@@ -12,7 +12,7 @@ mod jamf;
 mod mdm;
 mod okta;
 mod os_feed;
-mod unified_log;
+pub mod unified_log;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,9 @@
 //! `kind: unified-log`: NDJSON (or `log show --style json`) batches a device posts;
 //! the built-in extraction rules turn notable lines into events on
 //! `device/<serial>`. The serial comes from the `X-Fleetbus-Device` header or the
-//! `serial` query parameter.
+//! `serial` query parameter. With `device_key`, each device has a token of its own,
+//! `hex(HMAC-SHA256(device_key, serial))` ([`device_token`]), accepted only for
+//! that serial (checked by the route layer before the body is read).
 
 use axum::http::HeaderMap;
 use fleetbus_event::{Defaults, Event};
@@ -32,18 +34,35 @@ impl super::Source for UnifiedLog {
     }
 }
 
+/// The device a request is for: the `X-Fleetbus-Device` header or the `serial`
+/// query parameter, letters, digits or '-', at most 64.
+pub fn request_serial<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("serial=")));
+    headers
+        .get("x-fleetbus-device")
+        .and_then(|v| v.to_str().ok())
+        .or(from_query)
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A device's own token for a source with `device_key`: the HMAC-SHA256 of its
+/// serial under the key, in lowercase hex.
+pub fn device_token(key: &fleetbus_config::Secret, serial: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.expose().as_bytes());
+    hex::encode(ring::hmac::sign(&key, serial.as_bytes()).as_ref())
+}
+
 fn process(
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
     defaults: &Defaults,
 ) -> Result<Vec<Event>, SourceError> {
-    let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("serial=")));
-    let serial = headers
-        .get("x-fleetbus-device")
-        .and_then(|v| v.to_str().ok())
-        .or(from_query)
-        .filter(|s| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    let serial = request_serial(headers, query)
         .ok_or_else(|| SourceError::Invalid("device serial: required, letters, digits or '-', in the X-Fleetbus-Device header or the serial query parameter".into()))?;
     let decoded;
     let body = match content_encoding(headers)? {

@@ -131,7 +131,15 @@ impl EmailTarget {
         ctx: &DeliveryContext<'_>,
     ) -> Result<Delivered, DeliveryError> {
         let subject = crate::transform::render_text(&self.subject, ctx.event, ctx.rule);
-        // Headers are one line: fold whatever a template put in.
+        // A line break taken from an event into a header would let the event's
+        // sender add headers (Bcc:) to the mail: refused, never folded. Other
+        // control characters become spaces.
+        if subject.contains(['\r', '\n']) {
+            return Err(DeliveryError::Permanent(format!(
+                "subject: the text rendered from the event holds a line break (CR or LF), which would inject mail headers: {:?}",
+                subject.chars().take(120).collect::<String>()
+            )));
+        }
         let subject: String = subject
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
