@@ -35,6 +35,26 @@ pub use model::{
 pub use pin_key::PinKey;
 pub use version::compare_versions;
 
+/// Copies the asset store at `path` to `dest` (which must not exist) as one
+/// consistent snapshot while a server may be writing to it (`VACUUM INTO` on a
+/// read-only connection). PINs stay sealed in the copy: it needs the same
+/// `pin_key` to be read. Returns the copy's size in bytes.
+pub fn backup(path: &std::path::Path, dest: &std::path::Path) -> Result<u64, AssetError> {
+    let err = |op: &'static str| move |source| AssetError::Sqlite { op, source };
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| AssetError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(err("backup"))?;
+    let dest_text = dest.to_string_lossy();
+    conn.execute("VACUUM INTO ?1", [dest_text.as_ref()])
+        .map_err(err("backup"))?;
+    Ok(std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0))
+}
+
 use error::Op;
 
 /// How long a call waits for another process (e.g. the CLI) holding the write lock.

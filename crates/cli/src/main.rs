@@ -38,6 +38,10 @@ enum Command {
     Trends(commands::events::TrendsArgs),
     /// The asset store of a running server: devices, users, CSV import, MDM commands.
     Assets(commands::assets::Args),
+    /// Copy a data directory's stores while fleetbus serve runs (consistent snapshot).
+    Backup(commands::backup::BackupArgs),
+    /// Put a backup into a data directory while no fleetbus serve uses it.
+    Restore(commands::backup::RestoreArgs),
     /// Check a configuration file or directory and report every error.
     Validate(commands::validate::Args),
     /// Configuration helpers (JSON Schema for editors).
@@ -85,6 +89,8 @@ fn main() -> ExitCode {
         Command::Timeline(args) => commands::events::timeline(args),
         Command::Trends(args) => commands::events::trends(args),
         Command::Assets(args) => commands::assets::run(args),
+        Command::Backup(args) => commands::backup::backup(args),
+        Command::Restore(args) => commands::backup::restore(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::TestPattern(args) => commands::pattern::test(args),

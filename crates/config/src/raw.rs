@@ -117,7 +117,9 @@ pub enum SourceKind {
 /// stage two, where the kind is known.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RawSource {
+    /// The source's name: it is posted to at `/v1/sources/<name>`.
     pub name: String,
+    /// What sends to it (each kind's own fields are listed under it).
     pub kind: SourceKind,
     /// Bus the source's events go to (default `default`).
     pub bus: Option<String>,
@@ -136,8 +138,12 @@ pub struct RawSource {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMapping {
+    /// The event's `source`: a constant, or a JSONPath such as `$.system`.
     pub source: String,
+    /// The event's `detail-type`: a constant or a JSONPath.
     pub detail_type: String,
+    /// The event's resources: constants, JSONPaths, or templates such as
+    /// `device/{$.event.serialNumber}`.
     #[serde(default)]
     pub resources: Vec<String>,
     /// Event id (dedup key); absent: a fresh UUID.
@@ -174,28 +180,45 @@ pub struct RawHmac {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConnection {
+    /// The name targets refer to with `connection:`.
     pub name: String,
+    /// How requests through it authenticate: `basic`, `api_key`, `bearer` or
+    /// `oauth` (client credentials).
     pub auth: RawAuth,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum RawAuth {
+    /// HTTP Basic.
     Basic {
+        /// The user name.
         username: String,
+        /// The password (a secret reference).
         password: String,
     },
+    /// A header carrying a key.
     ApiKey {
+        /// The header's name, e.g. `X-Api-Key`.
         header: String,
+        /// The key (a secret reference).
         value: String,
     },
+    /// `Authorization: Bearer <token>`.
     Bearer {
+        /// The token (a secret reference).
         token: String,
     },
+    /// OAuth 2.0 client credentials: a token fetched and cached, renewed before it
+    /// expires.
     Oauth {
+        /// The token endpoint.
         token_url: String,
+        /// The client id.
         client_id: String,
+        /// The client secret (a secret reference).
         client_secret: String,
+        /// Scopes asked for, space-separated.
         #[serde(default)]
         scope: Option<String>,
     },
@@ -204,7 +227,9 @@ pub enum RawAuth {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBus {
+    /// The bus's name, as rules' and sources' `bus:` name it.
     pub name: String,
+    /// What the bus carries, for people.
     pub description: Option<String>,
 }
 
@@ -219,9 +244,13 @@ pub enum RuleState {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
+    /// The rule's name (letters, digits, `-`, `_`, `.`), in outcome events and metrics.
     pub name: String,
+    /// The bus whose events it matches (default `default`).
     pub bus: Option<String>,
+    /// What the rule is for, for people.
     pub description: Option<String>,
+    /// `enabled` (default) or `disabled`: a disabled rule matches nothing.
     #[serde(default)]
     pub state: RuleState,
     /// An EventBridge event pattern, as YAML or as a JSON string.
@@ -230,6 +259,7 @@ pub struct RawRule {
     pub schedule: Option<String>,
     /// A pattern whose match suppresses this rule for that event.
     pub exempt: Option<Value>,
+    /// Where matched events go, each with its own retries and dead letters.
     #[serde(default)]
     pub targets: Vec<RawTarget>,
 }
@@ -252,13 +282,18 @@ pub enum TargetKind {
 /// where the kind is known.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct RawTarget {
+    /// The target's id within its rule (in outcome events, metrics, dead letters).
     pub id: String,
+    /// What it does (each kind's own fields are listed under it).
     pub kind: Option<TargetKind>,
     /// Constant JSON text sent instead of the event.
     pub input: Option<String>,
     /// JSONPath of the part of the event sent.
     pub input_path: Option<String>,
+    /// EventBridge's input transformer: values picked from the event into a template.
     pub input_transformer: Option<RawInputTransformer>,
+    /// How long and how often a failed delivery is retried (EventBridge's defaults:
+    /// 24h, 185 attempts).
     pub retry_policy: Option<RawRetryPolicy>,
     /// Deliveries in flight at once for this target.
     pub concurrency: Option<u32>,
@@ -271,8 +306,10 @@ pub struct RawTarget {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawInputTransformer {
+    /// Variable name -> JSONPath into the event (EventBridge's InputPathsMap).
     #[serde(default)]
     pub input_paths_map: BTreeMap<String, String>,
+    /// The text sent, with `<variable>` placeholders (EventBridge's InputTemplate).
     pub input_template: String,
 }
 

@@ -1,4 +1,5 @@
-//! `fleetbus config schema`: the configuration's JSON Schema.
+//! `fleetbus config schema|reference`: the configuration's JSON Schema, and the
+//! Markdown reference generated from it (`docs/configuration.md`).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,9 @@ pub struct Args {
 enum Command {
     /// Print the JSON Schema of the configuration file (for editors' YAML support).
     Schema,
+    /// Print the configuration reference as Markdown: every key with its type,
+    /// description, default and an example (`docs/configuration.md`).
+    Reference,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -21,6 +25,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::to_string_pretty(&fleetbus_config::json_schema())?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reference => {
+            print!("{}", fleetbus_config::reference_markdown());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -2,6 +2,7 @@
 //! process exit code.
 
 pub mod assets;
+pub mod backup;
 pub mod config;
 pub mod dlq;
 pub mod events;

@@ -133,7 +133,7 @@ async fn serve(args: Args, config: fleetbus_config::Config) -> anyhow::Result<Ex
 /// Takes an exclusive lock on `<data_dir>/fleetbus.lock` (creating the directory),
 /// so a second `fleetbus serve` on the same data cannot write and deliver beside the
 /// first. The holder's pid is written into the file for the error message.
-fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;

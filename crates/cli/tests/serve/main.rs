@@ -5,6 +5,7 @@
 mod archive;
 mod aws_api;
 mod backpressure;
+mod backup;
 mod console;
 mod delivery;
 mod eventbridge;

@@ -369,7 +369,6 @@ pub fn receiver() -> Receiver {
     }
 }
 
-/// The events on `resource`'s timeline, newest first.
 /// The events on `resource`'s timeline that senders posted: without the outcome
 /// events fleetbus adds as deliveries finish, whose number at any moment depends
 /// on timing.
@@ -380,8 +379,9 @@ pub fn received(server: &Server, resource: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The events on `resource`'s timeline, newest first (up to 1,000).
 pub fn timeline(server: &Server, resource: &str) -> Vec<Value> {
-    let (status, body) = server.get(&format!("/v1/timeline?resource={resource}"));
+    let (status, body) = server.get(&format!("/v1/timeline?resource={resource}&limit=1000"));
     assert_eq!(status, 200, "{body}");
     body["events"].as_array().cloned().unwrap_or_default()
 }

@@ -28,11 +28,15 @@ pub(crate) struct RawEmail {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSmtp {
+    /// The SMTP server's host name.
     host: String,
+    /// Its port (default 587 for `starttls`, 465 for `tls`, 25 for `none`).
     port: Option<u16>,
     /// `starttls` (default), `tls` (implicit) or `none`.
     tls: Option<String>,
+    /// The user for SMTP AUTH.
     username: Option<String>,
+    /// The password for SMTP AUTH (a secret reference).
     password: Option<String>,
     /// PEM file of one or more CA certificates (relative to the config file). When
     /// set, these alone are trusted for the server's certificate, instead of the

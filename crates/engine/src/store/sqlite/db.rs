@@ -149,8 +149,12 @@ impl Db {
         let file = dir.join("fleetbus.db");
         let conn = Connection::open(&file).map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(PRAGMAS)?;
-        conn.execute_batch(SCHEMA)?;
-        add_job_columns(&conn)?;
+        migrate(&conn).map_err(|e| match e {
+            Migration::Newer(found) => open_err(format!(
+                "schema version {found} is newer than this build's ({SCHEMA_VERSION}); not retryable: run the fleetbus that wrote it, or a newer one"
+            )),
+            Migration::Sqlite(e) => e.into(),
+        })?;
         let checkpoint_conn = Connection::open(&file).map_err(|e| open_err(e.to_string()))?;
         checkpoint_conn.execute_batch(PRAGMAS)?;
         let checkpointer = Checkpointer::spawn(checkpoint_conn, pause, restart_frames)
@@ -199,6 +203,55 @@ impl Db {
             }
         }
     }
+}
+
+/// The schema this build writes, kept in the file's `PRAGMA user_version`:
+/// 0 a file from before versions were kept (the first releases), 1 with the jobs'
+/// fence and lease, 2 with the cause index, 3 with attachments.
+pub(super) const SCHEMA_VERSION: i64 = 3;
+
+pub(super) enum Migration {
+    /// The file was written by a newer build: opening it could lose what it knows.
+    Newer(i64),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Migration {
+    fn from(e: rusqlite::Error) -> Migration {
+        Migration::Sqlite(e)
+    }
+}
+
+/// Brings a file of any earlier version to [`SCHEMA_VERSION`], in one transaction:
+/// every step is additive (new tables, indexes and columns; nothing an older
+/// version wrote is rewritten), so each is idempotent and a file interrupted
+/// mid-upgrade finishes the next time it opens.
+pub(super) fn migrate(conn: &Connection) -> Result<(), Migration> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(Migration::Newer(found));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let steps = (|| {
+        conn.execute_batch(SCHEMA)?;
+        add_job_columns(conn)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+    })();
+    match steps {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+    }
+    if found < SCHEMA_VERSION {
+        tracing::info!(
+            from = found,
+            to = SCHEMA_VERSION,
+            "event store schema upgraded"
+        );
+    }
+    Ok(())
 }
 
 /// Adds the columns of [`JOB_COLUMNS`] a file made by an older release lacks.
@@ -716,6 +769,79 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first releases' schema (user_version 0): jobs without fence and lease,
+    /// no cause index, no attachments.
+    const FIRST_SCHEMA: &str = "
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+            source TEXT NOT NULL, detail_type TEXT NOT NULL, bus TEXT NOT NULL,
+            received_at INTEGER NOT NULL, body TEXT NOT NULL);
+        CREATE INDEX events_id ON events(id);
+        CREATE TABLE resources (resource TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (resource, seq)) WITHOUT ROWID;
+        CREATE TABLE dedup (source TEXT NOT NULL, id TEXT NOT NULL, at INTEGER NOT NULL);
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY, event_seq INTEGER NOT NULL,
+            rule TEXT NOT NULL, target TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,
+            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, status TEXT,
+            last_error TEXT);
+        CREATE TABLE leaders (role TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL);
+        CREATE TABLE suppressions (event_seq INTEGER NOT NULL, rule TEXT NOT NULL);
+    ";
+
+    #[test]
+    fn a_file_of_the_first_schema_is_upgraded_with_its_data_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("fleetbus.db")).unwrap();
+            conn.execute_batch(FIRST_SCHEMA).unwrap();
+            let e = new_event("old-1", &["device/OLD"], &[]);
+            conn.execute(
+                "INSERT INTO events (id, source, detail_type, bus, received_at, body) VALUES (?1, 's', 'd', 'default', 1000, ?2)",
+                params!["old-1", e.body],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO resources (resource, seq) VALUES ('device/OLD', 1)",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO jobs (event_seq, rule, target, next_at, created_at, updated_at) VALUES (1, 'r', 't', 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut db = Db::open(dir.path()).unwrap();
+        let version: i64 = db
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // The old event and its pending job are there, and the job can be claimed.
+        assert_eq!(db.event("old-1").unwrap().unwrap().event.id, "old-1");
+        assert_eq!(db.timeline("device/OLD", 10).unwrap().len(), 1);
+        assert_eq!(db.claim(10, 5, 60_000).unwrap().len(), 1);
+        // What later versions added works on the upgraded file.
+        let mut with = new_event("new-1", &["device/OLD"], &[]);
+        with.attachment = Some(std::sync::Arc::new(crate::store::Attachment {
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+        }));
+        db.commit(&[with], &[], 10, 0, 60_000).unwrap();
+        drop(db);
+        // Opening again changes nothing; a file from a newer build is refused.
+        Db::open(dir.path()).unwrap();
+        Connection::open(dir.path().join("fleetbus.db"))
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
+        let err = Db::open(dir.path())
+            .err()
+            .expect("a newer schema is refused");
+        assert!(err.to_string().contains("newer than this build"), "{err}");
+        assert!(!err.is_retryable());
+    }
     use fleetbus_event::{Event, Meta};
 
     fn new_event(id: &str, resources: &[&str], jobs: &[(&str, &str)]) -> NewEvent {

@@ -79,6 +79,40 @@ impl SqliteStore {
 }
 
 /// Takes the exclusive lock on `dir/fleetbus.db.lock` (creating the directory).
+/// The store's file in `dir`.
+pub const FILE: &str = "fleetbus.db";
+
+/// Copies the store in `dir` to `dest` (which must not exist) as one consistent
+/// snapshot, while a server may be writing to it: `VACUUM INTO` reads inside one
+/// transaction of a read-only connection (WAL readers never block the writer), so
+/// the copy is the store as of one commit. Returns the copy's size in bytes.
+pub fn backup(dir: &Path, dest: &Path) -> Result<u64, StoreError> {
+    let src = dir.join(FILE);
+    let fail = |reason: String| StoreError::Open {
+        path: src.display().to_string(),
+        reason,
+    };
+    if !src.exists() {
+        return Err(fail("no store here".into()));
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &src,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let dest_text = dest
+        .to_str()
+        .ok_or_else(|| fail(format!("{} is not UTF-8", dest.display())))?;
+    conn.execute("VACUUM INTO ?1", [dest_text])?;
+    let copy = rusqlite::Connection::open(dest)?;
+    let check: String = copy.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(fail(format!("the copy fails its check: {check}")));
+    }
+    Ok(std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0))
+}
+
 fn lock(dir: &Path) -> Result<File, StoreError> {
     let open_err = |reason: String| StoreError::Open {
         path: dir.display().to_string(),

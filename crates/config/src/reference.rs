@@ -1,0 +1,362 @@
+//! The configuration reference (`fleetbus config reference`, committed as
+//! `docs/configuration.md`), generated from the JSON Schema so it cannot drift from
+//! what the loader takes: every key with its type, description, default and an
+//! example, the example taken from the shipped `examples/` where they use the key.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+/// The shipped example configurations, searched for examples of each key.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "examples/fleetbus.yaml",
+        include_str!("../../../examples/fleetbus.yaml"),
+    ),
+    (
+        "examples/mdm-workflows.yaml",
+        include_str!("../../../examples/mdm-workflows.yaml"),
+    ),
+];
+
+/// The top-level sections, in the order a configuration usually has them.
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "buses",
+    "connections",
+    "sources",
+    "rules",
+    "retention",
+];
+
+/// The reference as Markdown.
+pub fn reference_markdown() -> String {
+    let schema = crate::json_schema();
+    let defs = schema["$defs"].as_object().cloned().unwrap_or_default();
+    let mut examples = BTreeMap::new();
+    for (_, text) in EXAMPLES {
+        if let Ok(node) = crate::yaml::parse(text) {
+            collect_examples(&node.to_json(), String::new(), &mut examples);
+        }
+    }
+    let r = Ref {
+        defs: &defs,
+        examples: &examples,
+    };
+    let mut out = String::new();
+    out.push_str(
+        "# Configuration reference\n\n\
+         Generated from the configuration's JSON Schema by `fleetbus config reference`\n\
+         (do not edit by hand: a test compares this file with the command's output).\n\
+         Every key below with its type, what it does, its default where it has one, and\n\
+         an example, from the shipped `examples/` where they use the key. Durations are\n\
+         written `500ms`, `30s`, `10m`, `1h`, `7d`; secrets as `${env:NAME}` or\n\
+         `${file:PATH}` (relative to the configuration file). `fleetbus config schema`\n\
+         prints the schema itself for editors.\n",
+    );
+    let props = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for name in SECTIONS {
+        let Some(p) = props.get(*name) else { continue };
+        let _ = write!(out, "\n## `{name}`\n\n{}\n", text(p));
+        r.section(&mut out, p, name);
+    }
+    out
+}
+
+/// Every scalar value (and short list) in an example, by its path with list
+/// indices as `[]`: the first one seen is kept.
+fn collect_examples(v: &Value, path: String, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            if !path.is_empty() {
+                let compact = serde_json::to_string(v).unwrap_or_default();
+                if compact.len() <= 80 {
+                    out.entry(path.clone()).or_insert(compact);
+                }
+            }
+            for (k, v) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                collect_examples(v, p, out);
+            }
+        }
+        Value::Array(items) => {
+            let compact = serde_json::to_string(v).unwrap_or_default();
+            if items.iter().all(|i| !i.is_object()) && compact.len() <= 60 {
+                out.entry(path.clone()).or_insert(compact);
+            }
+            for item in items {
+                collect_examples(item, format!("{path}[]"), out);
+            }
+        }
+        scalar => {
+            let shown = match scalar {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if shown.len() <= 60 {
+                out.entry(path).or_insert(shown);
+            }
+        }
+    }
+}
+
+/// A description on one line, safe in a table cell.
+fn text(v: &Value) -> String {
+    v["description"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+struct Ref<'a> {
+    defs: &'a Map<String, Value>,
+    examples: &'a BTreeMap<String, String>,
+}
+
+impl Ref<'_> {
+    /// `v` with a `$ref`, or an `anyOf` of one schema and null, resolved.
+    fn resolve<'v>(&'v self, v: &'v Value) -> &'v Value {
+        if let Some(r) = v["$ref"].as_str() {
+            let name = r.trim_start_matches("#/$defs/");
+            return self.defs.get(name).map_or(v, |d| self.resolve(d));
+        }
+        if let Some(alts) = v["anyOf"].as_array() {
+            let real: Vec<&Value> = alts.iter().filter(|a| a["type"] != "null").collect();
+            if let [one] = real.as_slice() {
+                return self.resolve(one);
+            }
+        }
+        v
+    }
+
+    /// A type as the reader writes it.
+    fn type_name(&self, v: &Value) -> String {
+        let v = self.resolve(v);
+        if let Some(c) = v.get("const") {
+            return format!("`{c}`");
+        }
+        if let Some(e) = v["enum"].as_array() {
+            let names: Vec<String> = e.iter().map(|x| format!("`{}`", json_text(x))).collect();
+            return format!("one of {}", names.join(", "));
+        }
+        if let Some(alts) = v["oneOf"].as_array() {
+            return if alts
+                .iter()
+                .all(|a| a["properties"]["kind"]["const"].is_string())
+            {
+                "object (by `kind`)".into()
+            } else {
+                "object (one of its keys)".into()
+            };
+        }
+        let types: Vec<&str> = match &v["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let t = types.into_iter().find(|t| *t != "null").unwrap_or("any");
+        match t {
+            "array" => format!("list of {}", self.type_name(&v["items"])),
+            "object" if v["properties"].is_object() => "object".into(),
+            "object" => "map".into(),
+            other => other.into(),
+        }
+    }
+
+    /// The object (or list of objects) at `v`, if it has fields to list.
+    fn object<'v>(&'v self, v: &'v Value) -> Option<(&'v Value, bool)> {
+        let v = self.resolve(v);
+        if v["properties"].is_object() || v["oneOf"].is_array() {
+            return Some((v, false));
+        }
+        let items = self.resolve(&v["items"]);
+        (items["properties"].is_object() || items["oneOf"].is_array()).then_some((items, true))
+    }
+
+    fn section(&self, out: &mut String, v: &Value, path: &str) {
+        let Some((obj, list)) = self.object(v) else {
+            return;
+        };
+        let prefix = if list {
+            format!("{path}[]")
+        } else {
+            path.to_owned()
+        };
+        if let Some(alts) = obj["oneOf"].as_array() {
+            if alts
+                .iter()
+                .all(|a| a["properties"]["kind"]["const"].is_string())
+            {
+                self.by_kind(out, alts, &prefix);
+            } else {
+                self.variants(out, alts, &prefix);
+            }
+        } else {
+            self.table(out, obj, &prefix, &[]);
+        }
+    }
+
+    /// A table of `obj`'s fields but `skip`, then a section for each nested object.
+    fn table(&self, out: &mut String, obj: &Value, prefix: &str, skip: &[String]) {
+        let Some(props) = obj["properties"].as_object() else {
+            return;
+        };
+        out.push_str("\n| key | type | what | default | example |\n|---|---|---|---|---|\n");
+        let mut nested = Vec::new();
+        for (k, v) in props {
+            if skip.contains(k) {
+                continue;
+            }
+            let path = format!("{prefix}.{k}");
+            let default = v
+                .get("default")
+                .filter(|d| !d.is_null())
+                .map(|d| format!("`{}`", json_text(d)))
+                .unwrap_or_default();
+            let example = self
+                .examples
+                .get(&path)
+                .or_else(|| self.examples.get(&format!("{path}[]")))
+                .cloned()
+                .or_else(|| described_example(v))
+                .map(|e| format!("`{}`", e.replace('|', "\\|")))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| `{k}` | {} | {} | {default} | {example} |",
+                self.type_name(v),
+                text(v)
+            );
+            if self.object(v).is_some() {
+                nested.push((path, v));
+            }
+        }
+        for (path, v) in nested {
+            let _ = write!(out, "\n### `{path}`\n\n{}\n", text(v));
+            self.section(out, v, &path);
+        }
+    }
+
+    /// An enum written as one key naming the variant (`auth: {basic: {...}}`): one
+    /// row per variant, then each variant's fields.
+    fn variants(&self, out: &mut String, alts: &[Value], prefix: &str) {
+        out.push_str("\nOne of:\n\n| key | what |\n|---|---|\n");
+        let mut nested = Vec::new();
+        for a in alts {
+            let Some((key, inner)) = a["properties"].as_object().and_then(|m| m.iter().next())
+            else {
+                continue;
+            };
+            let _ = writeln!(out, "| `{key}` | {} |", text(a));
+            nested.push((format!("{prefix}.{key}"), inner));
+        }
+        for (path, v) in nested {
+            let _ = writeln!(out, "\n### `{path}`");
+            self.section(out, v, &path);
+        }
+    }
+
+    /// Fields every alternative has, then each `kind`'s own.
+    fn by_kind(&self, out: &mut String, alts: &[Value], prefix: &str) {
+        let keys = |a: &Value| -> Vec<String> {
+            a["properties"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        let mut common = alts.first().map(keys).unwrap_or_default();
+        for a in alts {
+            let k = keys(a);
+            common.retain(|c| k.contains(c));
+        }
+        if let Some(first) = alts.first() {
+            let mut shared = first.clone();
+            if let Some(m) = shared["properties"].as_object_mut() {
+                m.retain(|k, _| common.contains(k) && k != "kind");
+            }
+            out.push_str("\nEvery kind takes:\n");
+            self.table(out, &shared, prefix, &[]);
+        }
+        for a in alts {
+            let kind = json_text(&a["properties"]["kind"]["const"]);
+            let _ = write!(out, "\n### `{prefix}` of `kind: {kind}`\n");
+            let own: Vec<String> = keys(a)
+                .into_iter()
+                .filter(|k| !common.contains(k) && k != "kind")
+                .collect();
+            if own.is_empty() {
+                out.push_str("\nNo fields of its own.\n");
+            } else {
+                self.table(out, a, prefix, &common);
+            }
+        }
+    }
+}
+
+/// The example a description gives itself (the first `` `...` `` after "e.g."),
+/// for keys the shipped examples do not use.
+fn described_example(v: &Value) -> Option<String> {
+    let d = v["description"].as_str()?;
+    let after = &d[d.find("e.g.")? + 4..];
+    let start = after.find('`')? + 1;
+    let len = after[start..].find('`')?;
+    Some(after[start..start + len].to_owned())
+}
+
+/// A JSON value as written in YAML: strings bare.
+fn json_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_reference_is_the_generated_one() {
+        let committed = include_str!("../../../docs/configuration.md");
+        assert!(
+            committed == reference_markdown(),
+            "docs/configuration.md is out of date: run `fleetbus config reference > docs/configuration.md`"
+        );
+    }
+
+    #[test]
+    fn every_section_and_kind_is_in_the_reference_with_examples() {
+        let md = reference_markdown();
+        for s in SECTIONS {
+            assert!(md.contains(&format!("## `{s}`")), "{s}");
+        }
+        for kind in ["http", "slack", "email", "exec", "mdm", "assets"] {
+            assert!(
+                md.contains(&format!("`rules[].targets[]` of `kind: {kind}`")),
+                "{kind}"
+            );
+        }
+        for kind in ["generic", "jamf", "okta", "fleet", "os-feed", "unified-log"] {
+            assert!(
+                md.contains(&format!("`sources[]` of `kind: {kind}`")),
+                "{kind}"
+            );
+        }
+        // A key with its description, and an example from the shipped config.
+        let listen = md.lines().find(|l| l.starts_with("| `listen` |")).unwrap();
+        assert!(listen.contains("`127.0.0.1:8088`"), "{listen}");
+        assert!(md.contains("| `device_key` |"));
+    }
+}
