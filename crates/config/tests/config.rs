@@ -538,3 +538,28 @@ fn hmac_blocks_are_checked_and_stand_in_for_tokens() {
         ]
     );
 }
+
+/// An id mapping that gives different events the same id loses all but the first
+/// within the dedup window: refused where that is knowable, saying why.
+#[test]
+fn an_id_mapping_that_cannot_tell_events_apart_is_refused() {
+    let source = |id: &str| {
+        format!(
+            "sources:\n  - name: s\n    kind: generic\n    tokens: [\"${{env:HOME}}\"]\n    mapping:\n      source: s\n      detail_type: t\n      id: \"{id}\"\n"
+        )
+    };
+    let errs = errors_of(&source("webhook-1"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("c.yaml:8:11: sources[0].mapping.id: \"webhook-1\" is a constant"),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("dropped as a duplicate"), "{errs:?}");
+    let errs = errors_of(&source("$.webhook.id"));
+    assert!(
+        errs.len() == 1 && errs[0].contains("the same in every delivery of one sender"),
+        "{errs:?}"
+    );
+    assert!(errors_of(&source("$.event.uuid")).is_empty());
+    assert!(errors_of(&source("jamf-{$.event.jssID}-{$.webhook.eventTimestamp}")).is_empty());
+}

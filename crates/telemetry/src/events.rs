@@ -12,13 +12,68 @@ pub struct EventDuplicate<'a> {
 
 impl InternalEvent for EventDuplicate<'_> {
     fn emit(self) {
-        tracing::debug!(
-            source = self.source,
-            id = self.id,
-            "duplicate event accepted and dropped"
-        );
         EVENTS_DUPLICATE.get().increment(1);
+        // Senders retry on purpose (Okta, EventBridge): a line for each would
+        // drown the log, none would hide a sender whose ids repeat. One line per
+        // interval says so, with how many it stands for.
+        if let Some(more) = DUPLICATE_LOG.allow(since_start_ms()) {
+            tracing::warn!(
+                source = self.source,
+                id = self.id,
+                more_since_last_line = more,
+                "duplicate event accepted and dropped: the same source and id arrived within the dedup window"
+            );
+        }
     }
+}
+
+/// At most one log line per interval; the lines held back are counted and told
+/// with the next one.
+#[derive(Debug)]
+pub struct LogLimit {
+    interval_ms: u64,
+    /// Milliseconds since start of the last line, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimit {
+    pub const fn new(interval_ms: u64) -> LogLimit {
+        LogLimit {
+            interval_ms,
+            last: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may be written at
+    /// `now_ms`, `None` when it is held back (and counted).
+    pub fn allow(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last.load(Relaxed);
+        let due = last == 0 || now_ms + 1 >= last.saturating_add(self.interval_ms);
+        if due
+            && self
+                .last
+                .compare_exchange(last, now_ms + 1, Relaxed, Relaxed)
+                .is_ok()
+        {
+            return Some(self.held.swap(0, Relaxed));
+        }
+        self.held.fetch_add(1, Relaxed);
+        None
+    }
+}
+
+/// Duplicate lines: one per 10 s at most.
+static DUPLICATE_LOG: LogLimit = LogLimit::new(10_000);
+
+fn since_start_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// A derived event dropped because its hop count passed the limit. Warns once per
@@ -188,5 +243,21 @@ impl InternalEvent for MdmCommandEnqueued<'_> {
         MDM_COMMANDS_ENQUEUED
             .with([self.server.to_owned(), self.request_type.to_owned()])
             .increment(1);
+    }
+}
+
+#[cfg(test)]
+mod log_limit_tests {
+    use super::LogLimit;
+
+    #[test]
+    fn one_line_per_interval_telling_how_many_were_held_back() {
+        let l = LogLimit::new(10_000);
+        assert_eq!(l.allow(0), Some(0));
+        assert_eq!(l.allow(5), None);
+        assert_eq!(l.allow(9_998), None);
+        assert_eq!(l.allow(10_000), Some(2));
+        assert_eq!(l.allow(10_001), None);
+        assert_eq!(l.allow(25_000), Some(1));
     }
 }

@@ -353,3 +353,38 @@ fn a_device_token_posts_logs_for_its_own_serial_only() {
     assert!(out.contains("device_key"), "{out}");
     server.stop();
 }
+
+/// A duplicate dropped within the dedup window is said in the answer and in the
+/// log, one line per interval however many arrive.
+#[test]
+fn dropped_duplicates_are_logged_once_per_interval() {
+    let (_dir, _rx, server) = start();
+    let body = json!({"system": "hr", "kind": "Hired", "uid": "same-id", "device": "device/C02DUP", "user": "ada"});
+    for _ in 0..5 {
+        let (status, answer) = server.post(
+            "/v1/sources/hooks",
+            Some(SOURCE_TOKEN),
+            "application/json",
+            body.to_string().as_bytes(),
+            &[],
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(received(&server, "device/C02DUP").len(), 1);
+    wait_for(
+        "the duplicate's log line",
+        std::time::Duration::from_secs(10),
+        || {
+            !server
+                .log_lines("duplicate event accepted and dropped")
+                .is_empty()
+        },
+    );
+    let lines = server.log_lines("duplicate event accepted and dropped");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("id=same-id") || lines[0].contains("id=\"same-id\""),
+        "{lines:?}"
+    );
+    server.stop();
+}

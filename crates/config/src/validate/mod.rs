@@ -617,12 +617,39 @@ pub(crate) fn validate_mapping(m: &RawMapping, o: &Origin, cx: &mut Ctx<'_>) -> 
             .enumerate()
             .map(|(i, r)| field(r, o, &[key("resources"), PathSeg::Index(i)], cx))
             .collect(),
-        id: m.id.as_deref().map(|t| field(t, o, &[key("id")], cx)),
+        id: m.id.as_deref().map(|t| {
+            let id = field(t, o, &[key("id")], cx);
+            if let Some(why) = constant_id(&id) {
+                cx.errors.push(o.error(
+                    &[key("id")],
+                    format!(
+                        "{why}: every event after the first within the dedup window would be dropped as a duplicate (map a field unique to each event, or leave id out for a fresh one)"
+                    ),
+                ));
+            }
+            id
+        }),
         time: m.time.as_deref().map(|t| field(t, o, &[key("time")], cx)),
         detail: m
             .detail
             .as_deref()
             .and_then(|t| json_path(t, o, &[key("detail")], cx)),
+    }
+}
+
+/// Why an id mapping gives the same id to different events, where that is knowable:
+/// a constant, or a field senders keep the same for every delivery.
+fn constant_id(id: &Field) -> Option<String> {
+    /// Fields that are the same in every delivery of one sender: Jamf Pro's
+    /// `webhook.id` and `webhook.name` name the webhook, not the event.
+    const PER_SENDER: &[&str] = &["$.webhook.id", "$.webhook.name"];
+    match id {
+        Field::Const(c) => Some(format!("{c:?} is a constant, the same for every event")),
+        Field::Path(p) if PER_SENDER.contains(&p.as_str()) => Some(format!(
+            "{} is the same in every delivery of one sender (Jamf Pro's webhook, not the event)",
+            p.as_str()
+        )),
+        _ => None,
     }
 }
 
