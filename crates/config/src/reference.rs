@@ -20,6 +20,83 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Examples for keys the shipped configurations do not use (by the key's path as
+/// the reference writes it); a test checks every key ends up with one.
+const MORE_EXAMPLES: &[(&str, &str)] = &[
+    ("server.aws_access_keys", "[{access_key_id: AKIAFLEETBUS0EXAMPLE, secret_access_key: \"${file:secrets/aws-secret}\"}]"),
+    ("server.aws_access_keys[].secret_access_key", "${file:secrets/aws-secret}"),
+    ("server.drain_timeout", "10s"),
+    ("server.header_timeout", "10s"),
+    ("server.request_timeout", "60s"),
+    ("server.max_backlog", "100000"),
+    ("server.max_body_bytes", "4194304"),
+    ("server.max_connections", "4096"),
+    ("storage.kind", "sqlite"),
+    ("storage.path", "/var/lib/fleetbus"),
+    ("connections[].name", "jira"),
+    ("connections[].auth", "{bearer: {token: \"${env:JIRA_TOKEN}\"}}"),
+    ("connections[].auth.basic.username", "fleetbus"),
+    ("connections[].auth.basic.password", "${file:secrets/jira-password}"),
+    ("connections[].auth.api_key.value", "${env:OPSGENIE_KEY}"),
+    ("connections[].auth.bearer.token", "${env:JIRA_TOKEN}"),
+    ("connections[].auth.oauth.client_id", "fleetbus"),
+    ("connections[].auth.oauth.client_secret", "${file:secrets/oauth-secret}"),
+    ("connections[].auth.oauth.scope", "tickets.write"),
+    ("connections[].auth.oauth.token_url", "https://auth.example.com/oauth2/token"),
+    ("sources[].bus", "default"),
+    ("sources[].hmac", "{secret: \"${file:secrets/github}\", header: X-Hub-Signature-256, prefix: \"sha256=\"}"),
+    ("sources[].hmac.algorithm", "sha256"),
+    ("sources[].hmac.encoding", "base64"),
+    ("sources[].hmac.message", "v0:{timestamp}:{body}"),
+    ("sources[].hmac.secret", "${file:secrets/webhook-secret}"),
+    ("sources[].hmac.timestamp_header", "X-Slack-Request-Timestamp"),
+    ("sources[].hmac.tolerance", "5m"),
+    ("sources[].mapping", "{source: $.system, detail_type: $.kind, resources: [\"device/{$.serial}\"]}"),
+    ("sources[].mapping.time", "$.occurred_at"),
+    ("sources[].idle_polls", "false"),
+    ("sources[].device_key", "${file:secrets/ulog-device-key}"),
+    ("sources[].ca_file", "apple-root-ca.pem"),
+    ("sources[].feed", "gdmf"),
+    ("sources[].interval", "1h"),
+    ("sources[].url", "https://sofafeed.macadmins.io/v1/macos_data_feed.json"),
+    ("rules[].bus", "default"),
+    ("rules[].exempt", "{detail: {device: {serial: [C02EXEMPT001]}}}"),
+    ("rules[].state", "disabled"),
+    ("rules[].targets[].concurrency", "4"),
+    ("rules[].targets[].input", "{\"text\": \"something happened\"}"),
+    ("rules[].targets[].input_path", "$.detail"),
+    ("rules[].targets[].input_transformer", "{input_paths_map: {serial: $.detail.serial}, input_template: '{\"s\": <serial>}'}"),
+    ("rules[].targets[].rate_limit", "5"),
+    ("rules[].targets[].retry_policy", "{maximum_event_age: 1h, maximum_retry_attempts: 10}"),
+    ("rules[].targets[].retry_policy.maximum_retry_attempts", "10"),
+    ("rules[].targets[].connection", "jira"),
+    ("rules[].targets[].headers", "{X-Fleetbus: \"1\"}"),
+    ("rules[].targets[].method", "PUT"),
+    ("rules[].targets[].from", "fleetbus <fleetbus@example.com>"),
+    ("rules[].targets[].smtp", "{host: smtp.example.com, username: fleetbus, password: \"${file:secrets/smtp}\"}"),
+    ("rules[].targets[].subject", "<detail-type> on <$.detail.device.serial>"),
+    ("rules[].targets[].to", "[it@example.com]"),
+    ("rules[].targets[].smtp.ca_file", "corp-ca.pem"),
+    ("rules[].targets[].smtp.host", "smtp.example.com"),
+    ("rules[].targets[].smtp.password", "${file:secrets/smtp}"),
+    ("rules[].targets[].smtp.port", "587"),
+    ("rules[].targets[].smtp.tls", "starttls"),
+    ("rules[].targets[].smtp.username", "fleetbus"),
+    ("rules[].targets[].command", "[/usr/local/bin/open-ticket, --queue, IT]"),
+    ("rules[].targets[].emit_events", "true"),
+    ("rules[].targets[].env", "{TICKET_TOKEN: \"${env:TICKET_TOKEN}\"}"),
+    ("rules[].targets[].bus", "security"),
+    ("rules[].targets[].keep", "5"),
+    ("rules[].targets[].max_bytes", "104857600"),
+    ("rules[].targets[].mdm_command", "{RequestType: DeviceInformation, Queries: [OSVersion]}"),
+    ("rules[].targets[].push", "true"),
+    ("rules[].targets[].variables", "{message: $.detail.reason}"),
+    ("rules[].targets[].devices.all", "true"),
+    ("rules[].targets[].devices.enrolled_only", "true"),
+    ("rules[].targets[].devices.tag", "engineering"),
+    ("rules[].targets[].device", "{serial: $.detail.device.serial, enrollment_state: enrolled}"),
+];
+
 /// The top-level sections, in the order a configuration usually has them.
 const SECTIONS: &[&str] = &[
     "server",
@@ -231,6 +308,12 @@ impl Ref<'_> {
                 .or_else(|| self.examples.get(&format!("{path}[]")))
                 .cloned()
                 .or_else(|| described_example(v))
+                .or_else(|| {
+                    MORE_EXAMPLES
+                        .iter()
+                        .find(|(p, _)| *p == path)
+                        .map(|(_, e)| (*e).to_owned())
+                })
                 .map(|e| format!("`{}`", e.replace('|', "\\|")))
                 .unwrap_or_default();
             let _ = writeln!(
@@ -358,5 +441,10 @@ mod tests {
         let listen = md.lines().find(|l| l.starts_with("| `listen` |")).unwrap();
         assert!(listen.contains("`127.0.0.1:8088`"), "{listen}");
         assert!(md.contains("| `device_key` |"));
+        let bare: Vec<&str> = md
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.ends_with("|  |"))
+            .collect();
+        assert!(bare.is_empty(), "keys without an example: {bare:#?}");
     }
 }
