@@ -42,6 +42,8 @@ enum Command {
     Backup(commands::backup::BackupArgs),
     /// Put a backup into a data directory while no fleetbus serve uses it.
     Restore(commands::backup::RestoreArgs),
+    /// Software update: where the fleet stands against the required macOS version.
+    Su(commands::su::Args),
     /// Check a configuration file or directory and report every error.
     Validate(commands::validate::Args),
     /// Configuration helpers (JSON Schema for editors).
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Assets(args) => commands::assets::run(args),
         Command::Backup(args) => commands::backup::backup(args),
         Command::Restore(args) => commands::backup::restore(args),
+        Command::Su(args) => commands::su::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::TestPattern(args) => commands::pattern::test(args),

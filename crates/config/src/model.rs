@@ -443,7 +443,9 @@ pub struct DeviceSelector {
     pub serial: Option<JsonPath>,
     /// JSONPath to a user id in the event.
     pub user: Option<JsonPath>,
-    pub os_below: Option<String>,
+    /// Devices whose OS is below this version: as written, or from the event
+    /// (`$.detail.product_version`).
+    pub os_below: Option<Field>,
     pub tag: Option<String>,
     pub enrolled_only: bool,
     /// Explicitly every device of the asset store.

@@ -18,6 +18,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "examples/mdm-workflows.yaml",
         include_str!("../../../examples/mdm-workflows.yaml"),
     ),
+    (
+        "examples/software-update.yaml",
+        include_str!("../../../examples/software-update.yaml"),
+    ),
 ];
 
 /// Examples for keys the shipped configurations do not use (by the key's path as

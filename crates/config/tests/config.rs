@@ -290,19 +290,41 @@ rules:
     );
 }
 
-#[test]
-fn the_shipped_mdm_workflows_validate_beside_the_sample() {
+/// The shipped examples `files`, loaded as one directory with the shipped secrets.
+fn load_examples(files: &[&str]) -> fleetbus_config::Config {
     let dir = tempfile::tempdir().unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     std::fs::create_dir(dir.path().join("secrets")).unwrap();
-    for f in ["fleetbus.yaml", "mdm-workflows.yaml"] {
+    for f in files {
         std::fs::copy(examples.join(f), dir.path().join(f)).unwrap();
     }
     for f in std::fs::read_dir(examples.join("secrets")).unwrap() {
         let f = f.unwrap();
         std::fs::copy(f.path(), dir.path().join("secrets").join(f.file_name())).unwrap();
     }
-    let config = load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    load(dir.path()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_shipped_software_update_workflow_validates_beside_the_sample() {
+    let config = load_examples(&["fleetbus.yaml", "software-update.yaml"]);
+    let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
+    for want in [
+        "su-scan-on-release",
+        "su-ask-available",
+        "su-schedule",
+        "su-follow",
+        "su-record-version",
+        "su-trouble",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    assert!(config.sources.iter().any(|s| s.name == "apple-releases"));
+}
+
+#[test]
+fn the_shipped_mdm_workflows_validate_beside_the_sample() {
+    let config = load_examples(&["fleetbus.yaml", "mdm-workflows.yaml"]);
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
     for want in [
         "enrolled",

@@ -15,6 +15,7 @@ mod ingest;
 mod listen;
 mod manage;
 mod signature;
+pub mod software_update;
 pub mod sources;
 
 use std::path::PathBuf;
@@ -126,6 +127,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         )
         .route("/v1/assets/import", post(assets::import))
         .route("/v1/mdm/commands/{uuid}", get(assets::command))
+        .route("/v1/software-update/status", get(software_update::status))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_token));
     // The AWS JSON API: SigV4 (server.aws_access_keys) or a management token.
     let aws = Router::new()

@@ -12,5 +12,6 @@ pub mod mdm;
 pub mod output;
 pub mod pattern;
 pub mod serve;
+pub mod su;
 pub mod ulog;
 pub mod validate;

@@ -35,19 +35,6 @@ fn post(server: &Server, query: &str, body: &Value) -> (u16, Value) {
     )
 }
 
-fn put_device(server: &Server, serial: &str, body: Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let resp = agent
-        .put(format!("{}/v1/assets/devices/{serial}", server.base))
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .send_json(body)
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 #[test]
 fn a_failing_policy_lands_on_each_host_once_and_known_hosts_on_their_mac() {
     let (_dir, _rx, server) = start();

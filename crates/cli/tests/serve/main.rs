@@ -18,4 +18,5 @@ mod mdm_workflows;
 mod okta;
 mod os_feed;
 mod signed;
+mod software_update;
 mod support;

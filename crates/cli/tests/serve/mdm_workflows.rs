@@ -13,19 +13,19 @@ use serde_json::{json, Value};
 
 use super::support::{receiver, timeline, wait_for, Server, SOURCE_TOKEN, TOKEN};
 
-const MDM_KEY: &str = "nanomdm-test-key";
+pub(super) const MDM_KEY: &str = "nanomdm-test-key";
 
 /// One enqueue call the fake NanoMDM accepted.
 #[derive(Debug, Clone)]
-struct Enqueued {
-    ids: Vec<String>,
-    command: fleetbus_mdm::Command,
-    push: bool,
+pub(super) struct Enqueued {
+    pub(super) ids: Vec<String>,
+    pub(super) command: fleetbus_mdm::Command,
+    pub(super) push: bool,
 }
 
-struct FakeNanoMdm {
-    url: String,
-    calls: Arc<Mutex<Vec<Enqueued>>>,
+pub(super) struct FakeNanoMdm {
+    pub(super) url: String,
+    pub(super) calls: Arc<Mutex<Vec<Enqueued>>>,
     /// MicroMDM's `POST /v1/commands` bodies.
     micromdm: Arc<Mutex<Vec<Value>>>,
     refused: Arc<Mutex<Vec<String>>>,
@@ -35,7 +35,7 @@ struct FakeNanoMdm {
 }
 
 impl FakeNanoMdm {
-    fn start() -> FakeNanoMdm {
+    pub(super) fn start() -> FakeNanoMdm {
         use axum::http::{HeaderMap, StatusCode, Uri};
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -180,11 +180,11 @@ impl FakeNanoMdm {
         }
     }
 
-    fn calls(&self) -> Vec<Enqueued> {
+    pub(super) fn calls(&self) -> Vec<Enqueued> {
         self.calls.lock().unwrap().clone()
     }
 
-    fn calls_of(&self, request_type: &str) -> Vec<Enqueued> {
+    pub(super) fn calls_of(&self, request_type: &str) -> Vec<Enqueued> {
         self.calls()
             .into_iter()
             .filter(|c| c.command.request_type == request_type)
@@ -192,14 +192,14 @@ impl FakeNanoMdm {
     }
 }
 
-fn plist_b64(body: &str) -> String {
+pub(super) fn plist_b64(body: &str) -> String {
     let xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n<plist version=\"1.0\">\n<dict>\n{body}\n</dict>\n</plist>\n"
     );
     base64::engine::general_purpose::STANDARD.encode(xml)
 }
 
-fn authenticate(udid: &str, serial: &str) -> Value {
+pub(super) fn authenticate(udid: &str, serial: &str) -> Value {
     json!({
         "topic": "mdm.Authenticate",
         "event_id": format!("auth-{udid}"),
@@ -243,7 +243,7 @@ fn first_token_update(udid: &str) -> Value {
 }
 
 /// A device's report for a command, as NanoMDM forwards it.
-fn acknowledge(udid: &str, uuid: &str, status: &str, extra: &str) -> Value {
+pub(super) fn acknowledge(udid: &str, uuid: &str, status: &str, extra: &str) -> Value {
     json!({
         "topic": "mdm.Connect",
         "event_id": format!("ack-{uuid}-{status}"),
@@ -262,11 +262,11 @@ fn acknowledge(udid: &str, uuid: &str, status: &str, extra: &str) -> Value {
     })
 }
 
-fn webhook(server: &Server, body: &Value) {
+pub(super) fn webhook(server: &Server, body: &Value) {
     webhook_to(server, "nanomdm", body)
 }
 
-fn webhook_to(server: &Server, source: &str, body: &Value) {
+pub(super) fn webhook_to(server: &Server, source: &str, body: &Value) {
     let (status, answer) = server.post(
         &format!("/v1/sources/{source}"),
         Some(SOURCE_TOKEN),
@@ -295,7 +295,7 @@ fn cli(dir: &Path, server: &Server, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn with_type<'a>(events: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
+pub(super) fn with_type<'a>(events: &'a [Value], detail_type: &str) -> Vec<&'a Value> {
     events
         .iter()
         .filter(|e| e["event"]["detail-type"] == detail_type)

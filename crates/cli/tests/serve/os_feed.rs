@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::support::*;
 
-fn release(version: &str, date: &str, exploited: &[&str]) -> Value {
+pub(super) fn release(version: &str, date: &str, exploited: &[&str]) -> Value {
     let cves: serde_json::Map<String, Value> = exploited
         .iter()
         .map(|c| ((*c).to_owned(), json!(true)))
@@ -30,7 +30,7 @@ fn release(version: &str, date: &str, exploited: &[&str]) -> Value {
     })
 }
 
-fn feed(with_new: bool) -> String {
+pub(super) fn feed(with_new: bool) -> String {
     let mut releases = vec![
         release("15.1", "2024-10-28T00:00:00Z", &["CVE-2024-44270"]),
         release("15.0.1", "2024-10-03T00:00:00Z", &[]),
@@ -56,15 +56,15 @@ fn feed(with_new: bool) -> String {
 
 /// A feed server: serves `body` with an ETag, answers 304 to a matching
 /// `If-None-Match`, and 503 while `down`.
-struct FeedServer {
-    url: String,
+pub(super) struct FeedServer {
+    pub(super) url: String,
     body: Arc<Mutex<String>>,
     down: Arc<AtomicBool>,
     not_modified: Arc<AtomicUsize>,
     _rt: tokio::runtime::Runtime,
 }
 
-fn feed_server(initial: String) -> FeedServer {
+pub(super) fn feed_server(initial: String) -> FeedServer {
     use axum::http::{HeaderMap, StatusCode};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -379,6 +379,20 @@ pub fn received(server: &Server, resource: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Merges `fields` into the asset record of device `serial` (`PUT /v1/assets/devices/{serial}`).
+pub fn put_device(server: &Server, serial: &str, fields: Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .put(format!("{}/v1/assets/devices/{serial}", server.base))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .send_json(fields)
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
 /// The events on `resource`'s timeline, newest first (up to 1,000).
 pub fn timeline(server: &Server, resource: &str) -> Vec<Value> {
     let (status, body) = server.get(&format!("/v1/timeline?resource={resource}&limit=1000"));

@@ -46,7 +46,8 @@ pub(crate) struct RawDevices {
     serial: Option<String>,
     /// JSONPath to a user id: all of that user's devices in the asset store.
     user: Option<String>,
-    /// Only devices whose OS version is below this one, e.g. `14.6`.
+    /// Only devices whose OS version is below this one, e.g. `14.6`, or below the
+    /// version an event names (a JSONPath such as `$.detail.product_version`).
     os_below: Option<String>,
     /// Only devices with this tag.
     tag: Option<String>,
@@ -136,7 +137,10 @@ fn validate_mdm(t: &RawMdm, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> MdmT
                 udid: path(&d.udid, "udid", cx),
                 serial: path(&d.serial, "serial", cx),
                 user: path(&d.user, "user", cx),
-                os_below: d.os_below.clone(),
+                os_below: d
+                    .os_below
+                    .as_deref()
+                    .map(|t| crate::validate::field(t, o, &[dp[0].clone(), key("os_below")], cx)),
                 tag: d.tag.clone(),
                 enrolled_only: d.enrolled_only.unwrap_or(true),
                 all: d.all.unwrap_or(false),

@@ -380,13 +380,48 @@ impl MdmTargetImpl {
     }
 }
 
-/// True when the selector's filters let this device through.
+/// The version `os_below` names for this event: as written, or taken from it
+/// (`$.detail.product_version` of a release event).
+fn os_below(
+    sel: &fleetbus_config::DeviceSelector,
+    doc: &Value,
+) -> Result<Option<String>, DeliveryError> {
+    use fleetbus_config::Field;
+    let Some(field) = &sel.os_below else {
+        return Ok(None);
+    };
+    let value = match field {
+        Field::Const(c) => Some(c.clone()),
+        Field::Path(p) => match p.first(doc) {
+            Some(Value::String(s)) => Some(s.clone()),
+            None | Some(Value::Null) => None,
+            Some(other) => {
+                return Err(DeliveryError::Permanent(format!(
+                    "devices.os_below: {p} holds {other}, not a version"
+                )))
+            }
+        },
+        Field::Template(t) => t
+            .render(doc)
+            .map_err(|e| DeliveryError::Permanent(format!("devices.os_below: {e}")))?,
+    };
+    match value {
+        Some(v) => Ok(Some(v)),
+        // Comparing with nothing would select every device: refuse instead.
+        None => Err(DeliveryError::Permanent(format!(
+            "devices.os_below: {} is not in the event",
+            field.as_written()
+        ))),
+    }
+}
+
 /// The devices a delivery addresses, deduplicated by UDID.
 fn select_devices(
     assets: &AssetStore,
     sel: &fleetbus_config::DeviceSelector,
     doc: &Value,
 ) -> Result<Vec<Addressee>, DeliveryError> {
+    let below = os_below(sel, doc)?;
     let mut out: Vec<Addressee> = Vec::new();
     let from_event = sel.udid.is_some() || sel.serial.is_some() || sel.user.is_some();
     if let Some(path) = &sel.udid {
@@ -446,7 +481,7 @@ fn select_devices(
         let filter = DeviceFilter {
             user_id: None,
             tag: sel.tag.clone(),
-            os_below: sel.os_below.clone(),
+            os_below: below.clone(),
             enrolled_only: sel.enrolled_only,
         };
         for d in assets.list_devices(&filter)? {
@@ -459,19 +494,24 @@ fn select_devices(
         }
     } else {
         // The selector's filters narrow what the event named.
-        out.retain(|a| keep(a.record.as_ref(), sel));
+        out.retain(|a| keep(a.record.as_ref(), below.as_deref(), sel));
     }
     let mut seen = BTreeSet::new();
     out.retain(|a| seen.insert(a.udid.clone()));
     Ok(out)
 }
 
-fn keep(record: Option<&Device>, sel: &fleetbus_config::DeviceSelector) -> bool {
+/// True when the selector's filters let this device through.
+fn keep(
+    record: Option<&Device>,
+    below: Option<&str>,
+    sel: &fleetbus_config::DeviceSelector,
+) -> bool {
     let Some(d) = record else {
         // Nothing known to filter on: only an unfiltered selector keeps it.
-        return sel.os_below.is_none() && sel.tag.is_none();
+        return below.is_none() && sel.tag.is_none();
     };
-    if let Some(min) = &sel.os_below {
+    if let Some(min) = below {
         match &d.os_version {
             Some(v) if fleetbus_assets::compare_versions(v, min).is_lt() => {}
             _ => return false,
