@@ -73,6 +73,8 @@ pub struct Server {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub api_tokens: Vec<Secret>,
+    /// Tokens that may only read (GET) the management API and the console.
+    pub read_tokens: Vec<Secret>,
     pub account: String,
     pub region: String,
     pub max_body_bytes: u64,

@@ -48,6 +48,11 @@ pub struct RawServer {
     /// Bearer tokens for the management API and `/v1/events` (secret references).
     #[serde(default)]
     pub api_tokens: Vec<String>,
+    /// Tokens that may read through the management API and the console but change
+    /// nothing: no ingest, redrive, reload, asset change or PIN reveal (secret
+    /// references), e.g. for dashboards and help-desk staff.
+    #[serde(default)]
+    pub read_tokens: Vec<String>,
     /// `account` given to events that carry none.
     pub account: Option<String>,
     /// `region` given to events that carry none.

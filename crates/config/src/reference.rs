@@ -30,6 +30,7 @@ const MORE_EXAMPLES: &[(&str, &str)] = &[
     ("server.aws_access_keys", "[{access_key_id: AKIAFLEETBUS0EXAMPLE, secret_access_key: \"${file:secrets/aws-secret}\"}]"),
     ("server.aws_access_keys[].secret_access_key", "${file:secrets/aws-secret}"),
     ("server.drain_timeout", "10s"),
+    ("server.read_tokens", "[\"${file:secrets/read-token}\"]"),
     ("server.header_timeout", "10s"),
     ("server.request_timeout", "60s"),
     ("server.max_backlog", "100000"),

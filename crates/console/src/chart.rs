@@ -9,15 +9,15 @@ const HEIGHT: u64 = 80;
 /// readers and each bar's title gives its value and `bucket_label(i)`.
 pub fn bars(label: &str, values: &[u64], bucket_label: impl Fn(usize) -> String) -> Markup {
     let max = values.iter().copied().max().unwrap_or(0).max(1);
-    let n = values.len().max(1) as u64;
-    let step = WIDTH / n;
-    let bar = step.saturating_sub(1).max(1);
+    // Fractional positions: the bars fill the whole width whatever their number.
+    let step = WIDTH as f64 / values.len().max(1) as f64;
+    let bar = format!("{:.2}", (step * 0.85).max(0.5));
     html! {
         svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(label) preserveAspectRatio="none" {
             @for (i, v) in values.iter().enumerate() {
                 @let h = v * HEIGHT / max;
                 @if *v > 0 {
-                    rect x=(i as u64 * step) y=(HEIGHT - h.max(1)) width=(bar) height=(h.max(1)) {
+                    rect x=(format!("{:.2}", i as f64 * step)) y=(HEIGHT - h.max(1)) width=(bar) height=(h.max(1)) {
                         title { (bucket_label(i)) ": " (v) }
                     }
                 }

@@ -32,6 +32,7 @@ pub fn page(title: &str, active: &str, csrf: &Csrf, body: Markup) -> Markup {
                 script src="/ui/static/console.js" defer {}
             }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header {
                     a.brand href="/ui/" { "fleetbus" }
                     nav {
@@ -47,7 +48,7 @@ pub fn page(title: &str, active: &str, csrf: &Csrf, body: Markup) -> Markup {
                         button type="submit" { "Log out" }
                     }
                 }
-                main {
+                main #main tabindex="-1" {
                     h1 { (title) }
                     (body)
                 }

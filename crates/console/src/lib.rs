@@ -36,7 +36,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use layout::PageError;
-use session::{Csrf, Sessions};
+use session::{Csrf, ReadOnly, Sessions};
 
 /// What the console's handlers share: the API's state and the sessions.
 #[derive(Clone)]
@@ -100,8 +100,9 @@ async fn require_session(
         .and_then(session::cookie_value)
         .and_then(|id| console.sessions.check(id, Instant::now()));
     match csrf {
-        Some(csrf) => {
+        Some((csrf, read_only)) => {
             request.extensions_mut().insert(csrf);
+            request.extensions_mut().insert(read_only);
             next.run(request).await
         }
         None if request.method() == axum::http::Method::GET => {
@@ -163,16 +164,21 @@ struct LoginForm {
 }
 
 /// Exchanges a management API token for a session.
-async fn login(State(console): State<Console>, Form(form): Form<LoginForm>) -> Response {
-    if !fleetbus_server::is_api_token(&console.app, form.token.trim()) {
+async fn login(
+    State(console): State<Console>,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let Some(access) = fleetbus_server::token_access(&console.app, form.token.trim()) else {
         tracing::warn!("console login refused: not an API token");
         let page = layout::login(
             form.next.as_deref(),
-            Some("that is not one of this server's API tokens (server.api_tokens)"),
+            Some("that is not one of this server's API tokens (server.api_tokens or server.read_tokens)"),
         );
         return (StatusCode::UNAUTHORIZED, page).into_response();
-    }
-    let Some((id, _)) = console.sessions.create(Instant::now()) else {
+    };
+    let read_only = access == fleetbus_server::Access::Read;
+    let Some((id, _)) = console.sessions.create(Instant::now(), read_only) else {
         return PageError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the system's random number generator failed; no session was made",
@@ -185,7 +191,11 @@ async fn login(State(console): State<Console>, Form(form): Form<LoginForm>) -> R
         .filter(|n| n.starts_with("/ui/") && !n.starts_with("//"))
         .unwrap_or_else(|| "/ui/".into());
     let mut response = Redirect::to(&next).into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&id)) {
+    let over_tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&id, over_tls)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
@@ -194,6 +204,18 @@ async fn login(State(console): State<Console>, Form(form): Form<LoginForm>) -> R
 #[derive(Deserialize)]
 struct CsrfForm {
     csrf: String,
+}
+
+/// Refuses a change to a session that may only read.
+pub(crate) fn may_change(read_only: ReadOnly) -> Result<(), PageError> {
+    if read_only.0 {
+        Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "you are logged in with a read token: it sees everything and changes nothing",
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 async fn logout(

@@ -23,6 +23,8 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 #[derive(Debug, Clone)]
 struct Session {
     csrf: String,
+    /// Logged in with a read token: sees, changes nothing.
+    read_only: bool,
     created: Instant,
     last_used: Instant,
 }
@@ -47,6 +49,10 @@ impl Default for Sessions {
 #[derive(Debug, Clone)]
 pub struct Csrf(pub String);
 
+/// Whether the session may change anything (a read token's may not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOnly(pub bool);
+
 impl Csrf {
     /// True when `given` is this session's CSRF token (constant time).
     pub fn accepts(&self, given: &str) -> bool {
@@ -56,7 +62,7 @@ impl Csrf {
 
 impl Sessions {
     /// A new session at `now`: its id (for the cookie) and its CSRF token.
-    pub fn create(&self, now: Instant) -> Option<(String, Csrf)> {
+    pub fn create(&self, now: Instant, read_only: bool) -> Option<(String, Csrf)> {
         let id = self.random()?;
         let csrf = self.random()?;
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -74,6 +80,7 @@ impl Sessions {
             id.clone(),
             Session {
                 csrf: csrf.clone(),
+                read_only,
                 created: now,
                 last_used: now,
             },
@@ -81,8 +88,9 @@ impl Sessions {
         Some((id, Csrf(csrf)))
     }
 
-    /// The session `id`'s CSRF token when it is alive at `now` (and marks it used).
-    pub fn check(&self, id: &str, now: Instant) -> Option<Csrf> {
+    /// The session `id`'s CSRF token and whether it is read-only, when it is alive
+    /// at `now` (and marks it used).
+    pub fn check(&self, id: &str, now: Instant) -> Option<(Csrf, ReadOnly)> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let session = map.get_mut(id)?;
         if !alive(session, now) {
@@ -90,7 +98,7 @@ impl Sessions {
             return None;
         }
         session.last_used = now;
-        Some(Csrf(session.csrf.clone()))
+        Some((Csrf(session.csrf.clone()), ReadOnly(session.read_only)))
     }
 
     /// Ends the session `id` (logout).
@@ -123,11 +131,14 @@ pub fn cookie_value(header: &str) -> Option<&str> {
         .map(|(_, value)| value.trim())
 }
 
-/// The `Set-Cookie` value that carries session `id`.
-pub fn set_cookie(id: &str) -> String {
+/// The `Set-Cookie` value that carries session `id`; `Secure` when the browser
+/// reached the console over TLS (a proxy in front says so with
+/// `X-Forwarded-Proto: https`), so the cookie never travels in the clear.
+pub fn set_cookie(id: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}",
-        LIFETIME.as_secs()
+        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        LIFETIME.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 
@@ -144,10 +155,11 @@ mod tests {
     fn a_session_ends_when_idle_or_old() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let (id, csrf) = sessions.create(t0).unwrap();
+        let (id, csrf) = sessions.create(t0, false).unwrap();
         assert_eq!(id.len(), 64);
         assert_ne!(id, csrf.0);
-        let again = sessions.check(&id, t0 + IDLE / 2).unwrap();
+        let (again, read_only) = sessions.check(&id, t0 + IDLE / 2).unwrap();
+        assert_eq!(read_only, ReadOnly(false));
         assert!(again.accepts(&csrf.0));
         assert!(!again.accepts("forged"));
         // Used at IDLE/2, so still alive just before IDLE/2 + IDLE.
@@ -161,7 +173,7 @@ mod tests {
         );
 
         // Kept busy, a session still ends at its lifetime.
-        let (id, _) = sessions.create(t0).unwrap();
+        let (id, _) = sessions.create(t0, false).unwrap();
         let mut t = t0;
         while t < t0 + LIFETIME - IDLE {
             t += IDLE / 2;
@@ -174,16 +186,18 @@ mod tests {
     fn sessions_are_bounded_and_logout_ends_one() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let (first, _) = sessions.create(t0).unwrap();
+        let (first, _) = sessions.create(t0, false).unwrap();
         for i in 1..=MAX_SESSIONS {
             sessions
-                .create(t0 + Duration::from_millis(i as u64))
+                .create(t0 + Duration::from_millis(i as u64), false)
                 .unwrap();
         }
         assert!(sessions
             .check(&first, t0 + Duration::from_secs(1))
             .is_none());
-        let (id, _) = sessions.create(t0 + Duration::from_secs(2)).unwrap();
+        let (id, _) = sessions.create(t0 + Duration::from_secs(2), true).unwrap();
+        let (_, read_only) = sessions.check(&id, t0 + Duration::from_secs(2)).unwrap();
+        assert_eq!(read_only, ReadOnly(true));
         sessions.remove(&id);
         assert!(sessions.check(&id, t0 + Duration::from_secs(2)).is_none());
     }
@@ -192,6 +206,8 @@ mod tests {
     fn the_cookie_is_found_among_others() {
         assert_eq!(cookie_value("a=1; fleetbus_console=abc ; b=2"), Some("abc"));
         assert_eq!(cookie_value("fleetbus_consolex=1"), None);
-        assert!(set_cookie("x").contains("HttpOnly; SameSite=Strict"));
+        assert!(set_cookie("x", false).contains("HttpOnly; SameSite=Strict"));
+        assert!(!set_cookie("x", false).contains("Secure"));
+        assert!(set_cookie("x", true).ends_with("; Secure"));
     }
 }

@@ -12,17 +12,46 @@ use subtle::ConstantTimeEq;
 use crate::{ApiError, AppState};
 
 /// Lets the request through when it carries a management API token
-/// (`server.api_tokens`).
+/// (`server.api_tokens`), or a read token (`server.read_tokens`) and only reads.
 pub(crate) async fn require_api_token(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if authorized(request.headers(), &state.config().server.api_tokens) {
-        Ok(next.run(request).await)
-    } else {
-        Err(ApiError::unauthorized())
+    let server = &state.config().server;
+    if authorized(request.headers(), &server.api_tokens) {
+        return Ok(next.run(request).await);
     }
+    if authorized(request.headers(), &server.read_tokens) {
+        let reads = matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        // A PIN reveal is a read that is recorded: not for read tokens.
+        let reveals = request.uri().path().starts_with("/v1/assets/devices/");
+        if reads && !reveals {
+            return Ok(next.run(request).await);
+        }
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!(
+                "a read token may only read: {} {} needs a token of server.api_tokens",
+                request.method(),
+                request.uri().path()
+            ),
+        ));
+    }
+    Err(ApiError::unauthorized())
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Everything the management API does.
+    Full,
+    /// Reading only.
+    Read,
 }
 
 /// Lets the request through when it names a configured source and carries one of
@@ -106,10 +135,17 @@ fn header_token(headers: &HeaderMap, name: &str, tokens: &[Secret]) -> bool {
     matches_one(given, tokens)
 }
 
-/// True when `token` is one of the management API's tokens (`server.api_tokens`):
-/// what the console's login exchanges for a session.
-pub fn is_api_token(state: &AppState, token: &str) -> bool {
-    matches_one(token, &state.config().server.api_tokens)
+/// What `token` may do: a management API token (`server.api_tokens`), a read
+/// token (`server.read_tokens`), or nothing. The console's login asks this.
+pub fn token_access(state: &AppState, token: &str) -> Option<Access> {
+    let config = state.config();
+    if matches_one(token, &config.server.api_tokens) {
+        Some(Access::Full)
+    } else if matches_one(token, &config.server.read_tokens) {
+        Some(Access::Read)
+    } else {
+        None
+    }
 }
 
 /// True when the query string's `token` parameter is one of `tokens`.

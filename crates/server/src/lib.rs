@@ -31,7 +31,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use assets::reveal_pins;
-pub use auth::is_api_token;
+pub use auth::{token_access, Access};
 pub use error::ApiError;
 pub use listen::{serve_with, Limits};
 

@@ -10,7 +10,23 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use crate::mdm_workflows::{
+    acknowledge, authenticate, first_token_update, webhook_to, FakeNanoMdm, MDM_KEY,
+};
 use crate::support::{self, wait_for, TOKEN};
+
+/// The Mac that enrolls through NanoMDM in the browser test.
+const ENROLLING: &str = "C02ENROLL001";
+const ENROLLING_UDID: &str = "0000FE00-CAFE-5EC4-8429-15640684C489";
+
+/// Saves what the browser shows, for people to look at (not compared).
+async fn screenshot(client: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+    }
+}
 
 /// An HTTP agent that does not follow redirects (cookies are passed by hand).
 fn agent() -> ureq::Agent {
@@ -36,6 +52,72 @@ fn get(agent: &ureq::Agent, url: &str, cookie: &str) -> (u16, String, String) {
 fn csrf_of(page: &str) -> String {
     let at = page.find(r#"name="csrf" value=""#).expect("a csrf field") + 19;
     page[at..at + 64].to_owned()
+}
+
+/// A read token (`server.read_tokens`) sees the console and reads the API, and
+/// changes nothing through either.
+#[test]
+fn a_read_token_sees_everything_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = support::receiver();
+    support::write_config(dir.path(), &rx.url, "");
+    std::fs::write(dir.path().join("read-token"), "help-desk-token").unwrap();
+    support::edit_config(dir.path(), |c| {
+        c.replace(
+            "  api_tokens: [\"${file:api-token}\"]\n",
+            "  api_tokens: [\"${file:api-token}\"]\n  read_tokens: [\"${file:read-token}\"]\n",
+        )
+    });
+    let server = support::Server::start(dir.path());
+    let agent = agent();
+    let api = |method: &str, path: &str| {
+        let url = format!("{}{path}", server.base);
+        let auth = "Bearer help-desk-token";
+        let resp = match method {
+            "GET" => agent.get(&url).header("Authorization", auth).call(),
+            _ => agent
+                .post(&url)
+                .header("Authorization", auth)
+                .header("Content-Type", "application/json")
+                .send("{\"Entries\": []}"),
+        };
+        resp.unwrap().status().as_u16()
+    };
+    assert_eq!(api("GET", "/v1/dlq"), 200);
+    assert_eq!(api("GET", "/v1/events?limit=1"), 200);
+    assert_eq!(api("POST", "/v1/dlq/redrive"), 403);
+    assert_eq!(api("POST", "/v1/events"), 403);
+    assert_eq!(api("POST", "/v1/admin/reload"), 403);
+    assert_eq!(
+        api("GET", "/v1/assets/devices/C02ANY"),
+        403,
+        "a PIN reveal is not a read"
+    );
+    // The console: pages yes, redrive no.
+    let resp = agent
+        .post(format!("{}/ui/login", server.base))
+        .send_form([("token", "help-desk-token")])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let (status, _, page) = get(&agent, &format!("{}/ui/dlq", server.base), &cookie);
+    assert_eq!(status, 200);
+    let resp = agent
+        .post(format!("{}/ui/dlq/redrive", server.base))
+        .header("Cookie", &cookie)
+        .send_form([("csrf", csrf_of(&page).as_str()), ("which", "all")])
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    // Behind a TLS proxy the cookie is Secure.
+    let resp = agent
+        .post(format!("{}/ui/login", server.base))
+        .header("X-Forwarded-Proto", "https")
+        .send_form([("token", TOKEN)])
+        .unwrap();
+    let cookie = resp.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    server.stop();
 }
 
 #[test]
@@ -251,17 +333,64 @@ async fn fill(client: &Client, css: &str, text: &str) {
 
 #[test]
 fn an_admin_follows_a_mac_tests_a_rule_tails_events_and_redrives_in_a_browser() {
-    let (_dir, rx, server) = support::start();
+    // The shared test config, plus a NanoMDM webhook source and a rule that asks an
+    // enrolling Mac for its OS version through a fake NanoMDM.
+    let dir = tempfile::tempdir().unwrap();
+    let rx = support::receiver();
+    let mdm = FakeNanoMdm::start();
+    std::fs::write(dir.path().join("mdm-key"), MDM_KEY).unwrap();
+    let enroll_rule = format!(
+        "  - name: ask-on-enroll\n    event_pattern: {{source: [mdm.nanomdm], detail: {{action: [enroll]}}}}\n    targets:\n      - id: info\n        kind: mdm\n        server: nanomdm\n        url: {}\n        api_key: \"${{file:mdm-key}}\"\n        devices: {{udid: $.detail.device.udid}}\n        mdm_command: {{RequestType: DeviceInformation, Queries: [OSVersion]}}\n",
+        mdm.url
+    );
+    support::write_config(dir.path(), &rx.url, &enroll_rule);
+    support::edit_config(dir.path(), |c| {
+        c.replacen(
+            "sources:\n",
+            "sources:\n  - name: nanomdm\n    kind: nanomdm\n    tokens: [\"${file:source-token}\"]\n",
+            1,
+        )
+    });
+    let server = support::Server::start(dir.path());
     // The receiver refuses for good: the Notify delivery is dead-lettered at once.
     rx.status.store(400, Ordering::SeqCst);
-    let resp = agent()
-        .put(format!("{}/v1/assets/devices/C02CONSOLE1", server.base))
-        .header("Authorization", format!("Bearer {TOKEN}"))
-        .send_json(
-            json!({"name": "Ada's MacBook", "user_id": "ada@example.com", "model": "Mac14,2"}),
-        )
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    support::put_device(
+        &server,
+        "C02CONSOLE1",
+        json!({"name": "Ada's MacBook", "user_id": "ada@example.com", "model": "Mac14,2"}),
+    );
+    // A Mac enrolls through NanoMDM; the rule asks it for its OS version; it answers.
+    webhook_to(&server, "nanomdm", &authenticate(ENROLLING_UDID, ENROLLING));
+    webhook_to(&server, "nanomdm", &first_token_update(ENROLLING_UDID));
+    wait_for(
+        "the DeviceInformation command",
+        Duration::from_secs(20),
+        || !mdm.calls_of("DeviceInformation").is_empty(),
+    );
+    let uuid = mdm.calls_of("DeviceInformation")[0]
+        .command
+        .command_uuid
+        .clone();
+    webhook_to(
+        &server,
+        "nanomdm",
+        &acknowledge(
+            ENROLLING_UDID,
+            &uuid,
+            "Acknowledged",
+            "<key>QueryResponses</key><dict><key>OSVersion</key><string>15.1</string></dict>",
+        ),
+    );
+    // An event whose text is hostile markup.
+    let hostile = server.put_events(json!([{
+        "Source": "com.example.hr",
+        "DetailType": "Note Added",
+        "Detail": json!({"note": "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"}).to_string(),
+        "Resources": ["device/C02CONSOLE1"],
+    }]))["Entries"][0]["EventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let put = |detail_type: &str| {
         server.put_events(json!([{
             "Source": "com.example.mdm",
@@ -296,6 +425,27 @@ fn an_admin_follows_a_mac_tests_a_rule_tails_events_and_redrives_in_a_browser() 
         wait_text(&c, "h1", "Overview").await;
         wait_text(&c, "#store-health", "healthy").await;
         wait_text(&c, "#dead", "1").await;
+        screenshot(&c, "overview").await;
+
+        // The enrolled Mac: its check-ins, the rule's delivery, the MDM command with
+        // the Mac's answer, each linked to what caused it.
+        c.goto(&format!("{base}/ui/devices/{ENROLLING}")).await.unwrap();
+        wait_text(&c, "#commands", "DeviceInformation").await;
+        wait_text(&c, "#commands", "Acknowledged").await;
+        wait_text(&c, "#timeline", "MDM Check-in").await;
+        wait_text(&c, "#timeline", "MDM Command Result").await;
+        wait_text(&c, "#timeline", "Target Delivery Succeeded").await;
+        screenshot(&c, "device").await;
+        // The command's cause is one click away: the enrollment.
+        click(&c, "#commands td:last-child a").await;
+        wait_text(&c, "#trace", "MDM Command Enqueued").await;
+
+        // Hostile text from an event is text: no script ran, the markup shows.
+        c.goto(&format!("{base}/ui/events/{hostile}")).await.unwrap();
+        wait_text(&c, "pre.json", "<script>document.title='pwned'</script>").await;
+        let title = c.execute("return document.title", vec![]).await.unwrap();
+        assert_ne!(title, json!("pwned"), "a script from an event ran");
+        assert!(title.as_str().unwrap().contains("Note Added"), "{title}");
 
         // Search finds the Mac by its user; its page has the record and timeline.
         fill(&c, "header input[name=q]", "ada@").await;
@@ -315,6 +465,7 @@ fn an_admin_follows_a_mac_tests_a_rule_tails_events_and_redrives_in_a_browser() 
         c.goto(&format!("{base}/ui/events/{enrolled}")).await.unwrap();
         wait_text(&c, "#trace", "Target Delivery Succeeded").await;
         wait_text(&c, "#trace", "all → file").await;
+        screenshot(&c, "event").await;
         let select = c.find(Locator::Css("select[name=explain]")).await.unwrap();
         select.select_by_value("to-api").await.unwrap();
         click(&c, "#explain button").await;
@@ -333,6 +484,7 @@ fn an_admin_follows_a_mac_tests_a_rule_tails_events_and_redrives_in_a_browser() 
         wait_text(&c, "#sandbox-result h2", "Matches").await;
         wait_text(&c, "#sandbox-result", r#""what": "Device Enrolled""#).await;
         wait_text(&c, "#sandbox-result", r#""device": "C02CONSOLE1""#).await;
+        screenshot(&c, "sandbox").await;
 
         // The live tail shows what is committed after it opened, filtered by its
         // pattern; paused, it holds events back until resumed.
@@ -356,6 +508,7 @@ fn an_admin_follows_a_mac_tests_a_rule_tails_events_and_redrives_in_a_browser() 
         assert!(!rows.contains("Tail Two") && !rows.contains("Not Shown"), "{rows}");
         click(&c, "#tail-resume").await;
         wait_text(&c, "#tail tbody", "Tail Two").await;
+        screenshot(&c, "tail").await;
 
         // Dead letters: the failed Notify with its reason; redriven once the
         // receiver takes it again.
@@ -366,16 +519,28 @@ fn an_admin_follows_a_mac_tests_a_rule_tails_events_and_redrives_in_a_browser() 
         click(&c, "#dlq input[type=checkbox]").await;
         click(&c, "#redrive-selected").await;
         wait_text(&c, "#redriven", "1 sent back for delivery").await;
+        // Delivered this time, it is gone from the list.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            c.goto(&format!("{base}/ui/dlq")).await.unwrap();
+            if c.find(Locator::Css("#dlq-empty")).await.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the redriven dead letter stays listed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        screenshot(&c, "dlq").await;
 
         // The rules page counts that rule's deliveries.
         c.goto(&format!("{base}/ui/rules")).await.unwrap();
         wait_text(&c, "#rules", "to-api").await;
-        if let Ok(png) = c.screenshot().await {
-            let _ = std::fs::write(
-                std::env::temp_dir().join("fleetbus-console-rules.png"),
-                png,
-            );
-        }
+        screenshot(&c, "rules").await;
+        // A phone's width: the page still works (the navigation wraps, nothing hides).
+        c.set_window_size(390, 844).await.unwrap();
+        c.goto(&format!("{base}/ui/devices/{ENROLLING}")).await.unwrap();
+        wait_text(&c, "#serial", ENROLLING).await;
+        screenshot(&c, "device-phone").await;
+        c.set_window_size(1400, 1000).await.unwrap();
 
         // Logging out: the console is closed again.
         click(&c, "header form[action='/ui/logout'] button").await;

@@ -222,7 +222,7 @@ pub(super) fn authenticate(udid: &str, serial: &str) -> Value {
 }
 
 /// The first TokenUpdate: NanoMDM's enrollment. It carries no serial number.
-fn first_token_update(udid: &str) -> Value {
+pub(super) fn first_token_update(udid: &str) -> Value {
     json!({
         "topic": "mdm.TokenUpdate",
         "event_id": format!("tu-{udid}"),

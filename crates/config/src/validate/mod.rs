@@ -428,6 +428,7 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
         listen: default_listen,
         data_dir: cx.base_dir.join("fleetbus-data"),
         api_tokens: Vec::new(),
+        read_tokens: Vec::new(),
         account: "000000000000".into(),
         region: "local".into(),
         max_body_bytes: 4 * 1024 * 1024,
@@ -461,6 +462,12 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
         .iter()
         .enumerate()
         .map(|(i, t)| cx.secret(o, &[key("api_tokens"), PathSeg::Index(i)], t))
+        .collect();
+    server.read_tokens = v
+        .read_tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| cx.secret(o, &[key("read_tokens"), PathSeg::Index(i)], t))
         .collect();
     if let Some(a) = &v.account {
         server.account = a.clone();

@@ -272,9 +272,11 @@ pub struct CsrfForm {
 pub async fn reveal(
     State(console): State<Console>,
     Extension(csrf): Extension<Csrf>,
+    Extension(read_only): Extension<crate::session::ReadOnly>,
     Path(serial): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Markup, PageError> {
+    crate::may_change(read_only)?;
     if !csrf.accepts(&form.csrf) {
         return Err(PageError::csrf());
     }

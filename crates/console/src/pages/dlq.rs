@@ -74,8 +74,10 @@ fn failed_at(ms: i64) -> String {
 pub async fn redrive(
     State(console): State<Console>,
     Extension(csrf): Extension<Csrf>,
+    Extension(read_only): Extension<crate::session::ReadOnly>,
     body: Bytes,
 ) -> Result<Response, PageError> {
+    crate::may_change(read_only)?;
     let mut token = String::new();
     let mut which = String::new();
     let mut jobs = Vec::new();

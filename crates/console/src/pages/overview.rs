@@ -95,7 +95,7 @@ impl Range {
             section.charts {
                 h2 { (name) }
                 @for (title, values) in &rows {
-                    figure {
+                    figure.failed[title.starts_with("Failed")] {
                         figcaption { (title) ": " strong.total { (values.iter().sum::<u64>()) } }
                         (chart::bars(&format!("{title}, {name}"), values, label))
                     }
