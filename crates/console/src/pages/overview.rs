@@ -48,22 +48,6 @@ struct Range {
 }
 
 impl Range {
-    async fn read(console: &Console, bucket_ms: i64, span: i64) -> Result<Range, PageError> {
-        let now = now_ms();
-        let q = |key| CountQuery {
-            key,
-            bucket_ms,
-            since: now - span,
-            until: now,
-            pattern: None,
-        };
-        let engine = &console.app.engine;
-        Ok(Range {
-            sources: engine.count_series(q(CountKey::Source)).await?,
-            outcomes: engine.count_series(q(CountKey::Outcome)).await?,
-        })
-    }
-
     fn events_in(&self) -> Vec<u64> {
         let s = &self.sources;
         total(
@@ -118,25 +102,39 @@ pub async fn page(
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let hour = Range::read(&console, MINUTE, HOUR).await?;
-    let day = Range::read(&console, HOUR, DAY).await?;
+    // Every chart of the page from one read of the last day's events.
     let now = now_ms();
-    let per = |key, pattern: Option<Pattern>| CountQuery {
+    let q = |key, bucket_ms, span, pattern: Option<Pattern>| CountQuery {
         key,
-        bucket_ms: DAY,
-        since: now - DAY,
+        bucket_ms,
+        since: now - span,
         until: now,
         pattern,
     };
-    let rules = engine.count_series(per(CountKey::Rule, None)).await?;
-    let failed = Pattern::parse(FAILED).ok();
-    let failing = engine.count_series(per(CountKey::Target, failed)).await?;
-    let delivered: BTreeMap<String, u64> = busiest(
-        &engine.count_series(per(CountKey::Target, None)).await?,
-        usize::MAX,
-    )
-    .into_iter()
-    .collect();
+    let mut all = engine
+        .count_many(vec![
+            q(CountKey::Source, MINUTE, HOUR, None),
+            q(CountKey::Outcome, MINUTE, HOUR, None),
+            q(CountKey::Source, HOUR, DAY, None),
+            q(CountKey::Outcome, HOUR, DAY, None),
+            q(CountKey::Rule, DAY, DAY, None),
+            q(CountKey::Target, DAY, DAY, Pattern::parse(FAILED).ok()),
+            q(CountKey::Target, DAY, DAY, None),
+        ])
+        .await?
+        .into_iter();
+    let mut next = || all.next().unwrap_or_default();
+    let hour = Range {
+        sources: next(),
+        outcomes: next(),
+    };
+    let day = Range {
+        sources: next(),
+        outcomes: next(),
+    };
+    let rules = next();
+    let failing = next();
+    let delivered: BTreeMap<String, u64> = busiest(&next(), usize::MAX).into_iter().collect();
     let body = html! {
         section.tiles {
             @if let Some(c) = counts {

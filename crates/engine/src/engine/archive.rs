@@ -188,57 +188,93 @@ impl Engine {
 
     /// CountSeries of archived events per group and time bucket (see [`CountQuery`]).
     pub async fn count_series(&self, q: CountQuery) -> Result<CountSeries, EngineError> {
-        if q.bucket_ms <= 0 || q.until <= q.since {
-            return Err(EngineError::Query(
-                "the bucket and the time range must not be empty".into(),
-            ));
+        let mut all = self.count_many(vec![q]).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// Several [`CountQuery`]s answered in one read of the archive (over the union
+    /// of their ranges): a page that shows several charts reads each event once.
+    pub async fn count_many(&self, qs: Vec<CountQuery>) -> Result<Vec<CountSeries>, EngineError> {
+        struct One {
+            q: CountQuery,
+            matcher: Option<Matcher<u32>>,
+            out: CountSeries,
         }
-        let start = q.since.div_euclid(q.bucket_ms) * q.bucket_ms;
-        let buckets = (q.until - start + q.bucket_ms - 1) / q.bucket_ms;
-        if buckets as u64 > COUNT_BUCKETS {
-            return Err(EngineError::Query(format!(
-                "{buckets} buckets asked for (at most {COUNT_BUCKETS}: a larger bucket or a shorter range)"
-            )));
+        let mut work = Vec::with_capacity(qs.len());
+        for q in qs {
+            if q.bucket_ms <= 0 || q.until <= q.since {
+                return Err(EngineError::Query(
+                    "the bucket and the time range must not be empty".into(),
+                ));
+            }
+            let start = q.since.div_euclid(q.bucket_ms) * q.bucket_ms;
+            let buckets = (q.until - start + q.bucket_ms - 1) / q.bucket_ms;
+            if buckets as u64 > COUNT_BUCKETS {
+                return Err(EngineError::Query(format!(
+                    "{buckets} buckets asked for (at most {COUNT_BUCKETS}: a larger bucket or a shorter range)"
+                )));
+            }
+            let matcher = one_pattern(q.pattern.as_ref())?;
+            let out = CountSeries {
+                start,
+                bucket_ms: q.bucket_ms,
+                buckets: buckets as usize,
+                ..CountSeries::default()
+            };
+            work.push(One { q, matcher, out });
         }
-        let buckets = buckets as usize;
-        let matcher = one_pattern(q.pattern.as_ref())?;
-        let mut out = CountSeries {
-            start,
-            bucket_ms: q.bucket_ms,
-            buckets,
-            ..CountSeries::default()
+        let (Some(since), Some(until)) = (
+            work.iter().map(|w| w.q.since).min(),
+            work.iter().map(|w| w.q.until).max(),
+        ) else {
+            return Ok(Vec::new());
         };
         let mut query = EventQuery {
-            since: Some(q.since),
-            until: Some(q.until),
+            since: Some(since),
+            until: Some(until),
             oldest_first: true,
             limit: QUERY_LIMIT,
             ..EventQuery::default()
         };
+        let mut scanned = 0u64;
+        let mut truncated = false;
         loop {
             let page = self.inner.store.query(query.clone(), QUERY_WINDOW).await?;
             for (_, e) in &page.events {
-                out.scanned += 1;
-                let Some(key) = q.key.of(e) else { continue };
-                if !matches(matcher.as_ref(), e) {
-                    continue;
-                }
+                scanned += 1;
                 let at = (e.meta.received_at.unix_timestamp_nanos() / 1_000_000) as Millis;
-                let i = ((at - start) / q.bucket_ms) as usize;
-                if i < buckets {
-                    out.series.entry(key).or_insert_with(|| vec![0; buckets])[i] += 1;
+                for w in work.iter_mut() {
+                    if at < w.q.since || at >= w.q.until {
+                        continue;
+                    }
+                    w.out.scanned += 1;
+                    let Some(key) = w.q.key.of(e) else { continue };
+                    if !matches(w.matcher.as_ref(), e) {
+                        continue;
+                    }
+                    let i = ((at - w.out.start) / w.q.bucket_ms) as usize;
+                    if i < w.out.buckets {
+                        let buckets = w.out.buckets;
+                        w.out.series.entry(key).or_insert_with(|| vec![0; buckets])[i] += 1;
+                    }
                 }
             }
             match page.next {
-                Some(next) if out.scanned < COUNT_SCAN => query.after = Some(next),
+                Some(next) if scanned < COUNT_SCAN => query.after = Some(next),
                 Some(_) => {
-                    out.truncated = true;
+                    truncated = true;
                     break;
                 }
                 None => break,
             }
         }
-        Ok(out)
+        Ok(work
+            .into_iter()
+            .map(|mut w| {
+                w.out.truncated = truncated;
+                w.out
+            })
+            .collect())
     }
 
     /// The trace around the event `id`, or `None` when there is no such event.
