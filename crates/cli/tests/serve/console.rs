@@ -435,6 +435,18 @@ fn an_admin_follows_a_mac_tests_a_rule_tails_events_and_redrives_in_a_browser() 
         wait_text(&c, "#timeline", "MDM Check-in").await;
         wait_text(&c, "#timeline", "MDM Command Result").await;
         wait_text(&c, "#timeline", "Target Delivery Succeeded").await;
+        // Grouped by causation: the enrollment and what it set off, the command's
+        // answer among them.
+        let chains = c.find_all(Locator::Css("#timeline tbody.chain")).await.unwrap();
+        let mut grouped = false;
+        for chain in chains {
+            let text = chain.text().await.unwrap();
+            grouped |= text.contains("MDM Check-in")
+                && text.contains("↳ MDM Command Result")
+                && text.contains("↳ Target Delivery Succeeded");
+        }
+        assert!(grouped, "no chain holds the enrollment with its effects");
+        wait_text(&c, "#software-update", "not started").await;
         screenshot(&c, "device").await;
         // The command's cause is one click away: the enrollment.
         click(&c, "#commands td:last-child a").await;

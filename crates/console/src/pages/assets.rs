@@ -171,9 +171,45 @@ async fn timeline(
                 button type="submit" { "Filter" }
             }
             @if shown.is_empty() { p.hint { "No events on " code { (resource) } " yet." } }
-            @else { (layout::event_table(&shown, true)) }
+            @else { (grouped(&shown)) }
         }
     })
+}
+
+/// A timeline grouped by causation: each group is what one ingested event set off
+/// (the event, the deliveries and commands it caused, their answers), groups newest
+/// first, each told in order from its cause.
+fn grouped(events: &[&StoredEvent]) -> Markup {
+    let mut order: Vec<&str> = Vec::new();
+    let mut groups: BTreeMap<&str, Vec<&StoredEvent>> = BTreeMap::new();
+    for e in events {
+        let root = e.chain_root();
+        if !groups.contains_key(root) {
+            order.push(root);
+        }
+        groups.entry(root).or_default().push(e);
+    }
+    html! {
+        table.events.grouped {
+            thead { tr {
+                th { "Received" } th { "Source" } th { "Detail type" } th { "Resources" } th { "Event" } th { "Caused by" }
+            } }
+            @for root in &order {
+                tbody.chain {
+                    @for (i, e) in groups[root].iter().rev().enumerate() {
+                        tr class=[layout::status_class(e)] {
+                            td.time { (layout::received(e)) }
+                            td { (e.event.source) }
+                            td { @if i > 0 { span.effect { "↳ " } } (e.event.detail_type) }
+                            td { @for r in &e.event.resources { (layout::resource(r)) " " } }
+                            td { (layout::event_link(&e.event.id)) }
+                            td { @if let Some(c) = &e.meta.causation_id { (layout::event_link(c)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `GET /ui/devices/{serial}`.
@@ -194,6 +230,14 @@ pub async fn device(
         })
         .await?;
     let timeline = timeline(&console, &format!("device/{serial}"), &params).await?;
+    // Where the Mac is in a software update, read from the same story the
+    // `fleetbus su status` command reads.
+    let story = console
+        .app
+        .engine
+        .timeline(format!("device/{serial}"), TIMELINE)
+        .await?;
+    let su = fleetbus_server::software_update::step(&story);
     let body = html! {
         @match &device {
             None => p.hint { "No asset record for " code { (serial) } "; its events are below." },
@@ -229,6 +273,16 @@ pub async fn device(
                     }
                 }
             }
+        }
+        section #software-update {
+            h2 { "Software update" }
+            p {
+                strong { (su.state) }
+                @if let Some(why) = &su.why { " (" (why) ")" }
+                @if let Some(at) = &su.at { " since " (at) }
+                @if let Some(id) = &su.event_id { " · " (layout::event_link(id)) }
+            }
+            p.hint { "Next: " (su.next) }
         }
         @if !commands.is_empty() {
             section #commands {

@@ -102,12 +102,14 @@ async fn process(
             a
         });
         if let Some(cause_id) = cause {
-            let hop = match state.engine.event(cause_id.clone()).await {
-                Ok(Some(c)) => c.meta.hop + 1,
-                _ => 1,
+            // The answer joins its command's causation chain: same root, one hop on.
+            let (hop, root) = match state.engine.event(cause_id.clone()).await {
+                Ok(Some(c)) => (c.meta.hop + 1, c.chain_root().to_owned()),
+                _ => (1, cause_id.clone()),
             };
             meta.causation_id = Some(cause_id);
             meta.hop = hop;
+            meta.root_id = Some(root);
         }
         out.push((event, meta, attachment));
     }
