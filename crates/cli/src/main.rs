@@ -42,6 +42,9 @@ enum Command {
     Backup(commands::backup::BackupArgs),
     /// Put a backup into a data directory while no fleetbus serve uses it.
     Restore(commands::backup::RestoreArgs),
+    /// Run a candidate configuration's rules over a server's archive, delivering
+    /// nothing: what would fire, against what fires today (exit 1 if it differs).
+    Simulate(commands::simulate::Args),
     /// Software update: where the fleet stands against the required macOS version.
     Su(commands::su::Args),
     /// Check a configuration file or directory and report every error.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Assets(args) => commands::assets::run(args),
         Command::Backup(args) => commands::backup::backup(args),
         Command::Restore(args) => commands::backup::restore(args),
+        Command::Simulate(args) => commands::simulate::run(args),
         Command::Su(args) => commands::su::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Config(args) => commands::config::run(args),

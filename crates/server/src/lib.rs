@@ -108,6 +108,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         )
         .route("/v1/buses/{bus}/events", post(ingest::bus_events))
         .route("/v1/admin/reload", post(manage::reload))
+        .route("/v1/rules", get(manage::rules))
         .route("/v1/dlq", get(manage::dlq_list))
         .route("/v1/dlq/redrive", post(manage::dlq_redrive))
         .route("/v1/events/{id}", get(manage::event))

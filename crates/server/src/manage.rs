@@ -126,3 +126,37 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
+
+/// `GET /v1/rules`: the running rules as configured: name, bus, state, pattern or
+/// schedule, exemption, and each target's id, kind and input (what `fleetbus
+/// simulate` compares a candidate configuration with).
+pub async fn rules(State(state): State<AppState>) -> Json<Value> {
+    let config = state.config();
+    let rules: Vec<Value> = config
+        .rules
+        .iter()
+        .map(|r| {
+            let targets: Vec<Value> = r
+                .targets
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "id": t.id,
+                        "kind": format!("{:?}", t.spec.kind()).to_lowercase(),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": r.name,
+                "bus": r.bus,
+                "enabled": r.enabled,
+                "description": r.description,
+                "event_pattern": r.event_pattern,
+                "schedule": r.schedule.as_ref().map(|s| s.to_string()),
+                "exempt": r.exempt,
+                "targets": targets,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "rules": rules }))
+}

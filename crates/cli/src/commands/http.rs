@@ -37,6 +37,14 @@ pub struct Api {
 }
 
 impl Api {
+    /// A server at `base`, called with `token`.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Api {
+        Api {
+            base: base.into(),
+            token: token.into(),
+        }
+    }
+
     pub fn from_args(args: &ServerArgs) -> anyhow::Result<Api> {
         // A remote server: its URL and a token are all that is needed.
         if let (Some(base), Some(token)) = (&args.url, &args.token) {

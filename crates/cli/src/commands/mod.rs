@@ -12,6 +12,7 @@ pub mod mdm;
 pub mod output;
 pub mod pattern;
 pub mod serve;
+pub mod simulate;
 pub mod su;
 pub mod ulog;
 pub mod validate;

@@ -473,3 +473,120 @@ fn version_names_the_commit() {
         format!("fleetbus {} (commit {head})", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `fleetbus simulate`: a candidate configuration over the archive, nothing
+/// delivered; the same rules fire the same (exit 0), a changed pattern and an
+/// exemption are counted (exit 1), and the counts equal `fleetbus match` on the
+/// same events.
+#[test]
+fn simulate_compares_a_candidate_with_the_running_rules() {
+    let (dir, rx, server) = start();
+    let mut entries = Vec::new();
+    for i in 0..8 {
+        let dt = if i < 5 { "Notify" } else { "Other" };
+        entries.push(json!({"Source": "sim", "DetailType": dt, "Detail": json!({"serial": format!("C02SIM{i}")}).to_string(), "Resources": [format!("device/C02SIM{i}")]}));
+    }
+    server.put_events(Value::Array(entries));
+    wait_for("the deliveries", std::time::Duration::from_secs(20), || {
+        rx.bodies.lock().unwrap().len() >= 5
+    });
+    let delivered = rx.bodies.lock().unwrap().len();
+    let simulate = |candidate: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+            .args([
+                "simulate",
+                "--since",
+                "1h",
+                "--output",
+                "json",
+                "--url",
+                &server.base,
+                "--token",
+                TOKEN,
+                "-c",
+            ])
+            .arg(candidate)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: Value = serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap_or(-1), v)
+    };
+    // The running configuration as the candidate: nothing changes.
+    let (code, same) = simulate(&dir.path().join("fleetbus.yaml"));
+    assert_eq!(code, 0, "{same}");
+    assert_eq!(same["rules"]["to-api"]["today"], 5, "{same}");
+    assert_eq!(same["rules"]["to-api"]["candidate"], 5, "{same}");
+    // A wider pattern with one Mac exempted.
+    let candidate = std::fs::read_to_string(dir.path().join("fleetbus.yaml"))
+        .unwrap()
+        .replace(
+            "    event_pattern: {detail-type: [Notify]}\n",
+            "    event_pattern: {detail-type: [Notify, Other]}\n    exempt: {resources: [device/C02SIM0]}\n",
+        );
+    std::fs::write(dir.path().join("candidate.yaml"), candidate).unwrap();
+    let (code, changed) = simulate(&dir.path().join("candidate.yaml"));
+    assert_eq!(code, 1, "{changed}");
+    let to_api = &changed["rules"]["to-api"];
+    assert_eq!(
+        (
+            to_api["today"].as_u64(),
+            to_api["candidate"].as_u64(),
+            to_api["exempted"].as_u64()
+        ),
+        (Some(5), Some(7), Some(1)),
+        "{changed}"
+    );
+    assert_eq!(changed["changed"], json!(["to-api"]));
+    // What the target would get: the input transformer run for real.
+    assert_eq!(to_api["sample"]["api"]["device"], "C02SIM1", "{changed}");
+    assert_eq!(
+        rx.bodies.lock().unwrap().len(),
+        delivered,
+        "nothing was delivered"
+    );
+
+    // The candidate's counts are `fleetbus match`'s on the same events.
+    let (code, out, err) = cli(
+        dir.path(),
+        &server,
+        &[
+            "events", "query", "--since", "1h", "--limit", "1000", "--output", "ndjson",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let envelopes: String = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].to_string() + "\n")
+        .collect();
+    std::fs::write(dir.path().join("sim.ndjson"), envelopes).unwrap();
+    std::fs::write(
+        dir.path().join("sim-patterns.json"),
+        json!([{"name": "all", "pattern": {"source": [{"anything-but": {"prefix": "fleetbus."}}]}},
+               {"name": "to-api", "pattern": {"detail-type": ["Notify", "Other"]}}])
+        .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["match", "--output", "json", "--patterns"])
+        .arg(dir.path().join("sim-patterns.json"))
+        .arg("--events")
+        .arg(dir.path().join("sim.ndjson"))
+        .output()
+        .unwrap();
+    let matched: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let count = |v: &Value, name: &str| -> u64 {
+        v["counts"][name]
+            .as_u64()
+            .or_else(|| v[name].as_u64())
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    assert_eq!(
+        count(&matched, "all"),
+        changed["rules"]["all"]["candidate"].as_u64().unwrap()
+    );
+    // `match` knows no exemptions: simulate's candidate plus exempted.
+    assert_eq!(count(&matched, "to-api"), 7 + 1);
+    server.stop();
+}
