@@ -381,6 +381,13 @@ pub enum TargetSpec {
         max_bytes: u64,
         keep: u32,
     },
+    /// GELF 1.1 messages to a log platform.
+    Gelf {
+        transport: GelfTransport,
+        host: String,
+        short_message: String,
+        level: u8,
+    },
     Mdm(MdmTarget),
     Assets {
         /// Device fields (names of `fleetbus_assets::DeviceUpdate`); `serial` is required.
@@ -400,10 +407,22 @@ impl TargetSpec {
             TargetSpec::Exec { .. } => TargetKind::Exec,
             TargetSpec::Bus { .. } => TargetKind::Bus,
             TargetSpec::Log { .. } => TargetKind::Log,
+            TargetSpec::Gelf { .. } => TargetKind::Gelf,
             TargetSpec::Mdm(_) => TargetKind::Mdm,
             TargetSpec::Assets { .. } => TargetKind::Assets,
         }
     }
+}
+
+/// How GELF messages travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GelfTransport {
+    /// `host:port`: one datagram per message, chunked past 8,192 bytes.
+    Udp(String),
+    /// `host:port`: messages ended by a null byte on one connection.
+    Tcp(String),
+    /// The URL a message is POSTed to as JSON.
+    Http(String),
 }
 
 /// The MDM server an mdm target enqueues commands through.

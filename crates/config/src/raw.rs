@@ -278,6 +278,7 @@ pub enum TargetKind {
     Exec,
     Bus,
     Log,
+    Gelf,
     Mdm,
     Assets,
 }

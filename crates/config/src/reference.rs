@@ -92,6 +92,9 @@ const MORE_EXAMPLES: &[(&str, &str)] = &[
     ("rules[].targets[].env", "{TICKET_TOKEN: \"${env:TICKET_TOKEN}\"}"),
     ("rules[].targets[].bus", "security"),
     ("rules[].targets[].keep", "5"),
+    ("rules[].targets[].host", "fleetbus-prod"),
+    ("rules[].targets[].short_message", "<detail-type> on <$.detail.device.serial>"),
+    ("rules[].targets[].level", "6"),
     ("rules[].targets[].max_bytes", "104857600"),
     ("rules[].targets[].mdm_command", "{RequestType: DeviceInformation, Queries: [OSVersion]}"),
     ("rules[].targets[].push", "true"),
@@ -430,7 +433,7 @@ mod tests {
         for s in SECTIONS {
             assert!(md.contains(&format!("## `{s}`")), "{s}");
         }
-        for kind in ["http", "slack", "email", "exec", "mdm", "assets"] {
+        for kind in ["http", "slack", "email", "exec", "mdm", "assets", "gelf"] {
             assert!(
                 md.contains(&format!("`rules[].targets[]` of `kind: {kind}`")),
                 "{kind}"

@@ -33,7 +33,7 @@ fn three_mistakes_give_three_located_errors() {
     assert_eq!(
         errors,
         vec![
-            "c.yaml:3:3: server.colour: unknown field (expected one of listen, data_dir, api_tokens, account, region, max_body_bytes, dedup_window, max_backlog, hop_limit, max_connections, header_timeout, request_timeout, drain_timeout, aws_access_keys, chain_budget)",
+            "c.yaml:3:3: server.colour: unknown field (expected one of listen, data_dir, api_tokens, read_tokens, account, region, max_body_bytes, dedup_window, max_backlog, hop_limit, max_connections, header_timeout, request_timeout, drain_timeout, aws_access_keys, chain_budget)",
             "c.yaml:7:12: rules[0].state: unknown value \"on\" (expected one of enabled, disabled)",
             "c.yaml:9:15: rules[1].schedule: \"rate(5 minute)\": use the singular unit for 1 and the plural otherwise (e.g. rate(1 hour), rate(2 hours))",
         ]
@@ -584,4 +584,25 @@ fn an_id_mapping_that_cannot_tell_events_apart_is_refused() {
     );
     assert!(errors_of(&source("$.event.uuid")).is_empty());
     assert!(errors_of(&source("jamf-{$.event.jssID}-{$.webhook.eventTimestamp}")).is_empty());
+}
+
+/// A gelf target's URL must name a transport and, for UDP and TCP, a host and port.
+#[test]
+fn a_gelf_target_names_its_transport() {
+    let target = |url: &str| {
+        format!("rules:\n  - name: r\n    event_pattern: {{source: [s]}}\n    targets:\n      - id: g\n        kind: gelf\n        url: \"{url}\"\n")
+    };
+    assert!(errors_of(&target("udp://graylog.example.com:12201")).is_empty());
+    assert!(errors_of(&target("tcp://[::1]:12201")).is_empty());
+    assert!(errors_of(&target("https://graylog.example.com/gelf")).is_empty());
+    let errs = errors_of(&target("udp://graylog.example.com"));
+    assert!(
+        errs.len() == 1 && errs[0].contains("has no host:port"),
+        "{errs:?}"
+    );
+    let errs = errors_of(&target("syslog://x:514"));
+    assert!(
+        errs.len() == 1 && errs[0].contains("is not a udp://, tcp://, http:// or https:// URL"),
+        "{errs:?}"
+    );
 }

@@ -1077,3 +1077,155 @@ mod local {
         assert_eq!(line, e.event.to_value());
     }
 }
+
+mod gelf {
+    //! GELF to real UDP and TCP listeners and an HTTP receiver on loopback.
+
+    use super::*;
+    use fleetbus_config::GelfTransport;
+    use tokio::io::AsyncReadExt;
+
+    fn gelf(transport: GelfTransport) -> TargetImpl {
+        TargetImpl::build(
+            &target(
+                TargetSpec::Gelf {
+                    transport,
+                    host: "fleetbus-test".into(),
+                    short_message: "<detail-type> on <$.detail.device.serial>".into(),
+                    level: 5,
+                },
+                Input::Event,
+                Duration::from_secs(5),
+            ),
+            &BuildContext::new(&BTreeMap::new()),
+        )
+        .unwrap()
+    }
+
+    fn check(m: &Value, e: &StoredEvent) {
+        assert_eq!(m["version"], "1.1");
+        assert_eq!(m["host"], "fleetbus-test");
+        assert_eq!(m["short_message"], "Device Enrolled on C02XK1JDJG5J");
+        assert_eq!(m["level"], 5);
+        assert_eq!(m["_event_id"], e.event.id.as_str());
+        assert_eq!(m["_detail_type"], "Device Enrolled");
+        assert_eq!(m["_resources"], "device/C02XK1JDJG5J");
+        assert_eq!(m["_rule"], "enrolled");
+        let full: Value = serde_json::from_str(m["full_message"].as_str().unwrap()).unwrap();
+        assert_eq!(full["detail"]["device"]["serial"], "C02XK1JDJG5J");
+        let ts = m["timestamp"].as_f64().unwrap();
+        assert!(
+            (ts - e.event.time.unix_timestamp() as f64).abs() < 1.0,
+            "{ts}"
+        );
+    }
+
+    #[tokio::test]
+    async fn udp_one_datagram_and_chunks_for_a_large_event() {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap().to_string();
+        let t = gelf(GelfTransport::Udp(addr));
+        let e = stored();
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        let out = t.deliver(&payload, &ctx(&e, "k")).await.unwrap();
+        assert_eq!(out.status, "udp 1 datagram(s)");
+        let mut buf = vec![0u8; 65_536];
+        let n = socket.recv(&mut buf).await.unwrap();
+        check(&serde_json::from_slice(&buf[..n]).unwrap(), &e);
+
+        // An event past one datagram arrives in chunks that reassemble.
+        let mut big = stored();
+        big.event
+            .detail
+            .insert("apps".into(), json!(vec!["com.example.app"; 2000]));
+        let payload = apply(&Input::Event, &big, "enrolled").unwrap();
+        let out = t.deliver(&payload, &ctx(&big, "k2")).await.unwrap();
+        let count: usize = out
+            .status
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(count > 1, "{}", out.status);
+        let mut parts = vec![Vec::new(); count];
+        for _ in 0..count {
+            let n = socket.recv(&mut buf).await.unwrap();
+            assert_eq!(&buf[..2], &[0x1e, 0x0f]);
+            assert_eq!(buf[11] as usize, count);
+            parts[buf[10] as usize] = buf[12..n].to_vec();
+        }
+        let whole: Vec<u8> = parts.concat();
+        let m: Value = serde_json::from_slice(&whole).unwrap();
+        assert!(m["full_message"]
+            .as_str()
+            .unwrap()
+            .contains("com.example.app"));
+    }
+
+    #[tokio::test]
+    async fn tcp_null_terminated_on_one_kept_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let t = gelf(GelfTransport::Tcp(addr));
+        let e = stored();
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        let accept = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while all.iter().filter(|b| **b == 0).count() < 2 {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed early");
+                all.extend_from_slice(&buf[..n]);
+            }
+            all
+        });
+        t.deliver(&payload, &ctx(&e, "a")).await.unwrap();
+        t.deliver(&payload, &ctx(&e, "b")).await.unwrap();
+        let all = accept.await.unwrap();
+        let messages: Vec<&[u8]> = all.split(|b| *b == 0).filter(|m| !m.is_empty()).collect();
+        assert_eq!(messages.len(), 2, "both on the one connection");
+        for m in messages {
+            check(&serde_json::from_slice(m).unwrap(), &e);
+        }
+    }
+
+    #[tokio::test]
+    async fn http_posts_the_message_and_an_unreachable_input_is_retryable() {
+        let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let r = received.clone();
+        let app = axum::Router::new().route(
+            "/gelf",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let r = r.clone();
+                async move {
+                    r.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/gelf", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let e = stored();
+        let payload = apply(&Input::Event, &e, "enrolled").unwrap();
+        let out = gelf(GelfTransport::Http(url))
+            .deliver(&payload, &ctx(&e, "k"))
+            .await
+            .unwrap();
+        assert_eq!(out.status, "http 202");
+        check(&received.lock().unwrap()[0], &e);
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let err = gelf(GelfTransport::Tcp(addr))
+            .deliver(&payload, &ctx(&e, "k"))
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+    }
+}

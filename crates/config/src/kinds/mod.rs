@@ -9,6 +9,7 @@ mod assets;
 mod bus;
 mod email;
 mod exec;
+mod gelf;
 mod http;
 mod log;
 mod mdm;
@@ -75,6 +76,7 @@ pub static TARGET_KINDS: &[KindSpec] = &[
     kind::<exec::RawExec>(TargetKind::Exec, "exec", true, exec::validate),
     kind::<bus::RawBusTarget>(TargetKind::Bus, "bus", false, bus::validate),
     kind::<log::RawLog>(TargetKind::Log, "log", false, log::validate),
+    kind::<gelf::RawGelf>(TargetKind::Gelf, "gelf", true, gelf::validate),
     kind::<mdm::RawMdm>(TargetKind::Mdm, "mdm", true, mdm::validate),
     kind::<assets::RawAssets>(TargetKind::Assets, "assets", false, assets::validate),
 ];

@@ -6,6 +6,7 @@ pub(crate) mod assets;
 pub(crate) mod bus;
 pub(crate) mod email;
 pub(crate) mod exec;
+pub(crate) mod gelf;
 pub(crate) mod http;
 pub(crate) mod log;
 pub(crate) mod mdm;
@@ -81,6 +82,7 @@ pub(crate) static KINDS: &[(TargetKind, BuildFn)] = &[
     (TargetKind::Exec, exec::build),
     (TargetKind::Bus, bus::build),
     (TargetKind::Log, log::build),
+    (TargetKind::Gelf, gelf::build),
     (TargetKind::Mdm, mdm::build),
     (TargetKind::Assets, assets::build),
 ];
