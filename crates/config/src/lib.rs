@@ -23,7 +23,7 @@ pub use model::*;
 pub use reference::reference_markdown;
 pub use schedule::Schedule;
 pub use secret::Secret;
-pub use validate::{load, load_str, parse_duration, placeholders};
+pub use validate::{load, load_str, parse_duration, placeholders, AWS_ACTIONS};
 pub use yaml::Loc;
 
 /// The JSON Schema of the configuration file, for editors.

@@ -121,6 +121,8 @@ pub struct Source {
 pub struct AccessKey {
     pub id: String,
     pub secret: Secret,
+    /// The actions the key may call; `None`: every action.
+    pub actions: Option<Vec<String>>,
 }
 
 /// A release feed an `os-feed` source polls.

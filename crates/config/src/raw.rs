@@ -91,6 +91,9 @@ pub struct RawAccessKey {
     pub access_key_id: String,
     /// The secret key (a secret reference).
     pub secret_access_key: String,
+    /// The actions this key may call, e.g. `[ListRules, DescribeRule]` for a
+    /// dashboard (default: every action).
+    pub actions: Option<Vec<String>>,
 }
 
 /// Where the shape of a source kind is not the generic one.

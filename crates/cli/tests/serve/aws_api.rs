@@ -10,6 +10,8 @@ use super::support::*;
 
 const KEY_ID: &str = "AKIAFLEETBUSTEST0001";
 const SECRET: &str = "fleetbus/test/secret+key/0123456789abcdefghij";
+/// A key limited to reading rules (a dashboard's).
+const READ_KEY_ID: &str = "AKIAFLEETBUSREAD0001";
 
 fn start_with_keys() -> (tempfile::TempDir, Receiver, Server) {
     let dir = tempfile::tempdir().unwrap();
@@ -19,7 +21,7 @@ fn start_with_keys() -> (tempfile::TempDir, Receiver, Server) {
     edit_config(dir.path(), |c| {
         c.replacen(
             "  dedup_window: 10m\n",
-            &format!("  dedup_window: 10m\n  aws_access_keys:\n    - access_key_id: {KEY_ID}\n      secret_access_key: \"${{file:aws-secret}}\"\n"),
+            &format!("  dedup_window: 10m\n  aws_access_keys:\n    - access_key_id: {KEY_ID}\n      secret_access_key: \"${{file:aws-secret}}\"\n    - access_key_id: {READ_KEY_ID}\n      secret_access_key: \"${{file:aws-secret}}\"\n      actions: [ListRules, DescribeRule, ListTargetsByRule, ListRuleNamesByTarget]\n"),
             1,
         )
     });
@@ -241,4 +243,58 @@ fn stale_date() -> String {
         "[year][month][day]T[hour][minute][second]Z"
     ))
     .unwrap()
+}
+
+/// A key limited to some actions calls those and is refused the rest with AWS's
+/// AccessDeniedException; ListRuleNamesByTarget finds rules by a target's ARN.
+#[test]
+fn a_key_limited_to_reading_reads_and_is_refused_the_rest() {
+    let (_dir, _rx, server) = start_with_keys();
+    let (code, rules, err) = aws(&server, READ_KEY_ID, SECRET, &["list-rules"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        rules["Rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "{rules}"
+    );
+    let (code, targets, err) = aws(
+        &server,
+        READ_KEY_ID,
+        SECRET,
+        &["list-targets-by-rule", "--rule", "to-api"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let arn = targets["Targets"][0]["Arn"].as_str().unwrap().to_owned();
+    let (code, names, err) = aws(
+        &server,
+        READ_KEY_ID,
+        SECRET,
+        &["list-rule-names-by-target", "--target-arn", &arn],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(names["RuleNames"], json!(["to-api"]));
+    let (code, _, err) = aws(
+        &server,
+        READ_KEY_ID,
+        SECRET,
+        &[
+            "put-events",
+            "--entries",
+            r#"[{"Source":"s","DetailType":"d","Detail":"{}"}]"#,
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("AccessDeniedException") && err.contains("events:PutEvents"),
+        "{err}"
+    );
+    // An action name the API does not have is a config error at its place.
+    let (code, out) = validate_yaml(
+        "server:\n  aws_access_keys:\n    - access_key_id: AKIAFLEETBUSREAD0002\n      secret_access_key: x\n      actions: [ListRulez]\n",
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("server.aws_access_keys[0].actions[0]") && out.contains("\"ListRulez\""),
+        "{out}"
+    );
+    server.stop();
 }

@@ -422,6 +422,18 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// The AWS JSON API's actions a key may be limited to.
+pub const AWS_ACTIONS: &[&str] = &[
+    "PutEvents",
+    "TestEventPattern",
+    "ListEventBuses",
+    "DescribeEventBus",
+    "ListRules",
+    "DescribeRule",
+    "ListTargetsByRule",
+    "ListRuleNamesByTarget",
+];
+
 fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
     let default_listen: SocketAddr = ([127, 0, 0, 1], 8088).into();
     let mut server = Server {
@@ -541,9 +553,25 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
         let mut p = at.to_vec();
         p.push(key("secret_access_key"));
         let secret = cx.secret(o, &p, &k.secret_access_key);
+        if let Some(actions) = &k.actions {
+            for (j, a) in actions.iter().enumerate() {
+                if !AWS_ACTIONS.contains(&a.as_str()) {
+                    let mut p = at.to_vec();
+                    p.extend([key("actions"), PathSeg::Index(j)]);
+                    cx.errors.push(o.error(
+                        &p,
+                        format!(
+                            "{a:?} is not an action of the AWS API here (expected one of {})",
+                            AWS_ACTIONS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         server.aws_access_keys.push(AccessKey {
             id: k.access_key_id.clone(),
             secret,
+            actions: k.actions.clone(),
         });
     }
     if let Some(b) = v.chain_budget {

@@ -107,6 +107,7 @@ pub(crate) async fn require_aws_auth(
         let signed = Signed {
             amz_date: amz_date.unwrap_or_default().to_owned(),
             secret: key.secret.clone(),
+            actions: key.actions.clone(),
             auth,
         };
         request.extensions_mut().insert(signed);
@@ -128,6 +129,8 @@ pub(crate) struct Signed {
     auth: sigv4::Authorization,
     amz_date: String,
     secret: fleetbus_config::Secret,
+    /// The actions the key is limited to, if it is.
+    actions: Option<Vec<String>>,
 }
 
 fn sig_error(e: sigv4::SigError) -> AwsError {
@@ -150,6 +153,7 @@ fn verify_signature(
         auth,
         amz_date,
         secret,
+        ..
     } = signed;
     let pairs: Vec<(String, String)> = headers
         .iter()
@@ -199,6 +203,25 @@ pub(crate) async fn handle(
             format!("X-Amz-Target {target:?} is not an AWSEvents operation"),
         ));
     };
+    // A key limited to some actions (a dashboard's read-only key) calls those only.
+    if let Some(axum::Extension(Signed {
+        actions: Some(allowed),
+        auth,
+        ..
+    })) = &signed
+    {
+        if !allowed.iter().any(|a| a == action) {
+            return Err(AwsError::new(
+                StatusCode::BAD_REQUEST,
+                "AccessDeniedException",
+                format!(
+                    "access key {} is not authorized to perform: events:{action} (it may: {})",
+                    auth.key_id,
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
     if action == "PutEvents" {
         let answer = crate::ingest::put_events(State(state), body).await?;
         return Ok(aws_json(answer.0));
@@ -221,6 +244,7 @@ pub(crate) async fn handle(
         "ListRules" => list_rules(&state, &request)?,
         "DescribeRule" => describe_rule(&state, &request)?,
         "ListTargetsByRule" => list_targets_by_rule(&state, &request)?,
+        "ListRuleNamesByTarget" => list_rule_names_by_target(&state, &request)?,
         "PutRule" | "DeleteRule" | "EnableRule" | "DisableRule" | "PutTargets"
         | "RemoveTargets" | "CreateEventBus" | "DeleteEventBus" => {
             return Err(AwsError::new(
@@ -240,7 +264,7 @@ pub(crate) async fn handle(
     Ok(aws_json(answer))
 }
 
-const SUPPORTED: &str = "PutEvents, TestEventPattern, ListEventBuses, DescribeEventBus, ListRules, DescribeRule, ListTargetsByRule";
+const SUPPORTED: &str = "PutEvents, TestEventPattern, ListEventBuses, DescribeEventBus, ListRules, DescribeRule, ListTargetsByRule, ListRuleNamesByTarget";
 
 fn aws_json(v: Value) -> Response {
     let mut resp = (StatusCode::OK, v.to_string()).into_response();
@@ -448,6 +472,47 @@ fn describe_rule(state: &AppState, req: &Value) -> Result<Value, AwsError> {
     Ok(rule_value(state, rule))
 }
 
+/// The ARN a target is listed with (fleetbus's own form; not an AWS resource).
+fn target_arn(config: &fleetbus_config::Config, rule: &str, t: &fleetbus_config::Target) -> String {
+    let kind = fleetbus_config::kinds::spec(t.spec.kind()).name;
+    format!(
+        "arn:fleetbus:{kind}:{}:{}:target/{rule}/{}",
+        config.server.region, config.server.account, t.id
+    )
+}
+
+/// `ListRuleNamesByTarget`: the rules (of the bus, `default` unless named) with a
+/// target of that ARN.
+fn list_rule_names_by_target(state: &AppState, req: &Value) -> Result<Value, AwsError> {
+    let config = state.config();
+    let Some(arn) = req["TargetArn"].as_str().filter(|a| !a.is_empty()) else {
+        return Err(AwsError::new(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "1 validation error detected: Value null at 'targetArn' failed to satisfy constraint: Member must not be null",
+        ));
+    };
+    let bus = req["EventBusName"].as_str().unwrap_or("default");
+    let (start, limit) = paging(req)?;
+    let names: Vec<Value> = config
+        .rules
+        .iter()
+        .filter(|r| r.bus == bus)
+        .filter(|r| {
+            r.targets
+                .iter()
+                .any(|t| target_arn(&config, &r.name, t) == arn)
+        })
+        .map(|r| json!(r.name))
+        .collect();
+    let (items, next) = page(&names, start, limit);
+    let mut out = json!({"RuleNames": items});
+    if let Some(n) = next {
+        out["NextToken"] = json!(n);
+    }
+    Ok(out)
+}
+
 fn list_targets_by_rule(state: &AppState, req: &Value) -> Result<Value, AwsError> {
     let config = state.config();
     let rule = find_rule(&config, req, "Rule")?;
@@ -456,11 +521,10 @@ fn list_targets_by_rule(state: &AppState, req: &Value) -> Result<Value, AwsError
         .targets
         .iter()
         .map(|t| {
-            let kind = fleetbus_config::kinds::spec(t.spec.kind()).name;
             let mut v = json!({
                 "Id": t.id,
                 // Not AWS resources: fleetbus names the kind.
-                "Arn": format!("arn:fleetbus:{kind}:{}:{}:target/{}/{}", config.server.region, config.server.account, rule.name, t.id),
+                "Arn": target_arn(&config, &rule.name, t),
                 "RetryPolicy": {
                     "MaximumRetryAttempts": t.retry.maximum_retry_attempts,
                     "MaximumEventAgeInSeconds": t.retry.maximum_event_age.as_secs(),
@@ -475,7 +539,8 @@ fn list_targets_by_rule(state: &AppState, req: &Value) -> Result<Value, AwsError
                         .iter()
                         .map(|(k, p)| (k.clone(), json!(p.as_str())))
                         .collect();
-                    v["InputTransformer"] = json!({"InputPathsMap": map, "InputTemplate": template});
+                    v["InputTransformer"] =
+                        json!({"InputPathsMap": map, "InputTemplate": template});
                 }
             }
             v
