@@ -59,7 +59,7 @@ pub(super) fn feed(with_new: bool) -> String {
 pub(super) struct FeedServer {
     pub(super) url: String,
     body: Arc<Mutex<String>>,
-    down: Arc<AtomicBool>,
+    pub(super) down: Arc<AtomicBool>,
     not_modified: Arc<AtomicUsize>,
     _rt: tokio::runtime::Runtime,
 }

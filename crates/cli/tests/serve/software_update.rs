@@ -103,8 +103,10 @@ fn su_status(dir: &Path, server: &Server) -> (i32, Value) {
 fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
     let dir = tempfile::tempdir().unwrap();
     let mdm = FakeNanoMdm::start();
-    // The feed's newest macOS is 15.1 (build 24B83).
+    // The feed's newest macOS is 15.1 (build 24B83). It answers only once the
+    // inventory is in: the release must find every Mac in the asset store.
     let feed = feed_server(feed(false));
+    feed.down.store(true, std::sync::atomic::Ordering::SeqCst);
     setup(dir.path(), &mdm, &feed.url);
     let server = Server::start(dir.path());
     put_mac(&server, MAC, MAC_UDID, "14.6");
@@ -115,6 +117,7 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
         "5U000003-0000-4000-8000-00000000BE03",
         "15.1",
     );
+    feed.down.store(false, std::sync::atomic::Ordering::SeqCst);
 
     // 1. The release: the two Macs below it scan; the current one is left alone.
     let scan = sent(&mdm, "ScheduleOSUpdateScan", MAC_UDID);

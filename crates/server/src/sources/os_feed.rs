@@ -333,7 +333,9 @@ async fn poll_loop(
             _ = cancel.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let first = mem.is_none();
+        // The first read that succeeds (a feed down at start has recorded an outage
+        // but no release yet) publishes only each line's latest.
+        let first = mem.as_ref().is_none_or(|s| s.known.is_empty());
         let current = mem.clone().unwrap_or_default();
         let (mut events, next) = match fetch(&client, &feed, &current).await {
             Ok(Fetched::NotModified) => (
