@@ -22,6 +22,8 @@ const MAC_UDID: &str = "5U000001-0000-4000-8000-00000000BE01";
 const LATE: &str = "C02SUNOTNOW1";
 const LATE_UDID: &str = "5U000002-0000-4000-8000-00000000BE02";
 const CURRENT: &str = "C02SUCURRENT";
+const GAVE_UP: &str = "C02SUABANDON";
+const GAVE_UP_UDID: &str = "5U000004-0000-4000-8000-00000000BE04";
 
 fn setup(dir: &Path, mdm: &FakeNanoMdm, feed_url: &str) {
     std::fs::write(dir.join("api-token"), TOKEN).unwrap();
@@ -111,6 +113,7 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
     let server = Server::start(dir.path());
     put_mac(&server, MAC, MAC_UDID, "14.6");
     put_mac(&server, LATE, LATE_UDID, "15.0.1");
+    put_mac(&server, GAVE_UP, GAVE_UP_UDID, "14.6");
     put_mac(
         &server,
         CURRENT,
@@ -127,7 +130,7 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
         .into_iter()
         .map(|c| c.ids)
         .collect();
-    assert_eq!(scans.len(), 2, "{scans:?}");
+    assert_eq!(scans.len(), 3, "{scans:?}");
     let (code, status) = su_status(dir.path(), &server);
     assert_eq!(code, 1, "Macs are behind: {status}");
     assert_eq!(status["required_version"], "15.1");
@@ -212,6 +215,41 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
         .map(|d| (d["serial"].as_str().unwrap(), d["state"].as_str().unwrap()))
         .collect();
     assert!(states.contains(&(LATE, "refused")), "{status}");
+
+    // A third Mac gives the update up, as its own log says (the seed's line).
+    let abandoned = json!({
+        "timestamp": "2026-12-03 13:54:10.356000-0800",
+        "messageType": "Default",
+        "eventType": "logEvent",
+        "subsystem": "com.apple.SoftwareUpdateMacController",
+        "category": "SU",
+        "processImagePath": "/usr/libexec/softwareupdated",
+        "processID": 512,
+        "eventMessage": "Sending event (otaAbandoned): {\n\nevent = otaAbandoned;\n\nfailureReason = \"[SUMacControllerError:7749]\";\n\nresult = \"SUMacControllerError - 7749 (SUMacControllerErrorCommitStashInvalidState)\";\n\n}",
+    });
+    let (code, body) = server.post(
+        &format!("/v1/sources/devlogs?serial={GAVE_UP}"),
+        Some(SOURCE_TOKEN),
+        "application/x-ndjson",
+        format!("{abandoned}\n").as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let (_, status) = su_status(dir.path(), &server);
+    let gave_up = status["behind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["serial"] == GAVE_UP)
+        .unwrap();
+    assert_eq!(gave_up["state"], "abandoned", "{status}");
+    assert_eq!(gave_up["why"], "[SUMacControllerError:7749]", "{status}");
+    // The workflow's trouble rule hears of it, and of the NotNow.
+    let trouble = dir.path().join("software-update-trouble.log");
+    wait_for("the trouble log", Duration::from_secs(20), || {
+        std::fs::read_to_string(&trouble)
+            .is_ok_and(|t| t.contains("otaAbandoned") && t.contains("NotNow"))
+    });
     assert!(
         !states
             .iter()
@@ -236,7 +274,13 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
     let (code, status) = su_status(dir.path(), &server);
     assert_eq!(code, 1, "the NotNow Mac is still behind: {status}");
     assert_eq!(status["compliant"], 2, "{status}");
-    assert_eq!(status["behind"][0]["serial"], LATE, "{status}");
+    let behind: Vec<&str> = status["behind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(behind, [GAVE_UP, LATE], "{status}");
 
     // The Mac's timeline tells the story in order (oldest first here).
     let mut story: Vec<String> = timeline(&server, &format!("device/{MAC}"))
