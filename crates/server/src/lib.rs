@@ -182,13 +182,13 @@ async fn json_errors(
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    let answered = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         // The console's pages answer their own errors as HTML.
         .is_some_and(|t| t.contains("json") || t.starts_with("text/html"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if !(status.is_client_error() || status.is_server_error()) || answered {
         return response;
     }
     let (parts, body) = response.into_parts();

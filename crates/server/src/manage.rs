@@ -142,7 +142,7 @@ pub async fn rules(State(state): State<AppState>) -> Json<Value> {
                 .map(|t| {
                     serde_json::json!({
                         "id": t.id,
-                        "kind": format!("{:?}", t.spec.kind()).to_lowercase(),
+                        "kind": fleetbus_config::kinds::spec(t.spec.kind()).name,
                     })
                 })
                 .collect();

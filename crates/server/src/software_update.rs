@@ -46,15 +46,20 @@ pub struct Step {
     pub at: Option<String>,
 }
 
-fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str)
+/// The text at a `/`-separated path below an event's `detail`.
+fn text<'a>(d: &'a serde_json::Map<String, Value>, pointer: &str) -> Option<&'a str> {
+    let mut parts = pointer.trim_start_matches('/').split('/');
+    let mut at = d.get(parts.next()?)?;
+    for p in parts {
+        at = at.get(p)?;
+    }
+    at.as_str()
 }
 
 /// The step a Mac is at, from its timeline (newest first).
 pub fn step(timeline: &[StoredEvent]) -> Step {
     for e in timeline {
-        let d = &e.event.detail;
-        let detail = Value::Object(d.clone());
+        let detail = &e.event.detail;
         let at = Some(e.event.time_rfc3339());
         let id = Some(e.event.id.clone());
         let make = |state: &str, why: Option<String>, next: &str| Step {
@@ -64,17 +69,17 @@ pub fn step(timeline: &[StoredEvent]) -> Step {
             event_id: id.clone(),
             at: at.clone(),
         };
-        let request = text(&detail, "/command/request_type").unwrap_or("");
-        let status = text(&detail, "/command/status").unwrap_or("");
+        let request = text(detail, "/command/request_type").unwrap_or("");
+        let status = text(detail, "/command/status").unwrap_or("");
         let dt = e.event.detail_type.as_str();
         if e.event.source == "fleetbus.ulog" && dt.starts_with("Software Update") {
-            let action = text(&detail, "/action").unwrap_or("");
-            let phase = text(&detail, "/phase").unwrap_or("");
+            let action = text(detail, "/action").unwrap_or("");
+            let phase = text(detail, "/phase").unwrap_or("");
             return match action {
                 "otaAbandoned" => make(
                     "abandoned",
-                    text(&detail, "/failureReason")
-                        .or(text(&detail, "/result"))
+                    text(detail, "/failureReason")
+                        .or(text(detail, "/result"))
                         .map(str::to_owned),
                     "a person: the Mac gave the update up (its next scan or schedule starts again)",
                 ),
@@ -113,8 +118,9 @@ pub fn step(timeline: &[StoredEvent]) -> Step {
         if dt != "MDM Command Result" {
             continue;
         }
-        let why = detail
-            .pointer("/command/error_chain")
+        let command = detail.get("command");
+        let why = command
+            .and_then(|c| c.get("error_chain"))
             .map(|c| c.to_string())
             .or_else(|| {
                 (status == "NotNow").then(|| "the Mac answered NotNow (busy or locked)".into())
@@ -134,8 +140,8 @@ pub fn step(timeline: &[StoredEvent]) -> Step {
                 "the Mac is asked which updates it found (AvailableOSUpdates)",
             ),
             ("AvailableOSUpdates", _) => {
-                let found = detail
-                    .pointer("/command/response/AvailableOSUpdates")
+                let found = command
+                    .and_then(|c| c.pointer("/response/AvailableOSUpdates"))
                     .and_then(Value::as_array)
                     .map(|u| u.iter().any(|x| x["IsOSUpdate"] == true))
                     .unwrap_or(false);

@@ -22,8 +22,8 @@ use crate::layout::{self, PageError};
 use crate::session::Csrf;
 use crate::Console;
 
-fn kind(t: &fleetbus_config::Target) -> String {
-    format!("{:?}", t.spec.kind()).to_lowercase()
+fn kind(t: &fleetbus_config::Target) -> &'static str {
+    fleetbus_config::kinds::spec(t.spec.kind()).name
 }
 
 fn compact(v: &Value) -> String {
@@ -199,7 +199,7 @@ fn evaluate(console: &Console, config: &Config, form: &SandboxForm) -> Result<Ou
                     let input = fleetbus_targets::transform::apply(&t.input, &stored, name)
                         .map(|p| p.to_text())
                         .map_err(|e| e.to_string());
-                    (t.id.clone(), kind(t), input)
+                    (t.id.clone(), kind(t).to_owned(), input)
                 })
                 .collect()
         })
