@@ -36,6 +36,8 @@ enum Command {
     Timeline(commands::events::TimelineArgs),
     /// Counts of archived events over time, per group, as a terminal chart.
     Trends(commands::events::TrendsArgs),
+    /// Replays of the archive (as EventBridge's): start, follow, list, cancel.
+    Replay(commands::replay::Args),
     /// The asset store of a running server: devices, users, CSV import, MDM commands.
     Assets(commands::assets::Args),
     /// Copy a data directory's stores while fleetbus serve runs (consistent snapshot).
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Events(args) => commands::events::run(args),
         Command::Timeline(args) => commands::events::timeline(args),
         Command::Trends(args) => commands::events::trends(args),
+        Command::Replay(args) => commands::replay::run(args),
         Command::Assets(args) => commands::assets::run(args),
         Command::Backup(args) => commands::backup::backup(args),
         Command::Restore(args) => commands::backup::restore(args),

@@ -87,11 +87,12 @@ pub struct RawSet {
     pub rules: Vec<Located<RawRule>>,
     pub retention: Option<Located<RawRetention>>,
     pub storage: Option<Located<RawStorage>>,
+    pub archives: Vec<Located<RawArchive>>,
     /// The directory relative paths in the config resolve against.
     pub base_dir: PathBuf,
 }
 
-const SECTIONS: &str = "server, sources, connections, buses, rules, retention, storage";
+const SECTIONS: &str = "server, sources, connections, buses, rules, retention, storage, archives";
 
 /// Lists the files of a config path: the file itself, or a directory's `*.yaml` and
 /// `*.yml` files in name order.
@@ -194,6 +195,7 @@ pub fn load_text(file: &Arc<str>, text: &str, set: &mut RawSet, errors: &mut Vec
             "connections" => list(node, at, &mut set.connections, errors),
             "buses" => list(node, at, &mut set.buses, errors),
             "rules" => list(node, at, &mut set.rules, errors),
+            "archives" => list(node, at, &mut set.archives, errors),
             _ => errors
                 .push(at.key_error(&[], format!("unknown field (expected one of {SECTIONS})"))),
         }

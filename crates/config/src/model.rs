@@ -32,6 +32,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub retention: Retention,
     pub storage: Storage,
+    /// Named archives (the default archive, every event, is not listed).
+    pub archives: Vec<Archive>,
 }
 
 /// Where an item of the configuration is written: errors found after loading (a
@@ -518,3 +520,18 @@ pub struct Retention {
     pub archive: Duration,
     pub deliveries: Duration,
 }
+
+/// A named archive: the events of `bus` matching `event_pattern`, kept for
+/// `retention` (at least as long as the default archive's).
+#[derive(Debug, Clone)]
+pub struct Archive {
+    pub name: String,
+    pub description: Option<String>,
+    pub bus: String,
+    /// The pattern as JSON (validated by the matcher's parser); `None`: every event.
+    pub event_pattern: Option<Value>,
+    pub retention: Duration,
+}
+
+/// The archive every event is in.
+pub const DEFAULT_ARCHIVE: &str = "default";

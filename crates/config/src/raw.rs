@@ -36,6 +36,10 @@ pub struct RawConfig {
     /// Where events, deliveries and dead letters are stored.
     #[serde(default)]
     pub storage: Option<RawStorage>,
+    /// Named archives: the events matching a pattern, kept for their own retention
+    /// and replayable by name (EventBridge's archives). `default` keeps every event.
+    #[serde(default)]
+    pub archives: Vec<RawArchive>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -338,6 +342,24 @@ pub struct RawRetention {
     pub archive: Option<String>,
     /// How long finished delivery records are kept.
     pub deliveries: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawArchive {
+    /// The archive's name (letters, digits, `.`, `-`, `_`; at most 48, as
+    /// EventBridge's ArchiveName), used by `fleetbus replay start --archive`.
+    pub name: String,
+    /// What the archive is for, for people.
+    pub description: Option<String>,
+    /// The bus whose events it keeps (default `default`).
+    pub bus: Option<String>,
+    /// An EventBridge event pattern: only matching events are in the archive
+    /// (default: every event of the bus).
+    pub event_pattern: Option<Value>,
+    /// How long its events are kept, e.g. `400d`, even past `retention.archive`
+    /// (default: as `retention.archive`).
+    pub retention: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -114,6 +114,7 @@ const SECTIONS: &[&str] = &[
     "sources",
     "rules",
     "retention",
+    "archives",
 ];
 
 /// The reference as Markdown.

@@ -58,6 +58,13 @@ fn each_kind_of_mistake_is_located() {
         ("rules:\n  - name: r\n    schedule: rate(1 day)\n  - name: r\n    schedule: rate(2 days)\n", "c.yaml:4:11: rules[1].name: duplicate rule name \"r\" (first at c.yaml:2:11)"),
         // references and meaning
         ("rules:\n  - name: r\n    bus: nope\n    schedule: rate(1 day)\n", "c.yaml:3:10: rules[0].bus: unknown bus \"nope\" (declared: default)"),
+        // archives
+        ("archives:\n  - name: default\n", "c.yaml:2:11: archives[0].name: \"default\" is the archive of every event; name this one differently"),
+        ("archives:\n  - name: \"a b\"\n", "c.yaml:2:11: archives[0].name: \"a b\" is not a valid archive name (1 to 48 letters, digits, '.', '-' or '_')"),
+        ("archives:\n  - name: a\n  - name: a\n", "c.yaml:3:11: archives[1].name: duplicate archive name \"a\""),
+        ("archives:\n  - name: a\n    bus: nope\n", "c.yaml:3:10: archives[0].bus: unknown bus \"nope\" (declared: default)"),
+        ("archives:\n  - name: a\n    retention: 1d\n", "c.yaml:3:16: archives[0].retention: 86400s is shorter than retention.archive (7776000s): every event is kept that long in the default archive, so a named archive cannot keep its events for less"),
+        ("archives:\n  - name: a\n    event_pattern: {source: a}\n", "c.yaml:3:29: archives[0].event_pattern.source: invalid pattern: source: expected an array of conditions or an object, found a string"),
         ("rules:\n  - name: r\n", "c.yaml:2:5: rules[0]: a rule needs an event_pattern or a schedule"),
         ("rules:\n  - name: r\n    event_pattern: '{\"source\": '\n", "c.yaml:3:20: rules[0].event_pattern: is not valid JSON: EOF while parsing a value at line 1 column 11"),
         ("rules:\n  - name: r\n    schedule: rate(1 day)\n    targets:\n      - {id: l, kind: log, url: 'http://x'}\n", "c.yaml:5:28: rules[0].targets[0].url: does not apply to kind log (it takes: path, max_bytes, keep)"),
@@ -78,7 +85,7 @@ fn each_kind_of_mistake_is_located() {
         ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], mapping: {source: a, detail_type: b}}\n", "c.yaml:2:43: sources[0].mapping: does not apply to kind nanomdm (it takes: idle_polls)"),
         ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], colour: red}\n", "c.yaml:2:43: sources[0].colour: unknown field (expected one of name, kind, bus, tokens, token_header, hmac, idle_polls)"),
         ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], idle_polls: often}\n", "c.yaml:2:55: sources[0].idle_polls: wrong type: string \"often\" (expected a boolean)"),
-        ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention, storage)"),
+        ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention, storage, archives)"),
         ("a: 1\na: 2\n", "c.yaml:2:1: a: duplicate key"),
         // storage
         ("storage:\n  kind: postgres\n", "c.yaml:2:9: storage.kind: unknown storage kind \"postgres\" (expected one of sqlite)"),

@@ -16,6 +16,15 @@ pub enum EngineError {
     /// A query the archive cannot answer as asked.
     #[error("{0}")]
     Query(String),
+    /// A request naming something that does not exist (an archive, a replay).
+    #[error("{0}")]
+    NotFound(String),
+    /// A request creating something whose name is taken.
+    #[error("{0}")]
+    Exists(String),
+    /// A request that cannot be carried out as asked (a replay's window, rules).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl EngineError {
@@ -23,7 +32,12 @@ impl EngineError {
         match self {
             EngineError::Store { retryable, .. } => *retryable,
             EngineError::ShuttingDown | EngineError::Backpressure { .. } => true,
-            EngineError::UnknownBus(_) | EngineError::Rule { .. } | EngineError::Query(_) => false,
+            EngineError::UnknownBus(_)
+            | EngineError::Rule { .. }
+            | EngineError::Query(_)
+            | EngineError::NotFound(_)
+            | EngineError::Exists(_)
+            | EngineError::Invalid(_) => false,
         }
     }
 }

@@ -15,7 +15,8 @@ mod rules;
 pub mod store;
 
 pub use engine::{
-    idempotency_key, CountKey, CountQuery, CountSeries, Engine, PutOutcome, Settings, Trace,
-    TraceNode, COUNT_BUCKETS, DELIVERY_SOURCE, QUERY_LIMIT, QUERY_SCAN, SCHEDULER_SOURCE,
+    idempotency_key, CountKey, CountQuery, CountSeries, Engine, PutOutcome, ReplayRequest,
+    Settings, Trace, TraceNode, COUNT_BUCKETS, DELIVERY_SOURCE, QUERY_LIMIT, QUERY_SCAN,
+    REPLAY_LIST_LIMIT, SCHEDULER_SOURCE,
 };
 pub use error::{EngineError, PutError};

@@ -57,9 +57,31 @@ impl CompiledRule {
     }
 }
 
+/// A named archive: which events it holds and how long it keeps them.
+pub(crate) struct CompiledArchive {
+    pub config: fleetbus_config::Archive,
+    /// `None`: every event of the bus.
+    matcher: Option<Matcher<u8>>,
+}
+
+impl CompiledArchive {
+    /// True when an event of `bus` (as JSON) is in this archive.
+    pub(crate) fn holds(&self, bus: &str, event_json: &[u8]) -> bool {
+        bus == self.config.bus
+            && self.matcher.as_ref().is_none_or(|m| {
+                m.matches_for_event(event_json)
+                    .is_ok_and(|hits| !hits.is_empty())
+            })
+    }
+}
+
 /// One configuration's rules; replaced whole on reload.
 pub(crate) struct RuleSet {
     pub rules: Vec<CompiledRule>,
+    pub archives: Vec<CompiledArchive>,
+    /// Named archives that keep events longer than the default archive.
+    longer: Vec<usize>,
+    default_retention: Duration,
     matchers: HashMap<String, Matcher<u32>>,
     targets: HashMap<(String, String), Arc<TargetEntry>>,
     /// Per bus: events stored.
@@ -137,12 +159,58 @@ impl RuleSet {
             .iter()
             .map(|b| (b.clone(), BusMetrics::new(b)))
             .collect();
+        let mut archives = Vec::new();
+        for a in &config.archives {
+            let matcher = match &a.event_pattern {
+                Some(p) => {
+                    let err = |e: String| {
+                        EngineError::Invalid(format!("archive {:?}: event_pattern: {e}", a.name))
+                    };
+                    let pattern = Pattern::from_value(p).map_err(|e| err(e.to_string()))?;
+                    let mut m = Matcher::new();
+                    m.add_pattern(0u8, &pattern)
+                        .map_err(|e| err(e.to_string()))?;
+                    Some(m)
+                }
+                None => None,
+            };
+            archives.push(CompiledArchive {
+                config: a.clone(),
+                matcher,
+            });
+        }
+        let longer = archives
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.config.retention > config.retention.archive)
+            .map(|(i, _)| i)
+            .collect();
         Ok(RuleSet {
             rules,
+            archives,
+            longer,
+            default_retention: config.retention.archive,
             matchers,
             targets,
             stored,
         })
+    }
+
+    /// The named archive `name`, if the configuration declares it.
+    pub(crate) fn archive(&self, name: &str) -> Option<&CompiledArchive> {
+        self.archives.iter().find(|a| a.config.name == name)
+    }
+
+    /// How long past the default retention an event of `bus` must be kept: the
+    /// longest retention of the named archives holding it, if longer.
+    pub(crate) fn keep_for(&self, bus: &str, event_json: &[u8]) -> Option<Duration> {
+        self.longer
+            .iter()
+            .map(|&i| &self.archives[i])
+            .filter(|a| a.holds(bus, event_json))
+            .map(|a| a.config.retention)
+            .max()
+            .filter(|&r| r > self.default_retention)
     }
 
     pub(crate) fn has_bus(&self, bus: &str) -> bool {
@@ -178,5 +246,47 @@ impl RuleSet {
             .iter()
             .map(|r| (r.name.as_str(), r.targets.len()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the named archives holding an event, and keeping longer than the
+    /// default archive, extend its life; the longest wins.
+    #[test]
+    fn an_event_is_kept_for_the_longest_archive_holding_it() {
+        let config = fleetbus_config::load_str(
+            "c.yaml",
+            "retention: {archive: 30d}
+archives:
+  - {name: mdm, event_pattern: {source: [mdm]}, retention: 400d}
+  - {name: all-long, retention: 60d}
+  - {name: same, event_pattern: {source: [mdm]}, retention: 30d}
+",
+            std::path::Path::new("/nonexistent"),
+        )
+        .unwrap();
+        let rules = RuleSet::build(&config, None).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            rules.keep_for("default", br#"{"source":"mdm"}"#),
+            Some(400 * day)
+        );
+        assert_eq!(
+            rules.keep_for("default", br#"{"source":"okta"}"#),
+            Some(60 * day)
+        );
+        assert_eq!(rules.keep_for("other", br#"{"source":"mdm"}"#), None);
+        assert!(rules
+            .archive("mdm")
+            .unwrap()
+            .holds("default", br#"{"source":"mdm"}"#));
+        assert!(!rules
+            .archive("mdm")
+            .unwrap()
+            .holds("default", br#"{"source":"x"}"#));
+        assert!(rules.archive("nope").is_none());
     }
 }

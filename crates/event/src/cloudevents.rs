@@ -210,6 +210,7 @@ fn build(
         region: get("region").map_or_else(|| defaults.region.clone(), str::to_owned),
         resources,
         detail,
+        replay_name: None,
     };
     event.check_size()?;
     Ok(event)

@@ -28,6 +28,10 @@ pub struct Event {
     pub region: String,
     pub resources: Vec<String>,
     pub detail: Map<String, Value>,
+    /// Set only on an event delivered by a replay, as EventBridge adds it: the
+    /// replay's name. Never archived and never taken from a sender.
+    #[serde(rename = "replay-name", skip_serializing_if = "Option::is_none")]
+    pub replay_name: Option<String>,
 }
 
 /// What fills the envelope fields a sender left out.
@@ -86,6 +90,7 @@ impl Event {
             region: defaults.region,
             resources: Vec::new(),
             detail,
+            replay_name: None,
         }
     }
 
@@ -178,6 +183,7 @@ impl Event {
             region,
             resources,
             detail,
+            replay_name: None,
         };
         event.check_size()?;
         Ok(event)

@@ -259,7 +259,7 @@ pub fn parse(params: &BTreeMap<String, String>, now: OffsetDateTime) -> Result<P
 }
 
 /// An RFC 3339 time, or a duration before `now` (`30m`, `24h`, `7d`).
-fn time_param(name: &str, text: &str, now: OffsetDateTime) -> Result<Millis, ApiError> {
+pub(crate) fn time_param(name: &str, text: &str, now: OffsetDateTime) -> Result<Millis, ApiError> {
     let at = match OffsetDateTime::parse(text, &Rfc3339) {
         Ok(t) => t,
         Err(_) => match fleetbus_config::parse_duration(text) {

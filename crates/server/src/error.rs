@@ -56,6 +56,13 @@ impl From<fleetbus_engine::EngineError> for ApiError {
                 "ServiceUnavailable",
                 e.to_string(),
             ),
+            E::NotFound(_) => ApiError::not_found(e.to_string()),
+            E::Exists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "ResourceAlreadyExistsException",
+                e.to_string(),
+            ),
+            E::Invalid(_) => ApiError::bad_request(e.to_string()),
             E::UnknownBus(_) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "ResourceNotFoundException",

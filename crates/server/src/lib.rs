@@ -14,6 +14,7 @@ mod error;
 mod ingest;
 mod listen;
 mod manage;
+pub mod replay;
 mod signature;
 pub mod software_update;
 pub mod sources;
@@ -129,6 +130,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/v1/assets/import", post(assets::import))
         .route("/v1/mdm/commands/{uuid}", get(assets::command))
         .route("/v1/software-update/status", get(software_update::status))
+        .route("/v1/archives", get(replay::archives))
+        .route("/v1/replays", get(replay::list).post(replay::start))
+        .route("/v1/replays/{name}", get(replay::describe))
+        .route("/v1/replays/{name}/cancel", post(replay::cancel))
         .route_layer(from_fn_with_state(state.clone(), auth::require_api_token));
     // The AWS JSON API: SigV4 (server.aws_access_keys) or a management token.
     let aws = Router::new()

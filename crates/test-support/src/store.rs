@@ -17,8 +17,8 @@
 use std::sync::Arc;
 
 use fleetbus_engine::store::{
-    Appended, Attachment, EventQuery, JobUpdate, Millis, NewEvent, PruneCursor, Store,
-    StoreOptions, FIRST_FENCE,
+    Appended, Attachment, EventQuery, JobUpdate, Millis, NewEvent, PruneCursor, ReplaySpec,
+    ReplayState, ReplayStep, Store, StoreOptions, FIRST_FENCE,
 };
 use fleetbus_event::{Event, Meta, StoredEvent};
 use time::OffsetDateTime;
@@ -447,7 +447,7 @@ pub async fn pruning_keeps_what_is_still_owed(store: &dyn Store) {
         loop {
             // One row per chunk: the cursor must carry the pass forward.
             let (p, next) = store
-                .prune(T0 + 5 * MINUTE, T0 + 5 * MINUTE, 1, cursor)
+                .prune(T0 + 5 * MINUTE, T0 + 5 * MINUTE, T0 + 5 * MINUTE, 1, cursor)
                 .await
                 .unwrap();
             cursor = next;
@@ -744,7 +744,7 @@ pub async fn attachments_live_and_go_with_their_event(store: &dyn Store) {
     let mut cursor = PruneCursor::default();
     loop {
         let (p, next) = store
-            .prune(T0 + MINUTE, T0 + MINUTE, 100, cursor)
+            .prune(T0 + MINUTE, T0 + MINUTE, T0 + MINUTE, 100, cursor)
             .await
             .unwrap();
         cursor = next;
@@ -754,6 +754,152 @@ pub async fn attachments_live_and_go_with_their_event(store: &dyn Store) {
     }
     assert!(store.event("big".into()).await.unwrap().is_none());
     assert_eq!(store.attachment("big".into()).await.unwrap(), None);
+}
+
+/// Prunes everything received before `before` at `now`, in one pass.
+async fn prune_all(store: &dyn Store, now: Millis, before: Millis) -> usize {
+    let mut cursor = PruneCursor::default();
+    let mut events = 0;
+    loop {
+        let (p, next) = store.prune(now, before, before, 100, cursor).await.unwrap();
+        cursor = next;
+        events += p.events;
+        if !p.more {
+            return events;
+        }
+    }
+}
+
+/// An event kept by a named archive's retention outlives the default one, and
+/// goes once that runs out.
+pub async fn kept_events_outlive_the_default_retention(store: &dyn Store) {
+    let mut kept = new_event("s", "kept", T0, &["device/K"], &[]);
+    kept.keep_until = Some(T0 + 60 * MINUTE);
+    let plain = new_event("s", "plain", T0, &["device/K"], &[]);
+    append(store, vec![kept, plain], T0).await;
+    assert_eq!(prune_all(store, T0 + 10 * MINUTE, T0 + MINUTE).await, 1);
+    assert!(store.event("kept".into()).await.unwrap().is_some());
+    assert!(store.event("plain".into()).await.unwrap().is_none());
+    assert_eq!(prune_all(store, T0 + 61 * MINUTE, T0 + MINUTE).await, 1);
+    assert!(store.event("kept".into()).await.unwrap().is_none());
+}
+
+fn spec(name: &str) -> ReplaySpec {
+    ReplaySpec {
+        name: name.into(),
+        description: Some("after the outage".into()),
+        archive: "default".into(),
+        bus: "default".into(),
+        from: T0,
+        to: T0 + MINUTE,
+        rules: vec!["audit".into()],
+    }
+}
+
+/// A replay is created once by name, queues its jobs with the cursor in one step
+/// (only while running), hands them out with `replay-name` on the event, and
+/// moves between states only from the states given.
+pub async fn replays_queue_their_jobs_with_their_cursor(store: &dyn Store) {
+    let e = new_event("s", "r1", T0, &[], &[]);
+    let seq = match &append(store, vec![e], T0).await[0] {
+        Appended::Stored { seq, .. } => *seq,
+        other => panic!("{other:?}"),
+    };
+    assert!(store.replay_create(spec("again"), T0 + 1).await.unwrap());
+    assert!(
+        !store.replay_create(spec("again"), T0 + 2).await.unwrap(),
+        "the name is taken"
+    );
+    let r = store
+        .replay("again".into())
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(
+        (r.state, r.cursor, r.events, r.jobs),
+        (ReplayState::Starting, None, 0, 0)
+    );
+    assert_eq!(r.spec, spec("again"));
+    let step = |jobs: Vec<(i64, String, String)>| ReplayStep {
+        name: "again".into(),
+        jobs,
+        cursor: seq,
+        last_replayed: Some(T0),
+        events: 1,
+    };
+    let job = vec![(seq, "audit".to_owned(), "t".to_owned())];
+    assert_eq!(
+        store
+            .replay_advance(step(job.clone()), T0 + 3)
+            .await
+            .unwrap(),
+        None,
+        "a replay still starting queues nothing"
+    );
+    assert!(store
+        .replay_state(
+            "again".into(),
+            vec![ReplayState::Starting],
+            ReplayState::Running,
+            None,
+            T0 + 4
+        )
+        .await
+        .unwrap());
+    let ids = store
+        .replay_advance(step(job), T0 + 5)
+        .await
+        .unwrap()
+        .expect("running");
+    assert_eq!(ids.len(), 1);
+    let claimed = store.claim(T0 + 5, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, ids[0]);
+    assert_eq!(claimed[0].event.event.id, "r1");
+    assert_eq!(claimed[0].event.event.replay_name.as_deref(), Some("again"));
+    let r = store.replay("again".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.cursor, r.last_replayed, r.events, r.jobs),
+        (ReplayState::Running, Some(seq), Some(T0), 1, 1)
+    );
+    assert!(
+        !store
+            .replay_state(
+                "again".into(),
+                vec![ReplayState::Starting],
+                ReplayState::Completed,
+                None,
+                T0 + 6
+            )
+            .await
+            .unwrap(),
+        "not from a state it is not in"
+    );
+    assert!(store
+        .replay_state(
+            "again".into(),
+            vec![ReplayState::Running],
+            ReplayState::Cancelled,
+            Some("asked".into()),
+            T0 + 7
+        )
+        .await
+        .unwrap());
+    let r = store.replay("again".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.reason.as_deref(), r.ended_at),
+        (ReplayState::Cancelled, Some("asked"), Some(T0 + 7))
+    );
+    assert!(store.replay_create(spec("later"), T0 + 8).await.unwrap());
+    let names: Vec<String> = store
+        .replays(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.spec.name)
+        .collect();
+    assert_eq!(names, ["later", "again"], "most recent first");
+    assert!(store.replay("nope".into()).await.unwrap().is_none());
 }
 
 /// One `#[tokio::test]` per behaviour of the suite, for a backend opened by
@@ -774,7 +920,9 @@ macro_rules! store_conformance {
             leadership_has_one_holder_until_its_hold_runs_out,
             queries_page_without_skips_or_repeats_under_concurrent_appends,
             effects_are_the_events_an_event_caused,
-            attachments_live_and_go_with_their_event
+            attachments_live_and_go_with_their_event,
+            kept_events_outlive_the_default_retention,
+            replays_queue_their_jobs_with_their_cursor
         );
     };
     (@cases $open:expr; $($case:ident),*) => {

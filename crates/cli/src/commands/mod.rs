@@ -11,6 +11,7 @@ pub mod input;
 pub mod mdm;
 pub mod output;
 pub mod pattern;
+pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod su;

@@ -17,6 +17,7 @@ mod limits;
 mod mdm_workflows;
 mod okta;
 mod os_feed;
+mod replay;
 mod signed;
 mod software_update;
 mod support;

@@ -200,13 +200,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
                 format!("duplicate source name {:?}", v.name),
             ));
         }
-        let bus = v.bus.clone().unwrap_or_else(|| "default".into());
-        if !buses.contains(&bus) {
-            cx.errors.push(o.error(
-                &[key("bus")],
-                format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
-            ));
-        }
+        let bus = bus_of(v.bus.as_deref(), o, &buses, &mut cx);
         let spec = crate::source_kinds::spec(v.kind);
         let hmac = v
             .hmac
@@ -278,13 +272,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
                 format!("{}:{}:{}", here.file, here.loc.line, here.loc.col),
             );
         }
-        let bus = v.bus.clone().unwrap_or_else(|| "default".into());
-        if !buses.contains(&bus) {
-            cx.errors.push(o.error(
-                &[key("bus")],
-                format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
-            ));
-        }
+        let bus = bus_of(v.bus.as_deref(), o, &buses, &mut cx);
         let event_pattern = v
             .event_pattern
             .as_ref()
@@ -383,6 +371,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
     }
 
     let storage = validate_storage(&raw, &mut cx);
+    let archives = validate_archives(&raw, &buses, &retention, &mut cx);
 
     Config {
         server,
@@ -393,7 +382,74 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
         rules,
         retention,
         storage,
+        archives,
     }
+}
+
+fn validate_archives(
+    raw: &RawSet,
+    buses: &[String],
+    retention: &Retention,
+    cx: &mut Ctx<'_>,
+) -> Vec<Archive> {
+    let mut out: Vec<Archive> = Vec::new();
+    for a in &raw.archives {
+        let (o, v) = (&a.origin, &a.value);
+        // EventBridge's ArchiveName: [\.\-_A-Za-z0-9]+, 1 to 48 characters.
+        let valid = !v.name.is_empty()
+            && v.name.len() <= 48
+            && v.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !valid {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!(
+                    "{:?} is not a valid archive name (1 to 48 letters, digits, '.', '-' or '_')",
+                    v.name
+                ),
+            ));
+        } else if v.name == DEFAULT_ARCHIVE {
+            cx.errors.push(o.error(
+                &[key("name")],
+                "\"default\" is the archive of every event; name this one differently",
+            ));
+        } else if out.iter().any(|x| x.name == v.name) {
+            cx.errors.push(o.error(
+                &[key("name")],
+                format!("duplicate archive name {:?}", v.name),
+            ));
+        }
+        let bus = bus_of(v.bus.as_deref(), o, buses, cx);
+        let event_pattern = v
+            .event_pattern
+            .as_ref()
+            .and_then(|p| check_pattern(p, o, "event_pattern", cx));
+        let keep = cx.duration(
+            o,
+            &[key("retention")],
+            v.retention.as_deref(),
+            retention.archive,
+        );
+        if keep < retention.archive {
+            cx.errors.push(o.error(
+                &[key("retention")],
+                format!(
+                    "{}s is shorter than retention.archive ({}s): every event is kept that long in the default archive, so a named archive cannot keep its events for less",
+                    keep.as_secs(),
+                    retention.archive.as_secs()
+                ),
+            ));
+        }
+        out.push(Archive {
+            name: v.name.clone(),
+            description: v.description.clone(),
+            bus,
+            event_pattern,
+            retention: keep,
+        });
+    }
+    out
 }
 
 fn validate_storage(raw: &RawSet, cx: &mut Ctx<'_>) -> Storage {
@@ -412,6 +468,18 @@ fn validate_storage(raw: &RawSet, cx: &mut Ctx<'_>) -> Storage {
         )),
     }
     Storage::Sqlite { dir }
+}
+
+/// An item's `bus:` (default `default`), which must be declared.
+fn bus_of(bus: Option<&str>, o: &Origin, buses: &[String], cx: &mut Ctx<'_>) -> String {
+    let bus = bus.unwrap_or("default").to_owned();
+    if !buses.contains(&bus) {
+        cx.errors.push(o.error(
+            &[key("bus")],
+            format!("unknown bus {bus:?} (declared: {})", buses.join(", ")),
+        ));
+    }
+    bus
 }
 
 fn valid_name(name: &str) -> bool {

@@ -178,7 +178,14 @@ impl Engine {
         }
         let started = Instant::now();
         let attempt = job.attempts + 1;
-        let key = format!("{}:{}:{}", job.event.event.id, job.rule, job.target);
+        // A replay is a deliberate second delivery: its key differs from the first's.
+        let key = match &job.event.event.replay_name {
+            None => format!("{}:{}:{}", job.event.event.id, job.rule, job.target),
+            Some(replay) => format!(
+                "{}:{}:{}:replay:{replay}",
+                job.event.event.id, job.rule, job.target
+            ),
+        };
         let escape = entry.target.text_escape();
         let result =
             match transform::apply_escaped(&entry.config.input, &job.event, &job.rule, escape) {

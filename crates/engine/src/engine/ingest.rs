@@ -227,9 +227,15 @@ impl Engine {
                     .map(|t| (rule.name.clone(), t.config.id.clone())),
             );
         }
+        let keep_until = rules.keep_for(&meta.bus, &json).map(|keep| {
+            let received = (meta.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+            received.saturating_add(super::millis(keep))
+        });
         // The bytes just matched are the ones stored: the event is serialized once.
-        NewEvent::new(StoredEvent { event, meta }, &json, jobs, suppressed)
-            .map_err(|e| PutError::Unmatchable(e.to_string()))
+        let mut new = NewEvent::new(StoredEvent { event, meta }, &json, jobs, suppressed)
+            .map_err(|e| PutError::Unmatchable(e.to_string()))?;
+        new.keep_until = keep_until;
+        Ok(new)
     }
 
     /// Appends an event with jobs for every target of one rule, bypassing matching

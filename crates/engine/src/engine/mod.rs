@@ -5,7 +5,8 @@
 //! - `retry`: whether and when a failed delivery is tried again (a pure decision);
 //! - `record`: committing outcomes and outcome events in batches;
 //! - `prune`: retention;
-//! - `schedule`: `rate`/`cron` rules.
+//! - `schedule`: `rate`/`cron` rules;
+//! - `replay`: archived events delivered again (EventBridge's replays).
 
 mod archive;
 pub use archive::{
@@ -16,6 +17,8 @@ mod dispatch;
 mod ingest;
 mod prune;
 mod record;
+mod replay;
+pub use replay::{ReplayRequest, REPLAY_LIST_LIMIT};
 mod retry;
 mod schedule;
 
@@ -178,6 +181,7 @@ impl Engine {
         let recorder = engine.clone();
         tokio::spawn(async move { recorder.record(finished_rx).await });
         engine.start_schedules();
+        engine.resume_replays();
         let pruner = engine.clone();
         engine
             .inner

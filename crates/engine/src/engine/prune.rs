@@ -68,7 +68,7 @@ impl Engine {
             let (p, next) = self
                 .inner
                 .store
-                .prune(events_before, jobs_before, PRUNE_CHUNK, cursor)
+                .prune(now, events_before, jobs_before, PRUNE_CHUNK, cursor)
                 .await?;
             cursor = next;
             Pruned {

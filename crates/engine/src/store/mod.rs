@@ -1,8 +1,8 @@
 //! Storage behind a contract split by role: the event log ([`EventLog`]), the
 //! delivery queue with claims under a lease and fenced completion ([`JobQueue`]),
 //! archive reads ([`Archive`]), the dead-letter queue ([`DeadLetters`]),
-//! housekeeping ([`Maintenance`]) and [`Leadership`] for work one process does
-//! alone. Every call is async and answers a [`StoreError`] that names no backend
+//! housekeeping ([`Maintenance`]), [`Leadership`] for work one process does
+//! alone and [`Replays`] (re-delivery of archived events, resumable). Every call is async and answers a [`StoreError`] that names no backend
 //! type and says whether a retry may help. SQLite ([`sqlite`]) is the one backend
 //! today; the conformance suite in `fleetbus-test-support` (feature `store`) says
 //! what any backend must do.
@@ -82,6 +82,9 @@ pub struct NewEvent {
     /// A large part kept beside the event (claim-check), stored with it in the same
     /// transaction, or not at all when the event is a duplicate.
     pub attachment: Option<Arc<Attachment>>,
+    /// Kept at least until then (ms), past the default retention: a named archive
+    /// with a longer retention holds it.
+    pub keep_until: Option<Millis>,
 }
 
 /// What a claim-check keeps beside an event: a part too large for the event
@@ -109,6 +112,7 @@ impl NewEvent {
             jobs,
             suppressed,
             attachment: None,
+            keep_until: None,
         })
     }
 }
@@ -150,6 +154,7 @@ pub struct Job {
     /// carry it.
     pub fence: u64,
     pub created_at: Millis,
+    /// For a replay's job, the event carries the replay's name (`replay-name`).
     pub event: Arc<StoredEvent>,
 }
 
@@ -356,12 +361,13 @@ pub trait Maintenance: Send + Sync {
 
     /// One chunk of a pruning pass, in one short transaction: looks at up to
     /// `limit` archived events received before `events_before`, after `cursor`,
-    /// and drops those without a pending or dead job; drops up to `limit` finished
-    /// or dead jobs last updated before `jobs_before`. A pass starts with a
-    /// default cursor and goes on, with the cursor returned, while
-    /// [`Pruned::more`].
+    /// and drops those without a pending or dead job and not kept past `now`
+    /// ([`NewEvent::keep_until`]); drops up to `limit` finished or dead jobs last
+    /// updated before `jobs_before`. A pass starts with a default cursor and goes
+    /// on, with the cursor returned, while [`Pruned::more`].
     fn prune(
         &self,
+        now: Millis,
         events_before: Millis,
         jobs_before: Millis,
         limit: usize,
@@ -383,10 +389,138 @@ pub trait Leadership: Send + Sync {
     ) -> StoreFuture<'_, bool>;
 }
 
-/// A whole backend: every role.
-pub trait Store: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership {}
+/// Replays: archived events delivered again to chosen rules. A replay is created
+/// once by name, advances in steps that each queue one page's jobs and move its
+/// cursor in the same transaction (so a replay resumes after a crash without
+/// skipping or repeating a page), and ends in a final state.
+pub trait Replays: Send + Sync {
+    /// Creates `spec` in [`ReplayState::Starting`]; false when the name is taken.
+    fn replay_create(&self, spec: ReplaySpec, now: Millis) -> StoreFuture<'_, bool>;
 
-impl<T: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership> Store for T {}
+    fn replay(&self, name: String) -> StoreFuture<'_, Option<Replay>>;
+
+    /// Replays, most recently started first, at most `limit`.
+    fn replays(&self, limit: usize) -> StoreFuture<'_, Vec<Replay>>;
+
+    /// Moves `name` to `to` when it is in one of `from`; true when it moved. A
+    /// final state sets the end time.
+    fn replay_state(
+        &self,
+        name: String,
+        from: Vec<ReplayState>,
+        to: ReplayState,
+        reason: Option<String>,
+        now: Millis,
+    ) -> StoreFuture<'_, bool>;
+
+    /// One step of a running replay: queues `jobs` (pending, due at `now`, marked
+    /// with the replay's name), sets the cursor to `cursor` and adds `events` and
+    /// the jobs to its counts, atomically. Answers the jobs' ids, or `None` (and
+    /// changes nothing) when the replay is no longer [`ReplayState::Running`].
+    fn replay_advance(&self, step: ReplayStep, now: Millis) -> StoreFuture<'_, Option<Vec<i64>>>;
+}
+
+/// A replay's state, as EventBridge's `ReplayState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplayState {
+    Starting,
+    Running,
+    Cancelling,
+    Completed,
+    Cancelled,
+    Failed,
+}
+
+impl ReplayState {
+    pub const ALL: [ReplayState; 6] = [
+        ReplayState::Starting,
+        ReplayState::Running,
+        ReplayState::Cancelling,
+        ReplayState::Completed,
+        ReplayState::Cancelled,
+        ReplayState::Failed,
+    ];
+
+    /// EventBridge's spelling: `STARTING`, `RUNNING`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayState::Starting => "STARTING",
+            ReplayState::Running => "RUNNING",
+            ReplayState::Cancelling => "CANCELLING",
+            ReplayState::Completed => "COMPLETED",
+            ReplayState::Cancelled => "CANCELLED",
+            ReplayState::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ReplayState> {
+        ReplayState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Completed, cancelled or failed: nothing more happens.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ReplayState::Completed | ReplayState::Cancelled | ReplayState::Failed
+        )
+    }
+}
+
+/// What a replay re-delivers: the events of `archive` received in `[from, to)`,
+/// to `rules` of `bus` (every rule of the bus when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaySpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub archive: String,
+    pub bus: String,
+    pub from: Millis,
+    pub to: Millis,
+    pub rules: Vec<String>,
+}
+
+/// A replay as stored: its spec and where it has got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub spec: ReplaySpec,
+    pub state: ReplayState,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// The store position of the last event looked at (opaque), `None` before
+    /// the first step.
+    pub cursor: Option<i64>,
+    /// Receipt time of the last event replayed (EventBridge's
+    /// `EventLastReplayedTime`).
+    pub last_replayed: Option<Millis>,
+    /// Events replayed (matched one of the chosen rules) and jobs queued so far.
+    pub events: u64,
+    pub jobs: u64,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+}
+
+/// One step of a replay ([`Replays::replay_advance`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayStep {
+    pub name: String,
+    /// (event position, rule, target) to deliver.
+    pub jobs: Vec<(i64, String, String)>,
+    pub cursor: i64,
+    pub last_replayed: Option<Millis>,
+    /// Events of this step that were replayed.
+    pub events: u64,
+}
+
+/// A whole backend: every role.
+pub trait Store:
+    EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays
+{
+}
+
+impl<T: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays> Store
+    for T
+{
+}
 
 /// The fence of a job's first claim, the one its appender holds.
 pub const FIRST_FENCE: u64 = 1;

@@ -82,6 +82,27 @@ CREATE TABLE IF NOT EXISTS attachments (
     content_type TEXT NOT NULL,
     body BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kept (
+    seq INTEGER PRIMARY KEY,
+    until INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replays (
+    name TEXT PRIMARY KEY,
+    description TEXT,
+    archive TEXT NOT NULL,
+    bus TEXT NOT NULL,
+    from_ms INTEGER NOT NULL,
+    to_ms INTEGER NOT NULL,
+    rules TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    cursor INTEGER,
+    last_replayed INTEGER,
+    events INTEGER NOT NULL DEFAULT 0,
+    jobs INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
 ";
 
 /// Per connection: WAL with an fsync per commit (FULL) is the durability promise;
@@ -105,9 +126,12 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// Columns added to `jobs` after its first release: added to older files at open.
 /// `fence` counts claims; `lease_until` is set while a claim holds the job (whose
 /// `next_at` is then the lease's end, so the due-jobs index skips claimed jobs).
-const JOB_COLUMNS: [(&str, &str); 2] = [
+/// `replay` names the replay a job re-delivers for (its event then carries
+/// `replay-name`).
+const JOB_COLUMNS: [(&str, &str); 3] = [
     ("fence", "INTEGER NOT NULL DEFAULT 0"),
     ("lease_until", "INTEGER"),
+    ("replay", "TEXT"),
 ];
 
 /// The SQLite database and its checkpointer.
@@ -182,6 +206,23 @@ impl Db {
         Ok(out)
     }
 
+    /// Runs `f` in one write transaction and commits it.
+    pub(super) fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        self.after_commit();
+        Ok(out)
+    }
+
+    /// The connection, for reads.
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     pub(super) fn parse_event(seq: i64, body: &str) -> Result<StoredEvent, StoreError> {
         serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
             seq,
@@ -207,8 +248,9 @@ impl Db {
 
 /// The schema this build writes, kept in the file's `PRAGMA user_version`:
 /// 0 a file from before versions were kept (the first releases), 1 with the jobs'
-/// fence and lease, 2 with the cause index, 3 with attachments.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+/// fence and lease, 2 with the cause index, 3 with attachments, 4 with named
+/// archives' retention (`kept`) and replays.
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 pub(super) enum Migration {
     /// The file was written by a newer build: opening it could lose what it knows.
@@ -391,6 +433,8 @@ impl Db {
             let mut attach = tx.prepare_cached(
                 "INSERT INTO attachments (event_seq, content_type, body) VALUES (?1, ?2, ?3)",
             )?;
+            let mut kept =
+                tx.prepare_cached("INSERT OR REPLACE INTO kept (seq, until) VALUES (?1, ?2)")?;
             for new in events {
                 let e = &new.stored.event;
                 let received =
@@ -419,6 +463,9 @@ impl Db {
                 }
                 if let Some(a) = &new.attachment {
                     attach.execute(params![seq, a.content_type, a.body])?;
+                }
+                if let Some(until) = new.keep_until {
+                    kept.execute(params![seq, until])?;
                 }
                 let mut job_ids = Vec::with_capacity(new.jobs.len());
                 for (rule, target) in &new.jobs {
@@ -479,7 +526,7 @@ impl Db {
         let mut jobs = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
-                "SELECT j.id, j.rule, j.target, j.attempts, j.created_at, e.seq, e.body, j.fence FROM jobs j JOIN events e ON e.seq = j.event_seq
+                "SELECT j.id, j.rule, j.target, j.attempts, j.created_at, e.seq, e.body, j.fence, j.replay FROM jobs j JOIN events e ON e.seq = j.event_seq
                  WHERE j.state = 0 AND j.next_at <= ?1 ORDER BY j.next_at, j.id LIMIT ?2",
             )?;
             let mut take = tx.prepare_cached(
@@ -487,16 +534,19 @@ impl Db {
             )?;
             let mut rows = stmt.query(params![now, limit as i64])?;
             // Jobs of one event are usually adjacent: decode it once for all of them.
-            let mut last: Option<(i64, Arc<StoredEvent>)> = None;
+            let mut last: Option<(i64, Option<String>, Arc<StoredEvent>)> = None;
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
                 let seq: i64 = row.get(5)?;
+                let replay: Option<String> = row.get(8)?;
                 let event = match &last {
-                    Some((s, e)) if *s == seq => e.clone(),
+                    Some((s, r, e)) if *s == seq && *r == replay => e.clone(),
                     _ => {
                         let body: String = row.get(6)?;
-                        let e = Arc::new(Self::parse_event(seq, &body)?);
-                        last = Some((seq, e.clone()));
+                        let mut e = Self::parse_event(seq, &body)?;
+                        e.event.replay_name = replay.clone();
+                        let e = Arc::new(e);
+                        last = Some((seq, replay, e.clone()));
                         e
                     }
                 };
@@ -693,6 +743,7 @@ impl Db {
 
     pub(super) fn prune(
         &mut self,
+        now: Millis,
         events_before: Millis,
         jobs_before: Millis,
         limit: usize,
@@ -719,14 +770,24 @@ impl Db {
         // Each chunk goes on from the last event the previous one looked at, so
         // protected events are walked past once per pass, not once per chunk.
         let (from_at, from_seq) = cursor.after.unwrap_or((Millis::MIN, i64::MIN));
-        let examined: Vec<(i64, Millis, String)> = {
+        // A named archive's longer retention keeps its events (`kept`).
+        let examined: Vec<(i64, Millis, String, bool)> = {
             let mut stmt = tx.prepare_cached(
-                "SELECT seq, received_at, id FROM events WHERE received_at < ?1 AND (received_at, seq) > (?2, ?3)
-                 ORDER BY received_at, seq LIMIT ?4",
+                "SELECT e.seq, e.received_at, e.id, k.until FROM events e LEFT JOIN kept k ON k.seq = e.seq
+                 WHERE e.received_at < ?1 AND (e.received_at, e.seq) > (?2, ?3)
+                 ORDER BY e.received_at, e.seq LIMIT ?4",
             )?;
             let rows = stmt.query_map(
                 params![events_before, from_at, from_seq, limit as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    let until: Option<Millis> = r.get(3)?;
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        until.is_some_and(|u| u > now),
+                    ))
+                },
             )?;
             rows.collect::<Result<_, _>>()?
         };
@@ -740,11 +801,13 @@ impl Db {
             let mut cause = tx.prepare_cached("DELETE FROM causes WHERE cause = ?1")?;
             let mut ev = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
             let mut attach = tx.prepare_cached("DELETE FROM attachments WHERE event_seq = ?1")?;
-            for (seq, _, id) in examined
+            let mut kept = tx.prepare_cached("DELETE FROM kept WHERE seq = ?1")?;
+            for (seq, _, id, _) in examined
                 .iter()
-                .filter(|(s, _, _)| !self.protected.contains(s))
+                .filter(|(s, _, _, keep)| !keep && !self.protected.contains(s))
             {
                 res.execute([seq])?;
+                kept.execute([seq])?;
                 sup.execute([seq])?;
                 attach.execute([seq])?;
                 cause.execute([id])?;
@@ -756,7 +819,7 @@ impl Db {
         self.after_commit();
         cursor.after = examined
             .last()
-            .map(|(seq, at, _)| (*at, *seq))
+            .map(|(seq, at, _, _)| (*at, *seq))
             .or(cursor.after);
         Ok(Pruned {
             events,
@@ -1032,7 +1095,7 @@ mod tests {
         let cutoff = base + day;
         // Chunks of 4 events looked at; the jobs' own retention keeps them for now.
         let prune = |s: &mut Db, jobs_before, limit, pass: &mut PruneCursor| {
-            let p = s.prune(cutoff, jobs_before, limit, pass).unwrap();
+            let p = s.prune(cutoff, cutoff, jobs_before, limit, pass).unwrap();
             (p.events, p.jobs, p.more)
         };
         let mut pass = PruneCursor::default();

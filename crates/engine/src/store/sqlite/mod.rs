@@ -8,6 +8,7 @@
 mod db;
 mod error;
 mod read;
+mod replay;
 mod writer;
 
 use std::fs::File;
@@ -22,7 +23,8 @@ use self::writer::Writer;
 use crate::store::{
     now_ms, Appended, Archive, Attachment, Completed, Counts, DeadLetters, DlqEntry, EventLog,
     EventPage, EventQuery, Job, JobQueue, JobUpdate, Leadership, Maintenance, Millis, NewEvent,
-    PruneCursor, Pruned, StoreError, StoreFuture, StoreOptions,
+    PruneCursor, Pruned, Replay, ReplaySpec, ReplayState, ReplayStep, Replays, StoreError,
+    StoreFuture, StoreOptions,
 };
 
 /// The SQLite store: a handle to its writer thread.
@@ -239,6 +241,7 @@ impl Maintenance for SqliteStore {
 
     fn prune(
         &self,
+        now: Millis,
         events_before: Millis,
         jobs_before: Millis,
         limit: usize,
@@ -246,7 +249,7 @@ impl Maintenance for SqliteStore {
     ) -> StoreFuture<'_, (Pruned, PruneCursor)> {
         Box::pin(self.writer.run(move |db| {
             let mut cursor = cursor;
-            let pruned = db.prune(events_before, jobs_before, limit, &mut cursor)?;
+            let pruned = db.prune(now, events_before, jobs_before, limit, &mut cursor)?;
             Ok((pruned, cursor))
         }))
     }
@@ -264,6 +267,38 @@ impl Leadership for SqliteStore {
             self.writer
                 .run(move |db| db.lead(role, &holder, now, ttl_ms)),
         )
+    }
+}
+
+impl Replays for SqliteStore {
+    fn replay_create(&self, spec: ReplaySpec, now: Millis) -> StoreFuture<'_, bool> {
+        Box::pin(self.writer.run(move |db| db.replay_create(&spec, now)))
+    }
+
+    fn replay(&self, name: String) -> StoreFuture<'_, Option<Replay>> {
+        Box::pin(self.writer.run(move |db| db.replay(&name)))
+    }
+
+    fn replays(&self, limit: usize) -> StoreFuture<'_, Vec<Replay>> {
+        Box::pin(self.writer.run(move |db| db.replays(limit)))
+    }
+
+    fn replay_state(
+        &self,
+        name: String,
+        from: Vec<ReplayState>,
+        to: ReplayState,
+        reason: Option<String>,
+        now: Millis,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(
+            self.writer
+                .run(move |db| db.replay_state(&name, &from, to, reason.as_deref(), now)),
+        )
+    }
+
+    fn replay_advance(&self, step: ReplayStep, now: Millis) -> StoreFuture<'_, Option<Vec<i64>>> {
+        Box::pin(self.writer.run(move |db| db.replay_advance(&step, now)))
     }
 }
 
