@@ -298,3 +298,162 @@ fn a_key_limited_to_reading_reads_and_is_refused_the_rest() {
     );
     server.stop();
 }
+
+/// Archives and replays through the AWS CLI: list-archives, describe-archive,
+/// start-replay (archive and rule ARNs, times as the CLI sends them),
+/// describe-replay until COMPLETED, list-replays, cancel-replay of a finished one
+/// (IllegalStatusException), and create-archive refused with the reason.
+#[test]
+fn the_aws_cli_lists_archives_and_starts_and_follows_replays() {
+    let (_dir, rx, server) = start_with_keys();
+    let ok = |args: &[&str]| {
+        let (code, out, err) = aws(&server, KEY_ID, SECRET, args);
+        assert_eq!(code, 0, "aws events {args:?}: {err}");
+        out
+    };
+    let start = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    ok(&[
+        "put-events",
+        "--entries",
+        r#"[{"Source": "cli.replay", "DetailType": "Notify", "Detail": "{\"serial\": \"C02REPLAY\"}"}]"#,
+    ]);
+    wait_for(
+        "the live delivery",
+        std::time::Duration::from_secs(20),
+        || rx.bodies.lock().unwrap().len() == 1,
+    );
+    // The CLI sends whole seconds: the window ends a second past the event.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let end = time::OffsetDateTime::now_utc();
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+
+    let archives = ok(&["list-archives"]);
+    assert_eq!(
+        archives["Archives"][0]["ArchiveName"], "default",
+        "{archives}"
+    );
+    assert_eq!(archives["Archives"][0]["State"], "ENABLED");
+    let archive = ok(&["describe-archive", "--archive-name", "default"]);
+    let archive_arn = archive["ArchiveArn"].as_str().unwrap().to_owned();
+    assert_eq!(
+        archive_arn,
+        "arn:aws:events:local:000000000000:archive/default"
+    );
+    assert_eq!(archive["RetentionDays"], 90);
+
+    let started = ok(&[
+        "start-replay",
+        "--replay-name",
+        "cli-replay",
+        "--event-source-arn",
+        &archive_arn,
+        "--event-start-time",
+        &fmt(start),
+        "--event-end-time",
+        &fmt(end),
+        "--destination",
+        r#"{"Arn": "arn:aws:events:local:000000000000:event-bus/default", "FilterArns": ["arn:aws:events:local:000000000000:rule/to-api"]}"#,
+    ]);
+    assert_eq!(
+        started["ReplayArn"], "arn:aws:events:local:000000000000:replay/cli-replay",
+        "{started}"
+    );
+    assert!(
+        matches!(
+            started["State"].as_str(),
+            Some("STARTING" | "RUNNING" | "COMPLETED")
+        ),
+        "{started}"
+    );
+    wait_for("the replay", std::time::Duration::from_secs(20), || {
+        ok(&["describe-replay", "--replay-name", "cli-replay"])["State"] == "COMPLETED"
+    });
+    let replay = ok(&["describe-replay", "--replay-name", "cli-replay"]);
+    assert_eq!(
+        replay["Destination"]["FilterArns"][0],
+        "arn:aws:events:local:000000000000:rule/to-api"
+    );
+    assert!(replay["EventLastReplayedTime"].is_number(), "{replay}");
+    assert!(replay["ReplayEndTime"].is_number(), "{replay}");
+    wait_for(
+        "the replayed delivery",
+        std::time::Duration::from_secs(20),
+        || rx.bodies.lock().unwrap().len() == 2,
+    );
+    let listed = ok(&["list-replays", "--state", "COMPLETED"]);
+    assert_eq!(listed["Replays"][0]["ReplayName"], "cli-replay", "{listed}");
+    assert_eq!(
+        ok(&["list-replays", "--name-prefix", "zzz"])["Replays"],
+        json!([])
+    );
+
+    let refused = |args: &[&str], code: &str, text: &str| {
+        let (status, _, err) = aws(&server, KEY_ID, SECRET, args);
+        assert_ne!(status, 0, "{args:?}");
+        assert!(err.contains(code) && err.contains(text), "{args:?}: {err}");
+    };
+    refused(
+        &["cancel-replay", "--replay-name", "cli-replay"],
+        "IllegalStatusException",
+        "Replay cli-replay is COMPLETED",
+    );
+    refused(
+        &["describe-replay", "--replay-name", "nope"],
+        "ResourceNotFoundException",
+        "Replay nope does not exist.",
+    );
+    refused(
+        &["describe-archive", "--archive-name", "nope"],
+        "ResourceNotFoundException",
+        "Archive nope does not exist.",
+    );
+    refused(
+        &[
+            "start-replay",
+            "--replay-name",
+            "cli-replay",
+            "--event-source-arn",
+            &archive_arn,
+            "--event-start-time",
+            &fmt(start),
+            "--event-end-time",
+            &fmt(end),
+            "--destination",
+            r#"{"Arn": "arn:aws:events:local:000000000000:event-bus/default"}"#,
+        ],
+        "ResourceAlreadyExistsException",
+        "a replay named \"cli-replay\" already exists",
+    );
+    refused(
+        &[
+            "start-replay",
+            "--replay-name",
+            "backwards",
+            "--event-source-arn",
+            &archive_arn,
+            "--event-start-time",
+            &fmt(end),
+            "--event-end-time",
+            &fmt(start),
+            "--destination",
+            r#"{"Arn": "arn:aws:events:local:000000000000:event-bus/default"}"#,
+        ],
+        "ValidationException",
+        "must be before its end",
+    );
+    refused(
+        &[
+            "create-archive",
+            "--archive-name",
+            "new",
+            "--event-source-arn",
+            "arn:aws:events:local:000000000000:event-bus/default",
+        ],
+        "ValidationException",
+        "archives are declared in fleetbus's configuration",
+    );
+    server.stop();
+}

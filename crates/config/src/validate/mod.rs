@@ -500,6 +500,12 @@ pub const AWS_ACTIONS: &[&str] = &[
     "DescribeRule",
     "ListTargetsByRule",
     "ListRuleNamesByTarget",
+    "DescribeArchive",
+    "ListArchives",
+    "StartReplay",
+    "DescribeReplay",
+    "ListReplays",
+    "CancelReplay",
 ];
 
 fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {

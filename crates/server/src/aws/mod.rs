@@ -8,6 +8,7 @@
 //! configuration, so the actions that change them answer that they are managed
 //! there.
 
+mod replay;
 mod sigv4;
 
 use axum::body::Bytes;
@@ -245,26 +246,40 @@ pub(crate) async fn handle(
         "DescribeRule" => describe_rule(&state, &request)?,
         "ListTargetsByRule" => list_targets_by_rule(&state, &request)?,
         "ListRuleNamesByTarget" => list_rule_names_by_target(&state, &request)?,
+        "DescribeArchive" => replay::describe_archive(&state, &request)?,
+        "ListArchives" => replay::list_archives(&state, &request)?,
+        "StartReplay" => replay::start_replay(&state, &request).await?,
+        "DescribeReplay" => replay::describe_replay(&state, &request).await?,
+        "ListReplays" => replay::list_replays(&state, &request).await?,
+        "CancelReplay" => replay::cancel_replay(&state, &request).await?,
+        "CreateArchive" | "UpdateArchive" | "DeleteArchive" => {
+            return Err(AwsError::validation(format!(
+                "{action}: archives are declared in fleetbus's configuration (archives:, then POST /v1/admin/reload); the API reads them and replays them"
+            )))
+        }
         "PutRule" | "DeleteRule" | "EnableRule" | "DisableRule" | "PutTargets"
         | "RemoveTargets" | "CreateEventBus" | "DeleteEventBus" => {
             return Err(AwsError::new(
                 StatusCode::BAD_REQUEST,
                 "UnknownOperationException",
-                format!("{action}: rules, targets and buses are managed in fleetbus's configuration (edit it and POST /v1/admin/reload); supported here: {SUPPORTED}"),
+                format!("{action}: rules, targets and buses are managed in fleetbus's configuration (edit it and POST /v1/admin/reload); supported here: {}", supported()),
             ))
         }
         other => {
             return Err(AwsError::new(
                 StatusCode::BAD_REQUEST,
                 "UnknownOperationException",
-                format!("operation {other:?} is not supported (supported: {SUPPORTED})"),
+                format!("operation {other:?} is not supported (supported: {})", supported()),
             ))
         }
     };
     Ok(aws_json(answer))
 }
 
-const SUPPORTED: &str = "PutEvents, TestEventPattern, ListEventBuses, DescribeEventBus, ListRules, DescribeRule, ListTargetsByRule, ListRuleNamesByTarget";
+/// Every action this API answers (the list keys' `actions` are checked against).
+fn supported() -> String {
+    fleetbus_config::AWS_ACTIONS.join(", ")
+}
 
 fn aws_json(v: Value) -> Response {
     let mut resp = (StatusCode::OK, v.to_string()).into_response();
