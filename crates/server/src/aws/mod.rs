@@ -371,6 +371,16 @@ fn paging(req: &Value) -> Result<(usize, usize), AwsError> {
     Ok((start, limit))
 }
 
+/// `{key: [one page of items], "NextToken": ...}`, the token only when more remain.
+fn paged(key: &str, items: &[Value], start: usize, limit: usize) -> Value {
+    let (items, next) = page(items, start, limit);
+    let mut out = json!({ key: items });
+    if let Some(n) = next {
+        out["NextToken"] = json!(n);
+    }
+    out
+}
+
 fn page<T: Clone>(items: &[T], start: usize, limit: usize) -> (Vec<T>, Option<String>) {
     let end = (start + limit).min(items.len());
     let out = items.get(start..end).map(<[T]>::to_vec).unwrap_or_default();
@@ -388,12 +398,7 @@ fn list_event_buses(state: &AppState, req: &Value) -> Result<Value, AwsError> {
         .filter(|b| b.starts_with(prefix))
         .map(|b| bus_value(state, b))
         .collect();
-    let (items, next) = page(&buses, start, limit);
-    let mut out = json!({"EventBuses": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(paged("EventBuses", &buses, start, limit))
 }
 
 fn bus_value(state: &AppState, name: &str) -> Value {
@@ -457,12 +462,7 @@ fn list_rules(state: &AppState, req: &Value) -> Result<Value, AwsError> {
         .filter(|r| r.bus == bus && r.name.starts_with(prefix))
         .map(|r| rule_value(state, r))
         .collect();
-    let (items, next) = page(&rules, start, limit);
-    let mut out = json!({"Rules": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(paged("Rules", &rules, start, limit))
 }
 
 fn find_rule<'a>(
@@ -520,12 +520,7 @@ fn list_rule_names_by_target(state: &AppState, req: &Value) -> Result<Value, Aws
         })
         .map(|r| json!(r.name))
         .collect();
-    let (items, next) = page(&names, start, limit);
-    let mut out = json!({"RuleNames": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(paged("RuleNames", &names, start, limit))
 }
 
 fn list_targets_by_rule(state: &AppState, req: &Value) -> Result<Value, AwsError> {
@@ -561,10 +556,5 @@ fn list_targets_by_rule(state: &AppState, req: &Value) -> Result<Value, AwsError
             v
         })
         .collect();
-    let (items, next) = page(&targets, start, limit);
-    let mut out = json!({"Targets": items});
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(paged("Targets", &targets, start, limit))
 }

@@ -8,7 +8,7 @@ use fleetbus_engine::store::{Millis, Replay, ReplayState};
 use fleetbus_engine::{EngineError, ReplayRequest};
 use serde_json::{json, Value};
 
-use super::{arn, page, paging, required, string_param, AwsError};
+use super::{arn, paged, paging, required, string_param, AwsError};
 use crate::AppState;
 
 impl From<EngineError> for AwsError {
@@ -143,12 +143,7 @@ pub(super) fn list_archives(state: &AppState, req: &Value) -> Result<Value, AwsE
         .filter_map(|n| archive_value(state, &n, false))
         .filter(|v| source.is_none_or(|s| v["EventSourceArn"] == s))
         .collect();
-    let (items, next) = page(&all, start, limit);
-    let mut out = json!({ "Archives": items });
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(paged("Archives", &all, start, limit))
 }
 
 fn replay_value(state: &AppState, r: &Replay, full: bool) -> Value {
@@ -274,12 +269,7 @@ pub(super) async fn list_replays(state: &AppState, req: &Value) -> Result<Value,
         .map(|r| replay_value(state, r, false))
         .filter(|v| source.is_none_or(|s| v["EventSourceArn"] == s))
         .collect();
-    let (items, next) = page(&all, start, limit);
-    let mut out = json!({ "Replays": items });
-    if let Some(n) = next {
-        out["NextToken"] = json!(n);
-    }
-    Ok(out)
+    Ok(paged("Replays", &all, start, limit))
 }
 
 pub(super) async fn cancel_replay(state: &AppState, req: &Value) -> Result<Value, AwsError> {
