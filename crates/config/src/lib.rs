@@ -2,6 +2,7 @@
 //! raw structs that refuse unknown fields, then a validated model. Every error is
 //! reported at once with `file:line:col: path: what is wrong (what was expected)`.
 
+mod api_rule;
 mod ca;
 mod error;
 pub mod jsonpath;
@@ -16,6 +17,7 @@ pub mod source_kinds;
 mod validate;
 mod yaml;
 
+pub use api_rule::{find_target, target_arn, ApiRule, ApiTarget, ApiTransformer};
 pub use ca::CaCerts;
 pub use error::{ConfigError, ConfigErrors};
 pub use jsonpath::Path as JsonPath;

@@ -131,11 +131,21 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
 /// schedule, exemption, and each target's id, kind and input (what `fleetbus
 /// simulate` compares a candidate configuration with).
 pub async fn rules(State(state): State<AppState>) -> Json<Value> {
-    let config = state.config();
+    let base = state.config();
+    let api = state.engine.api_rules();
+    // The running rules: the configuration's and those made through the AWS API.
+    let config = base
+        .with_api_rules(&api)
+        .unwrap_or_else(|_| (*base).clone());
     let rules: Vec<Value> = config
         .rules
         .iter()
         .map(|r| {
+            let origin = if base.rules.iter().any(|c| c.name == r.name) {
+                "configuration"
+            } else {
+                "api"
+            };
             let targets: Vec<Value> = r
                 .targets
                 .iter()
@@ -155,6 +165,7 @@ pub async fn rules(State(state): State<AppState>) -> Json<Value> {
                 "schedule": r.schedule.as_ref().map(|s| s.to_string()),
                 "exempt": r.exempt,
                 "targets": targets,
+                "origin": origin,
             })
         })
         .collect();

@@ -902,6 +902,32 @@ pub async fn replays_queue_their_jobs_with_their_cursor(store: &dyn Store) {
     assert!(store.replay("nope".into()).await.unwrap().is_none());
 }
 
+/// API rules are documents by (bus, name): put creates or replaces, delete says
+/// whether there was one.
+pub async fn api_rules_are_kept_by_bus_and_name(store: &dyn Store) {
+    assert!(store.api_rules().await.unwrap().is_empty());
+    let put = |bus: &str, name: &str, doc: &str| {
+        store.api_rule_put(bus.into(), name.into(), doc.into(), T0)
+    };
+    put("default", "b", "{\"v\":1}").await.unwrap();
+    put("default", "a", "{\"v\":2}").await.unwrap();
+    put("other", "a", "{\"v\":3}").await.unwrap();
+    put("default", "b", "{\"v\":4}").await.unwrap();
+    assert_eq!(
+        store.api_rules().await.unwrap(),
+        ["{\"v\":2}", "{\"v\":4}", "{\"v\":3}"]
+    );
+    assert!(store
+        .api_rule_delete("default".into(), "a".into())
+        .await
+        .unwrap());
+    assert!(!store
+        .api_rule_delete("default".into(), "a".into())
+        .await
+        .unwrap());
+    assert_eq!(store.api_rules().await.unwrap().len(), 2);
+}
+
 /// One `#[tokio::test]` per behaviour of the suite, for a backend opened by
 /// `$open`: a closure taking the [`OPTIONS`] and returning `(Box<dyn Store>, guard)`.
 #[macro_export]
@@ -922,7 +948,8 @@ macro_rules! store_conformance {
             effects_are_the_events_an_event_caused,
             attachments_live_and_go_with_their_event,
             kept_events_outlive_the_default_retention,
-            replays_queue_their_jobs_with_their_cursor
+            replays_queue_their_jobs_with_their_cursor,
+            api_rules_are_kept_by_bus_and_name
         );
     };
     (@cases $open:expr; $($case:ident),*) => {

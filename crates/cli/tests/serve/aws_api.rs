@@ -62,6 +62,14 @@ fn aws(server: &Server, key: &str, secret: &str, args: &[&str]) -> (i32, Value, 
     )
 }
 
+/// Runs `aws events <args>` with the full key and checks it fails with AWS's
+/// `code` and a message containing `text`.
+fn refused(server: &Server, args: &[&str], code: &str, text: &str) {
+    let (status, _, err) = aws(server, KEY_ID, SECRET, args);
+    assert_ne!(status, 0, "{args:?}");
+    assert!(err.contains(code) && err.contains(text), "{args:?}: {err}");
+}
+
 #[test]
 fn the_aws_cli_puts_events_tests_patterns_and_reads_rules() {
     let (_dir, _rx, server) = start_with_keys();
@@ -163,16 +171,18 @@ fn the_aws_cli_puts_events_tests_patterns_and_reads_rules() {
         &[
             "put-rule",
             "--name",
-            "x",
+            "to-api",
             "--event-pattern",
             r#"{"source": ["a"]}"#,
         ],
     );
     assert_ne!(code, 0);
     assert!(
-        err.contains("UnknownOperationException") && err.contains("configuration"),
+        err.contains("ManagedRuleException")
+            && err.contains("declared in fleetbus's configuration"),
         "{err}"
     );
+    assert_eq!(rule["ManagedBy"], "fleetbus.configuration");
     server.stop();
 }
 
@@ -390,11 +400,7 @@ fn the_aws_cli_lists_archives_and_starts_and_follows_replays() {
         json!([])
     );
 
-    let refused = |args: &[&str], code: &str, text: &str| {
-        let (status, _, err) = aws(&server, KEY_ID, SECRET, args);
-        assert_ne!(status, 0, "{args:?}");
-        assert!(err.contains(code) && err.contains(text), "{args:?}: {err}");
-    };
+    let refused = |args: &[&str], code: &str, text: &str| refused(&server, args, code, text);
     refused(
         &["cancel-replay", "--replay-name", "cli-replay"],
         "IllegalStatusException",
@@ -455,5 +461,246 @@ fn the_aws_cli_lists_archives_and_starts_and_follows_replays() {
         "ValidationException",
         "archives are declared in fleetbus's configuration",
     );
+    server.stop();
+}
+
+/// Rules and targets made through the AWS CLI: put-rule, put-targets naming a
+/// configuration target by its ARN with an InputTransformer, in effect at once,
+/// listed beside the configuration's, kept across a restart; disable-rule stops
+/// deliveries; delete-rule is refused while targets remain; EventBridge's
+/// validation errors.
+#[test]
+fn rules_and_targets_made_through_the_aws_cli_take_effect_and_survive_a_restart() {
+    let (dir, rx, server) = start_with_keys();
+    let run = |server: &Server, args: &[&str]| aws(server, KEY_ID, SECRET, args);
+    let ok = |server: &Server, args: &[&str]| {
+        let (code, out, err) = run(server, args);
+        assert_eq!(code, 0, "aws events {args:?}: {err}");
+        out
+    };
+    let target_arn = ok(&server, &["list-targets-by-rule", "--rule", "to-api"])["Targets"][0]
+        ["Arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let made = ok(
+        &server,
+        &[
+            "put-rule",
+            "--name",
+            "laptops-lost",
+            "--event-pattern",
+            r#"{"source": ["cli.rules"], "detail-type": ["Lost"]}"#,
+            "--description",
+            "made with the AWS CLI",
+        ],
+    );
+    assert_eq!(
+        made["RuleArn"],
+        "arn:aws:events:local:000000000000:rule/laptops-lost"
+    );
+    let targets = json!([{
+        "Id": "tell-api",
+        "Arn": target_arn,
+        "InputTransformer": {"InputPathsMap": {"s": "$.detail.serial"}, "InputTemplate": "{\"lost\": <s>}"},
+        "RetryPolicy": {"MaximumRetryAttempts": 3}
+    }])
+    .to_string();
+    let put = ok(
+        &server,
+        &[
+            "put-targets",
+            "--rule",
+            "laptops-lost",
+            "--targets",
+            &targets,
+        ],
+    );
+    assert_eq!(put["FailedEntryCount"], 0, "{put}");
+    let lost =
+        r#"[{"Source": "cli.rules", "DetailType": "Lost", "Detail": "{\"serial\": \"C02LOST\"}"}]"#;
+    ok(&server, &["put-events", "--entries", lost]);
+    wait_for(
+        "the API rule's delivery",
+        std::time::Duration::from_secs(20),
+        || {
+            rx.bodies
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(b, _)| b == &json!({"lost": "C02LOST"}))
+        },
+    );
+    let names: Vec<String> = ok(&server, &["list-rules"])["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["all", "outcomes", "to-api", "laptops-lost"]);
+    let described = ok(&server, &["describe-rule", "--name", "laptops-lost"]);
+    assert_eq!(described["Description"], "made with the AWS CLI");
+    assert_eq!(described["CreatedBy"], "000000000000");
+    assert!(described.get("ManagedBy").is_none());
+    let listed = ok(&server, &["list-targets-by-rule", "--rule", "laptops-lost"]);
+    assert_eq!(listed["Targets"][0]["Id"], "tell-api");
+    assert_eq!(
+        listed["Targets"][0]["RetryPolicy"]["MaximumRetryAttempts"],
+        3
+    );
+    let by_target = ok(
+        &server,
+        &["list-rule-names-by-target", "--target-arn", &target_arn],
+    );
+    assert_eq!(by_target["RuleNames"], json!(["to-api", "laptops-lost"]));
+    let (status, running) = server.get("/v1/rules");
+    assert_eq!(status, 200);
+    assert!(
+        running["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "laptops-lost" && r["origin"] == "api"),
+        "{running}"
+    );
+
+    // Kept in the store: a restart runs it again.
+    server.stop();
+    let server = Server::start(dir.path());
+    rx.bodies.lock().unwrap().clear();
+    ok(&server, &["put-events", "--entries", lost]);
+    wait_for(
+        "the delivery after the restart",
+        std::time::Duration::from_secs(20),
+        || {
+            rx.bodies
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(b, _)| b == &json!({"lost": "C02LOST"}))
+        },
+    );
+
+    // Disabled: no delivery.
+    ok(&server, &["disable-rule", "--name", "laptops-lost"]);
+    assert_eq!(
+        ok(&server, &["describe-rule", "--name", "laptops-lost"])["State"],
+        "DISABLED"
+    );
+    rx.bodies.lock().unwrap().clear();
+    ok(&server, &["put-events", "--entries", lost]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(
+        rx.bodies.lock().unwrap().is_empty(),
+        "a disabled rule delivers nothing"
+    );
+    ok(&server, &["enable-rule", "--name", "laptops-lost"]);
+
+    let refused = |args: &[&str], code: &str, text: &str| refused(&server, args, code, text);
+    refused(
+        &["delete-rule", "--name", "laptops-lost"],
+        "ValidationException",
+        "Rule can't be deleted since it has targets.",
+    );
+    refused(
+        &["delete-rule", "--name", "to-api"],
+        "ManagedRuleException",
+        "Rule to-api is declared in fleetbus's configuration",
+    );
+    refused(
+        &["disable-rule", "--name", "nope"],
+        "ResourceNotFoundException",
+        "Rule nope does not exist on EventBus default.",
+    );
+    refused(
+        &["put-rule", "--name", "bad name", "--event-pattern", "{}"],
+        "ValidationException",
+        "failed to satisfy constraint",
+    );
+    refused(
+        &["put-rule", "--name", "nothing"],
+        "ValidationException",
+        "Parameter(s) EventPattern or ScheduleExpression must be specified.",
+    );
+    refused(
+        &[
+            "put-rule",
+            "--name",
+            "bad-pattern",
+            "--event-pattern",
+            r#"{"source": "x"}"#,
+        ],
+        "InvalidEventPatternException",
+        "Event pattern is not valid.",
+    );
+    let long = format!(r#"{{"source": ["{}"]}}"#, "x".repeat(4100));
+    refused(
+        &["put-rule", "--name", "long", "--event-pattern", &long],
+        "ValidationException",
+        "less than or equal to 4096",
+    );
+    refused(
+        &[
+            "put-rule",
+            "--name",
+            "elsewhere",
+            "--event-pattern",
+            "{}",
+            "--event-bus-name",
+            "nope",
+        ],
+        "ResourceNotFoundException",
+        "Event bus nope does not exist.",
+    );
+    let both =
+        json!([{"Id": "x", "Arn": target_arn, "Input": "{}", "InputPath": "$.detail"}]).to_string();
+    refused(
+        &["put-targets", "--rule", "laptops-lost", "--targets", &both],
+        "ValidationException",
+        "Only one of Input, InputPath, or InputTransformer must be provided",
+    );
+    let unknown =
+        json!([{"Id": "x", "Arn": "arn:fleetbus:http:local:000000000000:target/none/none"}])
+            .to_string();
+    refused(
+        &[
+            "put-targets",
+            "--rule",
+            "laptops-lost",
+            "--targets",
+            &unknown,
+        ],
+        "ValidationException",
+        "names no target of the configuration",
+    );
+    let many = json!((0..5)
+        .map(|i| json!({"Id": format!("t{i}"), "Arn": target_arn}))
+        .collect::<Vec<_>>())
+    .to_string();
+    refused(
+        &["put-targets", "--rule", "laptops-lost", "--targets", &many],
+        "LimitExceededException",
+        "at most 5",
+    );
+
+    let removed = ok(
+        &server,
+        &[
+            "remove-targets",
+            "--rule",
+            "laptops-lost",
+            "--ids",
+            "tell-api",
+        ],
+    );
+    assert_eq!(removed["FailedEntryCount"], 0);
+    ok(&server, &["delete-rule", "--name", "laptops-lost"]);
+    let (code, _, _) = run(&server, &["describe-rule", "--name", "laptops-lost"]);
+    assert_ne!(code, 0, "deleted");
+    server.stop();
+    // Gone from the store too.
+    let server = Server::start(dir.path());
+    let (code, _, _) = run(&server, &["describe-rule", "--name", "laptops-lost"]);
+    assert_ne!(code, 0, "still deleted after a restart");
     server.stop();
 }

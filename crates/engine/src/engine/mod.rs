@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use fleetbus_config::Config;
+use fleetbus_config::{ApiRule, Config};
 use fleetbus_event::StoredEvent;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -116,6 +116,11 @@ struct Inner {
     /// This process among any sharing the store: who holds leadership.
     holder: String,
     rules: RwLock<Arc<RuleSet>>,
+    /// Rules made through the API, run beside the configuration's.
+    api: RwLock<Arc<Vec<ApiRule>>>,
+    /// Held while an API rule change is checked, stored and swapped in, so two
+    /// changes cannot lose one another.
+    api_change: tokio::sync::Mutex<()>,
     settings: Settings,
     backlog: AtomicU64,
     /// Events per causation chain (the loop guard for fan-out).
@@ -149,7 +154,11 @@ impl Engine {
         store: Arc<dyn Store>,
         settings: Settings,
     ) -> Result<Engine, EngineError> {
-        let rules = Arc::new(RuleSet::build(config, settings.assets.as_ref())?);
+        let api = load_api_rules(&*store, config).await?;
+        let merged = config
+            .with_api_rules(&api)
+            .map_err(|(rule, message)| EngineError::Rule { rule, message })?;
+        let rules = Arc::new(RuleSet::build(&merged, settings.assets.as_ref())?);
         let counts = store.counts().await?;
         let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
         let (finished_tx, finished_rx) = mpsc::channel(FINISHED_QUEUE);
@@ -157,6 +166,8 @@ impl Engine {
             store,
             holder: uuid::Uuid::new_v4().to_string(),
             rules: RwLock::new(rules),
+            api: RwLock::new(Arc::new(api)),
+            api_change: tokio::sync::Mutex::new(()),
             chains: chain::Chains::new(settings.chain_budget),
             settings,
             backlog: AtomicU64::new(counts.pending_jobs),
@@ -231,12 +242,90 @@ impl Engine {
     /// keep the jobs they got; later events match the new rules; nothing is lost or
     /// delivered twice.
     pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
-        let rules = Arc::new(RuleSet::build(config, self.inner.settings.assets.as_ref())?);
+        let merged = config
+            .with_api_rules(&self.api_rules())
+            .map_err(|(rule, message)| EngineError::Rule {
+                rule,
+                message: format!("a rule made through the API: {message}"),
+            })?;
+        let rules = Arc::new(RuleSet::build(
+            &merged,
+            self.inner.settings.assets.as_ref(),
+        )?);
         tracing::info!(rules = ?rules.summary(), "configuration reloaded");
         *self.inner.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
         self.start_schedules();
         self.inner.wake.notify_one();
         Ok(())
+    }
+
+    /// The rules made through the API.
+    pub fn api_rules(&self) -> Arc<Vec<ApiRule>> {
+        self.inner
+            .api
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Creates or replaces an API rule (keeping nothing of an earlier one: the
+    /// caller gives the whole rule) on top of `config`: checked, built, stored,
+    /// then in effect for the next event.
+    pub async fn put_api_rule(&self, config: &Config, rule: ApiRule) -> Result<(), EngineError> {
+        let _one = self.inner.api_change.lock().await;
+        let mut next: Vec<ApiRule> = self.api_rules().as_ref().clone();
+        next.retain(|r| !(r.name == rule.name && r.bus == rule.bus));
+        next.push(rule.clone());
+        let doc = serde_json::to_string(&rule).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let rules = self.build_with(config, &next)?;
+        self.inner
+            .store
+            .api_rule_put(rule.bus.clone(), rule.name.clone(), doc, now_ms())
+            .await?;
+        self.swap_api(next, rules);
+        tracing::info!(rule = %rule.name, bus = %rule.bus, "rule put through the API");
+        Ok(())
+    }
+
+    /// Deletes an API rule; false when there was none.
+    pub async fn delete_api_rule(
+        &self,
+        config: &Config,
+        bus: &str,
+        name: &str,
+    ) -> Result<bool, EngineError> {
+        let _one = self.inner.api_change.lock().await;
+        let mut next: Vec<ApiRule> = self.api_rules().as_ref().clone();
+        let before = next.len();
+        next.retain(|r| !(r.name == name && r.bus == bus));
+        if next.len() == before {
+            return Ok(false);
+        }
+        let rules = self.build_with(config, &next)?;
+        self.inner
+            .store
+            .api_rule_delete(bus.to_owned(), name.to_owned())
+            .await?;
+        self.swap_api(next, rules);
+        tracing::info!(rule = %name, bus = %bus, "rule deleted through the API");
+        Ok(true)
+    }
+
+    fn build_with(&self, config: &Config, api: &[ApiRule]) -> Result<Arc<RuleSet>, EngineError> {
+        let merged = config
+            .with_api_rules(api)
+            .map_err(|(rule, message)| EngineError::Invalid(format!("rule {rule:?}: {message}")))?;
+        Ok(Arc::new(RuleSet::build(
+            &merged,
+            self.inner.settings.assets.as_ref(),
+        )?))
+    }
+
+    fn swap_api(&self, api: Vec<ApiRule>, rules: Arc<RuleSet>) {
+        *self.inner.api.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(api);
+        *self.inner.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+        self.start_schedules();
+        self.inner.wake.notify_one();
     }
 
     pub async fn counts(&self) -> Result<Counts, EngineError> {
@@ -311,6 +400,30 @@ impl Engine {
             .lead(role, self.inner.holder.clone(), now, ttl_ms)
             .await?)
     }
+}
+
+/// The API rules the store keeps that still fit `config`; one that does not (its
+/// name now taken by the configuration, its target gone) is left out, saying why.
+async fn load_api_rules(store: &dyn Store, config: &Config) -> Result<Vec<ApiRule>, EngineError> {
+    let mut out: Vec<ApiRule> = Vec::new();
+    for doc in store.api_rules().await? {
+        let rule: ApiRule = match serde_json::from_str(&doc) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, doc = %doc, "a stored API rule is unreadable; left out");
+                continue;
+            }
+        };
+        let mut with = out.clone();
+        with.push(rule.clone());
+        match config.with_api_rules(&with) {
+            Ok(_) => out.push(rule),
+            Err((name, why)) => {
+                tracing::error!(rule = %name, error = %why, "a rule made through the API no longer fits the configuration; left out until it is put again")
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Publishes the delivery backlog.

@@ -2,7 +2,8 @@
 //! delivery queue with claims under a lease and fenced completion ([`JobQueue`]),
 //! archive reads ([`Archive`]), the dead-letter queue ([`DeadLetters`]),
 //! housekeeping ([`Maintenance`]), [`Leadership`] for work one process does
-//! alone and [`Replays`] (re-delivery of archived events, resumable). Every call is async and answers a [`StoreError`] that names no backend
+//! alone, [`Replays`] (re-delivery of archived events, resumable) and
+//! [`ApiRules`] (rules made through the API). Every call is async and answers a [`StoreError`] that names no backend
 //! type and says whether a retry may help. SQLite ([`sqlite`]) is the one backend
 //! today; the conformance suite in `fleetbus-test-support` (feature `store`) says
 //! what any backend must do.
@@ -511,14 +512,34 @@ pub struct ReplayStep {
     pub events: u64,
 }
 
+/// Rules made through the API, kept as documents (JSON) by bus and name, so
+/// they survive restarts beside the configuration's.
+pub trait ApiRules: Send + Sync {
+    /// Every API rule's document, by (bus, name).
+    fn api_rules(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// Creates or replaces the rule `(bus, name)`.
+    fn api_rule_put(
+        &self,
+        bus: String,
+        name: String,
+        doc: String,
+        now: Millis,
+    ) -> StoreFuture<'_, ()>;
+
+    /// Removes the rule; false when there was none.
+    fn api_rule_delete(&self, bus: String, name: String) -> StoreFuture<'_, bool>;
+}
+
 /// A whole backend: every role.
 pub trait Store:
-    EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays
+    EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays + ApiRules
 {
 }
 
-impl<T: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays> Store
-    for T
+impl<
+        T: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays + ApiRules,
+    > Store for T
 {
 }
 

@@ -9,6 +9,7 @@
 //! there.
 
 mod replay;
+mod rules;
 mod sigv4;
 
 use axum::body::Bytes;
@@ -242,10 +243,16 @@ pub(crate) async fn handle(
         "TestEventPattern" => test_event_pattern(&request)?,
         "ListEventBuses" => list_event_buses(&state, &request)?,
         "DescribeEventBus" => describe_event_bus(&state, &request)?,
-        "ListRules" => list_rules(&state, &request)?,
-        "DescribeRule" => describe_rule(&state, &request)?,
-        "ListTargetsByRule" => list_targets_by_rule(&state, &request)?,
-        "ListRuleNamesByTarget" => list_rule_names_by_target(&state, &request)?,
+        "ListRules" => rules::list_rules(&state, &request)?,
+        "DescribeRule" => rules::describe_rule(&state, &request)?,
+        "ListTargetsByRule" => rules::list_targets_by_rule(&state, &request)?,
+        "ListRuleNamesByTarget" => rules::list_rule_names_by_target(&state, &request)?,
+        "PutRule" => rules::put_rule(&state, &request).await?,
+        "DeleteRule" => rules::delete_rule(&state, &request).await?,
+        "EnableRule" => rules::set_enabled(&state, &request, true).await?,
+        "DisableRule" => rules::set_enabled(&state, &request, false).await?,
+        "PutTargets" => rules::put_targets(&state, &request).await?,
+        "RemoveTargets" => rules::remove_targets(&state, &request).await?,
         "DescribeArchive" => replay::describe_archive(&state, &request)?,
         "ListArchives" => replay::list_archives(&state, &request)?,
         "StartReplay" => replay::start_replay(&state, &request).await?,
@@ -257,13 +264,10 @@ pub(crate) async fn handle(
                 "{action}: archives are declared in fleetbus's configuration (archives:, then POST /v1/admin/reload); the API reads them and replays them"
             )))
         }
-        "PutRule" | "DeleteRule" | "EnableRule" | "DisableRule" | "PutTargets"
-        | "RemoveTargets" | "CreateEventBus" | "DeleteEventBus" => {
-            return Err(AwsError::new(
-                StatusCode::BAD_REQUEST,
-                "UnknownOperationException",
-                format!("{action}: rules, targets and buses are managed in fleetbus's configuration (edit it and POST /v1/admin/reload); supported here: {}", supported()),
-            ))
+        "CreateEventBus" | "DeleteEventBus" | "UpdateEventBus" => {
+            return Err(AwsError::validation(format!(
+                "{action}: event buses are declared in fleetbus's configuration (buses:, then POST /v1/admin/reload)"
+            )))
         }
         other => {
             return Err(AwsError::new(
@@ -417,144 +421,4 @@ fn describe_event_bus(state: &AppState, req: &Value) -> Result<Value, AwsError> 
         )));
     }
     Ok(bus_value(state, &name))
-}
-
-fn rule_arn(state: &AppState, rule: &fleetbus_config::Rule) -> String {
-    if rule.bus == "default" {
-        arn(state, &format!("rule/{}", rule.name))
-    } else {
-        arn(state, &format!("rule/{}/{}", rule.bus, rule.name))
-    }
-}
-
-fn rule_value(state: &AppState, rule: &fleetbus_config::Rule) -> Value {
-    let mut v = json!({
-        "Name": rule.name,
-        "Arn": rule_arn(state, rule),
-        "State": if rule.enabled { "ENABLED" } else { "DISABLED" },
-        "EventBusName": rule.bus,
-    });
-    if let Some(p) = &rule.event_pattern {
-        v["EventPattern"] = json!(p.to_string());
-    }
-    if let Some(s) = &rule.schedule {
-        v["ScheduleExpression"] = json!(s.to_string());
-    }
-    if let Some(d) = &rule.description {
-        v["Description"] = json!(d);
-    }
-    v
-}
-
-fn list_rules(state: &AppState, req: &Value) -> Result<Value, AwsError> {
-    let bus = bus_name(req, "EventBusName")?;
-    let prefix = string_param(req, "NamePrefix")?.unwrap_or("");
-    let (start, limit) = paging(req)?;
-    let config = state.config();
-    if !config.buses.contains(&bus) {
-        return Err(AwsError::not_found(format!(
-            "Event bus {bus} does not exist."
-        )));
-    }
-    let rules: Vec<Value> = config
-        .rules
-        .iter()
-        .filter(|r| r.bus == bus && r.name.starts_with(prefix))
-        .map(|r| rule_value(state, r))
-        .collect();
-    Ok(paged("Rules", &rules, start, limit))
-}
-
-fn find_rule<'a>(
-    config: &'a fleetbus_config::Config,
-    req: &Value,
-    field: &str,
-) -> Result<&'a fleetbus_config::Rule, AwsError> {
-    let name = required(req, field)?;
-    let bus = bus_name(req, "EventBusName")?;
-    config
-        .rules
-        .iter()
-        .find(|r| r.name == name && r.bus == bus)
-        .ok_or_else(|| {
-            AwsError::not_found(format!("Rule {name} does not exist on EventBus {bus}."))
-        })
-}
-
-fn describe_rule(state: &AppState, req: &Value) -> Result<Value, AwsError> {
-    let config = state.config();
-    let rule = find_rule(&config, req, "Name")?;
-    Ok(rule_value(state, rule))
-}
-
-/// The ARN a target is listed with (fleetbus's own form; not an AWS resource).
-fn target_arn(config: &fleetbus_config::Config, rule: &str, t: &fleetbus_config::Target) -> String {
-    let kind = fleetbus_config::kinds::spec(t.spec.kind()).name;
-    format!(
-        "arn:fleetbus:{kind}:{}:{}:target/{rule}/{}",
-        config.server.region, config.server.account, t.id
-    )
-}
-
-/// `ListRuleNamesByTarget`: the rules (of the bus, `default` unless named) with a
-/// target of that ARN.
-fn list_rule_names_by_target(state: &AppState, req: &Value) -> Result<Value, AwsError> {
-    let config = state.config();
-    let Some(arn) = req["TargetArn"].as_str().filter(|a| !a.is_empty()) else {
-        return Err(AwsError::new(
-            StatusCode::BAD_REQUEST,
-            "ValidationException",
-            "1 validation error detected: Value null at 'targetArn' failed to satisfy constraint: Member must not be null",
-        ));
-    };
-    let bus = req["EventBusName"].as_str().unwrap_or("default");
-    let (start, limit) = paging(req)?;
-    let names: Vec<Value> = config
-        .rules
-        .iter()
-        .filter(|r| r.bus == bus)
-        .filter(|r| {
-            r.targets
-                .iter()
-                .any(|t| target_arn(&config, &r.name, t) == arn)
-        })
-        .map(|r| json!(r.name))
-        .collect();
-    Ok(paged("RuleNames", &names, start, limit))
-}
-
-fn list_targets_by_rule(state: &AppState, req: &Value) -> Result<Value, AwsError> {
-    let config = state.config();
-    let rule = find_rule(&config, req, "Rule")?;
-    let (start, limit) = paging(req)?;
-    let targets: Vec<Value> = rule
-        .targets
-        .iter()
-        .map(|t| {
-            let mut v = json!({
-                "Id": t.id,
-                // Not AWS resources: fleetbus names the kind.
-                "Arn": target_arn(&config, &rule.name, t),
-                "RetryPolicy": {
-                    "MaximumRetryAttempts": t.retry.maximum_retry_attempts,
-                    "MaximumEventAgeInSeconds": t.retry.maximum_event_age.as_secs(),
-                },
-            });
-            match &t.input {
-                fleetbus_config::Input::Event => {}
-                fleetbus_config::Input::Constant(c) => v["Input"] = json!(c.to_string()),
-                fleetbus_config::Input::Path(p) => v["InputPath"] = json!(p.as_str()),
-                fleetbus_config::Input::Transformer { paths, template } => {
-                    let map: serde_json::Map<String, Value> = paths
-                        .iter()
-                        .map(|(k, p)| (k.clone(), json!(p.as_str())))
-                        .collect();
-                    v["InputTransformer"] =
-                        json!({"InputPathsMap": map, "InputTemplate": template});
-                }
-            }
-            v
-        })
-        .collect();
-    Ok(paged("Targets", &targets, start, limit))
 }

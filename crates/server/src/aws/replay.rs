@@ -175,21 +175,13 @@ fn replay_value(state: &AppState, r: &Replay, full: bool) -> Value {
                 .spec
                 .rules
                 .iter()
-                .map(|rule| rule_arn(state, &r.spec.bus, rule))
+                .map(|rule| super::rules::rule_arn(state, &r.spec.bus, rule))
                 .collect();
             dest["FilterArns"] = json!(rules);
         }
         v["Destination"] = dest;
     }
     v
-}
-
-fn rule_arn(state: &AppState, bus: &str, rule: &str) -> String {
-    if bus == "default" {
-        arn(state, &format!("rule/{rule}"))
-    } else {
-        arn(state, &format!("rule/{bus}/{rule}"))
-    }
 }
 
 pub(super) async fn start_replay(state: &AppState, req: &Value) -> Result<Value, AwsError> {

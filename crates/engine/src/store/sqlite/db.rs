@@ -86,6 +86,13 @@ CREATE TABLE IF NOT EXISTS kept (
     seq INTEGER PRIMARY KEY,
     until INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_rules (
+    bus TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (bus, name)
+);
 CREATE TABLE IF NOT EXISTS replays (
     name TEXT PRIMARY KEY,
     description TEXT,
@@ -249,7 +256,7 @@ impl Db {
 /// The schema this build writes, kept in the file's `PRAGMA user_version`:
 /// 0 a file from before versions were kept (the first releases), 1 with the jobs'
 /// fence and lease, 2 with the cause index, 3 with attachments, 4 with named
-/// archives' retention (`kept`) and replays.
+/// archives' retention (`kept`), replays and rules made through the API.
 pub(super) const SCHEMA_VERSION: i64 = 4;
 
 pub(super) enum Migration {

@@ -21,10 +21,10 @@ use fleetbus_event::StoredEvent;
 use self::db::Db;
 use self::writer::Writer;
 use crate::store::{
-    now_ms, Appended, Archive, Attachment, Completed, Counts, DeadLetters, DlqEntry, EventLog,
-    EventPage, EventQuery, Job, JobQueue, JobUpdate, Leadership, Maintenance, Millis, NewEvent,
-    PruneCursor, Pruned, Replay, ReplaySpec, ReplayState, ReplayStep, Replays, StoreError,
-    StoreFuture, StoreOptions,
+    now_ms, ApiRules, Appended, Archive, Attachment, Completed, Counts, DeadLetters, DlqEntry,
+    EventLog, EventPage, EventQuery, Job, JobQueue, JobUpdate, Leadership, Maintenance, Millis,
+    NewEvent, PruneCursor, Pruned, Replay, ReplaySpec, ReplayState, ReplayStep, Replays,
+    StoreError, StoreFuture, StoreOptions,
 };
 
 /// The SQLite store: a handle to its writer thread.
@@ -267,6 +267,29 @@ impl Leadership for SqliteStore {
             self.writer
                 .run(move |db| db.lead(role, &holder, now, ttl_ms)),
         )
+    }
+}
+
+impl ApiRules for SqliteStore {
+    fn api_rules(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(self.writer.run(|db| db.api_rules()))
+    }
+
+    fn api_rule_put(
+        &self,
+        bus: String,
+        name: String,
+        doc: String,
+        now: Millis,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(
+            self.writer
+                .run(move |db| db.api_rule_put(&bus, &name, &doc, now)),
+        )
+    }
+
+    fn api_rule_delete(&self, bus: String, name: String) -> StoreFuture<'_, bool> {
+        Box::pin(self.writer.run(move |db| db.api_rule_delete(&bus, &name)))
     }
 }
 

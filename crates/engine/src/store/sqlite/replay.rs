@@ -1,4 +1,5 @@
-//! Replays in SQLite: one row per replay in `replays`, its jobs in `jobs` marked
+//! Replays and API rules in SQLite (API rules: one document per (bus, name) in
+//! `api_rules`). Replays: one row per replay in `replays`, its jobs in `jobs` marked
 //! with its name. A step queues a page's jobs and moves the cursor in one
 //! transaction, so a replay resumes after a crash exactly where it was.
 
@@ -136,6 +137,42 @@ impl Db {
                 ],
             )?;
             Ok(Some(ids))
+        })
+    }
+}
+
+impl Db {
+    pub(super) fn api_rules(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT doc FROM api_rules ORDER BY bus, name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(super) fn api_rule_put(
+        &mut self,
+        bus: &str,
+        name: &str,
+        doc: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO api_rules (bus, name, doc, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (bus, name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+                params![bus, name, doc, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn api_rule_delete(&mut self, bus: &str, name: &str) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM api_rules WHERE bus = ?1 AND name = ?2",
+                params![bus, name],
+            )? == 1)
         })
     }
 }
