@@ -125,6 +125,8 @@ pub struct AccessKey {
     pub secret: Secret,
     /// The actions the key may call; `None`: every action.
     pub actions: Option<Vec<String>>,
+    /// The `X-Amz-Security-Token` its requests carry, if it has one.
+    pub session_token: Option<Secret>,
 }
 
 /// A release feed an `os-feed` source polls.

@@ -98,6 +98,10 @@ pub struct RawAccessKey {
     /// The actions this key may call, e.g. `[ListRules, DescribeRule]` for a
     /// dashboard (default: every action).
     pub actions: Option<Vec<String>>,
+    /// A session token (a secret reference) requests with this key must carry in
+    /// `X-Amz-Security-Token`, as temporary credentials do (default: none, and a
+    /// request carrying one is refused).
+    pub session_token: Option<String>,
 }
 
 /// Where the shape of a source kind is not the generic one.

@@ -29,6 +29,7 @@ const EXAMPLES: &[(&str, &str)] = &[
 const MORE_EXAMPLES: &[(&str, &str)] = &[
     ("server.aws_access_keys", "[{access_key_id: AKIAFLEETBUS0EXAMPLE, secret_access_key: \"${file:secrets/aws-secret}\"}]"),
     ("server.aws_access_keys[].secret_access_key", "${file:secrets/aws-secret}"),
+    ("server.aws_access_keys[].session_token", "${file:secrets/aws-session-token}"),
     ("server.drain_timeout", "10s"),
     ("server.read_tokens", "[\"${file:secrets/read-token}\"]"),
     ("server.header_timeout", "10s"),

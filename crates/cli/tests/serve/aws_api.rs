@@ -704,3 +704,56 @@ fn rules_and_targets_made_through_the_aws_cli_take_effect_and_survive_a_restart(
     assert_ne!(code, 0, "still deleted after a restart");
     server.stop();
 }
+
+/// Every action through boto3 (the SDK, not the CLI): `boto3/every_action.py`
+/// asserts shapes, paging, errors and a session token; this runs it against the
+/// real binary. `scripts/test` installs boto3 when it is missing.
+#[test]
+fn boto3_drives_every_action() {
+    const TOKEN_KEY: &str = "AKIAFLEETBUSTEMP0001";
+    const SESSION: &str = "FwoGZXIvYXdzEFleetbusTestSessionToken0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let rx = receiver();
+    write_config(dir.path(), &rx.url, "");
+    std::fs::write(dir.path().join("aws-secret"), SECRET).unwrap();
+    std::fs::write(dir.path().join("aws-session"), SESSION).unwrap();
+    edit_config(dir.path(), |c| {
+        c.replacen(
+            "  dedup_window: 10m\n",
+            &format!("  dedup_window: 10m\n  aws_access_keys:\n    - access_key_id: {KEY_ID}\n      secret_access_key: \"${{file:aws-secret}}\"\n    - access_key_id: {TOKEN_KEY}\n      secret_access_key: \"${{file:aws-secret}}\"\n      session_token: \"${{file:aws-session}}\"\n"),
+            1,
+        )
+    });
+    let server = Server::start(dir.path());
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/boto3/every_action.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .env("FLEETBUS_ENDPOINT", &server.base)
+        .env("FLEETBUS_KEY", KEY_ID)
+        .env("FLEETBUS_SECRET", SECRET)
+        .env("FLEETBUS_TOKEN_KEY", TOKEN_KEY)
+        .env("FLEETBUS_SESSION_TOKEN", SESSION)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("python3 with boto3 (scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for step in [
+        "PutEvents",
+        "ListRules paging",
+        "StartReplay DescribeReplay ListReplays CancelReplay",
+        "X-Amz-Security-Token",
+        "errors",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == format!("ok {step}")),
+            "{step} missing:\n{stdout}"
+        );
+    }
+    server.stop();
+}

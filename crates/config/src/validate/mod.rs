@@ -648,10 +648,16 @@ fn validate_server(raw: &RawSet, cx: &mut Ctx<'_>) -> Server {
                 }
             }
         }
+        let session_token = k.session_token.as_ref().map(|t| {
+            let mut p = at.to_vec();
+            p.push(key("session_token"));
+            cx.secret(o, &p, t)
+        });
         server.aws_access_keys.push(AccessKey {
             id: k.access_key_id.clone(),
             secret,
             actions: k.actions.clone(),
+            session_token,
         });
     }
     if let Some(b) = v.chain_budget {

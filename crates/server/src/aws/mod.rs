@@ -97,6 +97,26 @@ pub(crate) async fn require_aws_auth(
                 "The security token included in the request is invalid.".into(),
             )));
         };
+        // Temporary credentials: the key's session token, carried and signed.
+        let token = headers
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok());
+        let token_ok = match (&key.session_token, token) {
+            (None, None) => true,
+            (Some(want), Some(got)) => {
+                sigv4::same(want.expose(), got)
+                    && auth
+                        .signed_headers
+                        .iter()
+                        .any(|h| h == "x-amz-security-token")
+            }
+            _ => false,
+        };
+        if !token_ok {
+            return Err(sig_error(sigv4::SigError::UnknownKey(
+                "The security token included in the request is invalid.".into(),
+            )));
+        }
         let amz_date = headers.get("x-amz-date").and_then(|v| v.to_str().ok());
         sigv4::precheck(
             &auth,

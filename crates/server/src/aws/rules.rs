@@ -293,6 +293,9 @@ async fn store(state: &AppState, rule: ApiRule) -> Result<(), AwsError> {
 pub(super) async fn put_rule(state: &AppState, req: &Value) -> Result<Value, AwsError> {
     let name = required(req, "Name")?;
     check_name(name, "name", 64)?;
+    if state.config().rules.iter().any(|r| r.name == name) {
+        return Err(managed(name));
+    }
     let bus = bus_name(req, "EventBusName")?;
     bus_exists(state, &bus)?;
     let pattern = string_param(req, "EventPattern")?;
