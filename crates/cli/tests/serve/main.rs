@@ -6,6 +6,7 @@ mod archive;
 mod aws_api;
 mod backpressure;
 mod backup;
+mod compliance;
 mod console;
 mod delivery;
 mod eventbridge;

@@ -20,7 +20,9 @@ pub(crate) struct RawEmail {
     from: Option<String>,
     /// Recipients.
     to: Option<Vec<String>>,
-    /// Subject template (`<name>` placeholders from input_paths_map).
+    /// Subject template, rendered against the matched event: `<detail-type>`,
+    /// `<source>`, `<account>`, `<region>`... (top-level fields), `<$.json.path>`,
+    /// and the reserved `<aws.events.rule-name>`.
     subject: Option<String>,
 }
 
