@@ -49,12 +49,7 @@ def configure(ec2, event, policy, instance_id):
                {"instance": instance_id, "action": "CreateTags/ModifyInstanceAttribute", "fixed": "added " + " and ".join(changes)})
         return 0
     except ClientError as e:
-        code = e.response["Error"]["Code"]
-        if code in PERMANENT:
-            r.emit(event, "Failed", AUTOMATION, resource, {"instance": instance_id, "error": code, "message": str(e)})
-            return 0
-        print(f"ec2 configuration of {instance_id} failed: {e}", file=sys.stderr)
-        return 1
+        return r.failed(event, AUTOMATION, resource, {"instance": instance_id}, e, PERMANENT)
 
 
 def main():

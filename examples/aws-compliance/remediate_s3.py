@@ -57,12 +57,7 @@ def main():
                {"bucket": bucket, "action": "PutBucketEncryption", "fixed": "default encryption (AES256) enabled"})
         return 0
     except ClientError as e:
-        code = e.response["Error"]["Code"]
-        if code in PERMANENT:
-            r.emit(event, "Failed", AUTOMATION, resource, {"bucket": bucket, "error": code, "message": str(e)})
-            return 0
-        print(f"s3 remediation of {bucket} failed: {e}", file=sys.stderr)
-        return 1
+        return r.failed(event, AUTOMATION, resource, {"bucket": bucket}, e, PERMANENT)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,15 @@ def emit(event, outcome, automation, resource, detail):
         "resources": [resource],
         "detail": body,
     }), flush=True)
+
+
+def failed(event, automation, resource, detail, error, permanent):
+    """Reports an AWS error: a permanent one (the resource is gone, or not ours)
+    as a Remediation Failed event (exit 0: retrying cannot help); another on
+    stderr with exit 1, so fleetbus retries the delivery."""
+    code = error.response["Error"]["Code"]
+    if code in permanent:
+        emit(event, "Failed", automation, resource, dict(detail, error=code, message=str(error)))
+        return 0
+    print(f"{automation} on {resource} failed: {error}", file=sys.stderr)
+    return 1
