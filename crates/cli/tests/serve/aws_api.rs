@@ -223,6 +223,26 @@ fn unsigned_wrongly_signed_and_unknown_keys_are_refused_as_aws_does() {
     );
     assert_eq!(status, 400);
     assert_eq!(body["__type"], "UnknownOperationException", "{body}");
+    // Eleven entries: more than EventBridge's PutEvents takes.
+    let eleven: Vec<Value> = (0..11)
+        .map(|i| json!({"Source": "s", "DetailType": "d", "Detail": format!("{{\"i\": {i}}}")}))
+        .collect();
+    let (status, body) = server.post(
+        "/",
+        Some(TOKEN),
+        "application/x-amz-json-1.1",
+        json!({"Entries": eleven}).to_string().as_bytes(),
+        &[("X-Amz-Target", "AWSEvents.PutEvents")],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["__type"], "ValidationException");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 10 (it has 11)"),
+        "{body}"
+    );
     // A signature from 20 minutes ago.
     let (status, body) = server.post(
         "/",
@@ -755,5 +775,96 @@ fn boto3_drives_every_action() {
             "{step} missing:\n{stdout}"
         );
     }
+    server.stop();
+}
+
+/// The README's AWS CLI commands, against the shipped sample configuration and its
+/// key: put-rule, put-targets, put-events, test-event-pattern, list-rules.
+#[test]
+fn the_readme_aws_commands_work_with_the_sample_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dir = tmp.path().join("examples");
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::copy(examples.join("fleetbus.yaml"), dir.join("fleetbus.yaml")).unwrap();
+    for f in std::fs::read_dir(examples.join("secrets")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.join("secrets").join(f.file_name())).unwrap();
+    }
+    // The test's management token, for reading the trace back.
+    std::fs::write(dir.join("secrets/api-token"), TOKEN).unwrap();
+    let server = Server::start(&dir);
+    let secret = std::fs::read_to_string(examples.join("secrets/aws-secret")).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("aws")
+            .arg("events")
+            .args(args)
+            .args(["--endpoint-url", &server.base, "--output", "json"])
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", secret.trim())
+            .env("AWS_DEFAULT_REGION", "local")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_PAGER", "")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "aws events {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    run(&[
+        "put-rule",
+        "--name",
+        "hello-rule",
+        "--event-pattern",
+        r#"{"source": ["com.example"]}"#,
+    ]);
+    run(&[
+        "put-targets",
+        "--rule",
+        "hello-rule",
+        "--targets",
+        r#"[{"Id": "log", "Arn": "arn:fleetbus:log:local:000000000000:target/device-enrolled/enrollments"}]"#,
+    ]);
+    let put = run(&[
+        "put-events",
+        "--entries",
+        r#"[{"Source": "com.example", "DetailType": "Hello", "Detail": "{}"}]"#,
+    ]);
+    assert_eq!(put["FailedEntryCount"], 0);
+    let tested = run(&[
+        "test-event-pattern",
+        "--event-pattern",
+        r#"{"source": ["com.example"]}"#,
+        "--event",
+        r#"{"id": "1", "account": "000000000000", "source": "com.example", "time": "2026-12-04T00:00:00Z", "region": "local", "resources": [], "detail-type": "Hello", "detail": {}}"#,
+    ]);
+    assert_eq!(tested, json!({"Result": true}));
+    let rules = run(&["list-rules"]);
+    assert!(
+        rules["Rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["Name"] == "hello-rule"),
+        "{rules}"
+    );
+    // The API rule delivered the event, whole, through the sample's log target.
+    let log = tmp.path().join("fleetbus-data/enrollments.log");
+    wait_for(
+        "the delivery through the API rule",
+        std::time::Duration::from_secs(20),
+        || {
+            lines(&log)
+                .iter()
+                .any(|e| e["id"] == put["Entries"][0]["EventId"])
+        },
+    );
     server.stop();
 }
