@@ -64,11 +64,24 @@ fn the_aws_json_protocol_needs_the_put_events_target() {
         "POST",
         "/",
         Some(TOKEN),
-        &[json11, ("x-amz-target", "AWSEvents.PutRule")],
+        &[
+            json11,
+            ("x-amz-target", "AWSEvents.CreatePartnerEventSource"),
+        ],
         body.as_bytes(),
     );
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["__type"], "UnknownOperationException");
+    // PutRule is an action now: a body without its Name is AWS's validation error.
+    let (status, answer) = api.call(
+        "POST",
+        "/",
+        Some(TOKEN),
+        &[json11, ("x-amz-target", "AWSEvents.PutRule")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["__type"], "ValidationException");
 }
 
 #[test]
