@@ -17,8 +17,8 @@
 use std::sync::Arc;
 
 use fleetbus_engine::store::{
-    Appended, Attachment, EventQuery, JobUpdate, Millis, NewEvent, PruneCursor, ReplaySpec,
-    ReplayState, ReplayStep, Store, StoreOptions, FIRST_FENCE,
+    Appended, Attachment, EventQuery, GroupField, JobUpdate, Millis, NewEvent, PruneCursor,
+    ReplaySpec, ReplayState, ReplayStep, Store, StoreOptions, FIRST_FENCE,
 };
 use fleetbus_event::{Event, Meta, StoredEvent};
 use time::OffsetDateTime;
@@ -928,6 +928,47 @@ pub async fn api_rules_are_kept_by_bus_and_name(store: &dyn Store) {
     assert_eq!(store.api_rules().await.unwrap().len(), 2);
 }
 
+/// The store counts events per bucket and detail-type or source by itself.
+pub async fn counts_are_grouped_by_bucket_and_field(store: &dyn Store) {
+    let mut events = Vec::new();
+    for (i, source) in ["a", "a", "b", "a"].iter().enumerate() {
+        events.push(new_event(
+            source,
+            &format!("g{i}"),
+            T0 + i as Millis * MINUTE,
+            &[],
+            &[],
+        ));
+    }
+    append(store, events, T0 + 4 * MINUTE).await;
+    // Buckets of two minutes counted from a minute before the first event; the
+    // range leaves the last event out.
+    let mut got = store
+        .count_grouped(
+            GroupField::Source,
+            T0 - MINUTE,
+            T0,
+            T0 + 3 * MINUTE,
+            2 * MINUTE,
+        )
+        .await
+        .unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (0, "a".to_owned(), 1),
+            (1, "a".to_owned(), 1),
+            (1, "b".to_owned(), 1)
+        ]
+    );
+    let by_type = store
+        .count_grouped(GroupField::DetailType, T0, T0, T0 + 4 * MINUTE, 4 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(by_type, [(0, "Conformance".to_owned(), 4)]);
+}
+
 /// One `#[tokio::test]` per behaviour of the suite, for a backend opened by
 /// `$open`: a closure taking the [`OPTIONS`] and returning `(Box<dyn Store>, guard)`.
 #[macro_export]
@@ -949,7 +990,8 @@ macro_rules! store_conformance {
             attachments_live_and_go_with_their_event,
             kept_events_outlive_the_default_retention,
             replays_queue_their_jobs_with_their_cursor,
-            api_rules_are_kept_by_bus_and_name
+            api_rules_are_kept_by_bus_and_name,
+            counts_are_grouped_by_bucket_and_field
         );
     };
     (@cases $open:expr; $($case:ident),*) => {

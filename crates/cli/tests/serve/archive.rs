@@ -273,6 +273,17 @@ fn counts_agree_with_match_and_trends_chart_them() {
     assert_eq!(total(&counts("group_by=rule"), "all"), 10);
     assert_eq!(total(&counts("group_by=target"), "all/file"), 10);
     assert_eq!(total(&counts("group_by=outcome"), "succeeded"), 10);
+    // Without a pattern the store counts detail-types and sources itself: the
+    // same series as reading every event (a pattern matching all forces that).
+    let all = "%7B%22source%22%3A%5B%7B%22prefix%22%3A%22%22%7D%5D%7D";
+    for group in ["detail-type", "source"] {
+        let counted = counts(&format!("group_by={group}"));
+        let read = counts(&format!("group_by={group}&pattern={all}"));
+        assert_eq!(counted["series"], read["series"], "{group}");
+        assert_eq!(counted["scanned"], read["scanned"], "{group}");
+        assert_eq!(counted["start"], read["start"]);
+    }
+    assert_eq!(total(&counts("group_by=source"), "trends"), 10);
     let (status, err) = server.get("/v1/stats/counts?group_by=colour");
     assert_eq!(status, 400);
     assert!(

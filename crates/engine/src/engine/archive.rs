@@ -9,7 +9,7 @@ use fleetbus_pattern::{Matcher, Pattern};
 use serde::Serialize;
 
 use super::{Engine, DELIVERY_SOURCE};
-use crate::store::{EventPage, EventQuery, Millis};
+use crate::store::{EventPage, EventQuery, GroupField, Millis};
 use crate::EngineError;
 
 /// Positions one store call looks at.
@@ -222,6 +222,44 @@ impl Engine {
                 ..CountSeries::default()
             };
             work.push(One { q, matcher, out });
+        }
+        // Counts of all events by detail-type or source: the store counts them,
+        // reading no event (a day of a large fleet's events in one indexed scan).
+        let grouped = |k: &CountKey| match k {
+            CountKey::DetailType => Some(GroupField::DetailType),
+            CountKey::Source => Some(GroupField::Source),
+            _ => None,
+        };
+        if work
+            .iter()
+            .all(|w| w.q.pattern.is_none() && grouped(&w.q.key).is_some())
+        {
+            let mut out = Vec::with_capacity(work.len());
+            for mut w in work {
+                let Some(field) = grouped(&w.q.key) else {
+                    continue;
+                };
+                let rows = self
+                    .inner
+                    .store
+                    .count_grouped(field, w.out.start, w.q.since, w.q.until, w.q.bucket_ms)
+                    .await?;
+                let buckets = w.out.buckets;
+                for (i, key, n) in rows {
+                    w.out.scanned += n;
+                    if let Some(slot) = w
+                        .out
+                        .series
+                        .entry(key)
+                        .or_insert_with(|| vec![0; buckets])
+                        .get_mut(i as usize)
+                    {
+                        *slot += n;
+                    }
+                }
+                out.push(w.out);
+            }
+            return Ok(out);
         }
         let (Some(since), Some(until)) = (
             work.iter().map(|w| w.q.since).min(),

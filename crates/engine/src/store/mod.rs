@@ -343,6 +343,26 @@ pub trait Archive: Send + Sync {
     /// The attachment kept beside the latest event with `id`, if it has one. It
     /// is pruned with its event.
     fn attachment(&self, id: String) -> StoreFuture<'_, Option<Attachment>>;
+
+    /// Events received in `[from, to)` counted per `field` and per bucket of
+    /// `bucket_ms` counted from `origin` (at or before `from`): (bucket index,
+    /// value, count), in no particular order. The backend counts (no event is
+    /// read out).
+    fn count_grouped(
+        &self,
+        field: GroupField,
+        origin: Millis,
+        from: Millis,
+        to: Millis,
+        bucket_ms: Millis,
+    ) -> StoreFuture<'_, Vec<(u64, String, u64)>>;
+}
+
+/// An envelope field the archive counts by without reading events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupField {
+    DetailType,
+    Source,
 }
 
 /// The dead-letter queue.

@@ -22,8 +22,8 @@ use self::db::Db;
 use self::writer::Writer;
 use crate::store::{
     now_ms, ApiRules, Appended, Archive, Attachment, Completed, Counts, DeadLetters, DlqEntry,
-    EventLog, EventPage, EventQuery, Job, JobQueue, JobUpdate, Leadership, Maintenance, Millis,
-    NewEvent, PruneCursor, Pruned, Replay, ReplaySpec, ReplayState, ReplayStep, Replays,
+    EventLog, EventPage, EventQuery, GroupField, Job, JobQueue, JobUpdate, Leadership, Maintenance,
+    Millis, NewEvent, PruneCursor, Pruned, Replay, ReplaySpec, ReplayState, ReplayStep, Replays,
     StoreError, StoreFuture, StoreOptions,
 };
 
@@ -218,6 +218,20 @@ impl Archive for SqliteStore {
 
     fn attachment(&self, id: String) -> StoreFuture<'_, Option<Attachment>> {
         Box::pin(self.readers.run(move |conn| read::attachment(conn, &id)))
+    }
+
+    fn count_grouped(
+        &self,
+        field: GroupField,
+        origin: Millis,
+        from: Millis,
+        to: Millis,
+        bucket_ms: Millis,
+    ) -> StoreFuture<'_, Vec<(u64, String, u64)>> {
+        Box::pin(
+            self.readers
+                .run(move |conn| read::count_grouped(conn, field, origin, from, to, bucket_ms)),
+        )
     }
 }
 

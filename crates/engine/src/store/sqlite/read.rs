@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Semaphore;
 
 use super::db::Db;
-use crate::store::{Attachment, EventPage, EventQuery, Millis, StoreError};
+use crate::store::{Attachment, EventPage, EventQuery, GroupField, Millis, StoreError};
 use fleetbus_event::StoredEvent;
 
 /// Read connections at most (and queries at once).
@@ -190,6 +190,33 @@ pub(super) fn effects(
         "SELECT e.seq, e.body FROM causes c JOIN events e ON e.seq = c.seq WHERE c.cause = ?1 ORDER BY c.seq LIMIT ?2",
     )?;
     Db::collect_events(&mut stmt, params![id, limit as i64])
+}
+
+/// Counts per bucket and field value, by SQL over the receipt-time index.
+pub(super) fn count_grouped(
+    conn: &Connection,
+    field: GroupField,
+    origin: Millis,
+    from: Millis,
+    to: Millis,
+    bucket_ms: Millis,
+) -> Result<Vec<(u64, String, u64)>, StoreError> {
+    let column = match field {
+        GroupField::DetailType => "detail_type",
+        GroupField::Source => "source",
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT (received_at - ?4) / ?3, {column}, COUNT(*) FROM events
+         WHERE received_at >= ?1 AND received_at < ?2 GROUP BY 1, 2"
+    ))?;
+    let rows = stmt.query_map(params![from, to, bucket_ms.max(1), origin], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The attachment of the latest event with `id`.
