@@ -401,6 +401,15 @@ pub enum TargetSpec {
         /// User fields (names of `fleetbus_assets::UserUpdate`); `id` is required.
         user: BTreeMap<String, Field>,
     },
+    /// Counts each event into a named time series, by dimensions taken from it.
+    Metrics {
+        series: String,
+        dimensions: BTreeMap<String, JsonPath>,
+        /// Exposed on `/metrics` (only bounded dimensions).
+        prometheus: bool,
+        /// Distinct dimension sets kept; more are counted under `_overflow`.
+        max_series: u32,
+    },
 }
 
 impl TargetSpec {
@@ -416,6 +425,7 @@ impl TargetSpec {
             TargetSpec::Gelf { .. } => TargetKind::Gelf,
             TargetSpec::Mdm(_) => TargetKind::Mdm,
             TargetSpec::Assets { .. } => TargetKind::Assets,
+            TargetSpec::Metrics { .. } => TargetKind::Metrics,
         }
     }
 }

@@ -292,6 +292,7 @@ pub enum TargetKind {
     Gelf,
     Mdm,
     Assets,
+    Metrics,
 }
 
 /// A target: the fields every target takes. Its kind's own fields are read by the

@@ -15,8 +15,8 @@ mod rules;
 pub mod store;
 
 pub use engine::{
-    idempotency_key, CountKey, CountQuery, CountSeries, Engine, PutOutcome, ReplayRequest,
-    Settings, Trace, TraceNode, COUNT_BUCKETS, DELIVERY_SOURCE, QUERY_LIMIT, QUERY_SCAN,
-    REPLAY_LIST_LIMIT, SCHEDULER_SOURCE,
+    idempotency_key, CountKey, CountQuery, CountSeries, Dimensions, Engine, PutOutcome,
+    ReplayRequest, Settings, Trace, TraceNode, COUNT_BUCKETS, DELIVERY_SOURCE, QUERY_LIMIT,
+    QUERY_SCAN, REPLAY_LIST_LIMIT, SCHEDULER_SOURCE, SERIES_BUCKET_MS,
 };
 pub use error::{EngineError, PutError};

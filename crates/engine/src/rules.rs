@@ -92,8 +92,11 @@ impl RuleSet {
     pub(crate) fn build(
         config: &Config,
         assets: Option<&fleetbus_assets::AsyncAssetStore>,
+        series: Option<&Arc<dyn fleetbus_targets::kinds::metrics::SeriesSink>>,
     ) -> Result<RuleSet, EngineError> {
-        let build = BuildContext::new(&config.connections).with_assets(assets);
+        let build = BuildContext::new(&config.connections)
+            .with_assets(assets)
+            .with_series(series);
         let mut matchers: HashMap<String, Matcher<u32>> = config
             .buses
             .iter()
@@ -268,7 +271,7 @@ archives:
             std::path::Path::new("/nonexistent"),
         )
         .unwrap();
-        let rules = RuleSet::build(&config, None).unwrap();
+        let rules = RuleSet::build(&config, None, None).unwrap();
         let day = Duration::from_secs(86_400);
         assert_eq!(
             rules.keep_for("default", br#"{"source":"mdm"}"#),

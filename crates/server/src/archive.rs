@@ -127,17 +127,7 @@ pub(crate) fn parse_counts(
             }
         },
     };
-    let until = match get("until") {
-        Some(t) => time_param("until", t, now)?,
-        None => (now.unix_timestamp_nanos() / 1_000_000) as Millis,
-    };
-    let since = match get("since") {
-        Some(t) => time_param("since", t, now)?,
-        None => until - 86_400_000,
-    };
-    if since >= until {
-        return Err(bad("until", "is not after since"));
-    }
+    let (since, until) = window(get("since"), get("until"), now)?;
     let buckets = (until - since) / bucket_ms + 1;
     if buckets as u64 > fleetbus_engine::COUNT_BUCKETS {
         return Err(bad(
@@ -167,7 +157,10 @@ pub struct Parsed {
 }
 
 /// Refuses a parameter that is not in `known`, naming it and the known ones.
-fn known_only(params: &BTreeMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn known_only(
+    params: &BTreeMap<String, String>,
+    known: &[&str],
+) -> Result<(), ApiError> {
     match params.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => Err(bad(
             unknown,
@@ -183,7 +176,7 @@ fn pattern_param(text: &str) -> Result<fleetbus_pattern::Pattern, ApiError> {
         .map_err(|e| bad("pattern", format!("invalid pattern: {e}")))
 }
 
-fn bad(param: &str, what: impl std::fmt::Display) -> ApiError {
+pub(crate) fn bad(param: &str, what: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "ValidationException",
@@ -256,6 +249,27 @@ pub fn parse(params: &BTreeMap<String, String>, now: OffsetDateTime) -> Result<P
         pattern,
         oldest_first,
     })
+}
+
+/// `since` and `until` of a counts or series request: `until` default now,
+/// `since` default a day before it; `since` must come first.
+pub(crate) fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(Millis, Millis), ApiError> {
+    let until = match until {
+        Some(t) => time_param("until", t, now)?,
+        None => (now.unix_timestamp_nanos() / 1_000_000) as Millis,
+    };
+    let since = match since {
+        Some(t) => time_param("since", t, now)?,
+        None => until - 86_400_000,
+    };
+    if since >= until {
+        return Err(bad("until", "is not after since"));
+    }
+    Ok((since, until))
 }
 
 /// An RFC 3339 time, or a duration before `now` (`30m`, `24h`, `7d`).

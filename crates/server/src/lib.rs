@@ -15,6 +15,7 @@ mod ingest;
 mod listen;
 mod manage;
 pub mod replay;
+mod series;
 mod signature;
 pub mod software_update;
 pub mod sources;
@@ -116,6 +117,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/v1/events/{id}/trace", get(archive::trace))
         .route("/v1/events/{id}/attachment", get(archive::attachment))
         .route("/v1/stats/counts", get(archive::counts))
+        .route("/v1/stats/series/{name}", get(series::read))
         .route("/v1/timeline", get(manage::timeline))
         .route("/v1/assets/devices", get(assets::list_devices))
         .route(

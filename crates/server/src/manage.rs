@@ -98,11 +98,12 @@ pub async fn timeline(
 /// `GET /metrics`: Prometheus text format. Counts only, no secrets and no
 /// per-device labels, so it is readable without a token like most exporters.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state
+    let mut text = state
         .metrics
         .as_ref()
         .map(|h| h.render())
         .unwrap_or_default();
+    text.push_str(&crate::series::exposition(&state).await);
     (
         [(
             axum::http::header::CONTENT_TYPE,

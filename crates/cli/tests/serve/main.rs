@@ -16,6 +16,7 @@ mod jamf;
 mod lifecycle;
 mod limits;
 mod mdm_workflows;
+mod metrics;
 mod okta;
 mod os_feed;
 mod replay;

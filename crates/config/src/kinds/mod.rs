@@ -13,6 +13,7 @@ mod gelf;
 mod http;
 mod log;
 mod mdm;
+mod metrics;
 mod slack;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,7 @@ pub static TARGET_KINDS: &[KindSpec] = &[
     kind::<gelf::RawGelf>(TargetKind::Gelf, "gelf", true, gelf::validate),
     kind::<mdm::RawMdm>(TargetKind::Mdm, "mdm", true, mdm::validate),
     kind::<assets::RawAssets>(TargetKind::Assets, "assets", false, assets::validate),
+    kind::<metrics::RawMetrics>(TargetKind::Metrics, "metrics", false, metrics::validate),
 ];
 
 /// A table line for the kind whose own fields are `R`.

@@ -6,7 +6,8 @@
 //! - `record`: committing outcomes and outcome events in batches;
 //! - `prune`: retention;
 //! - `schedule`: `rate`/`cron` rules;
-//! - `replay`: archived events delivered again (EventBridge's replays).
+//! - `replay`: archived events delivered again (EventBridge's replays);
+//! - `series`: the metrics targets' time series, counted in the store.
 
 mod archive;
 pub use archive::{
@@ -21,6 +22,8 @@ mod replay;
 pub use replay::{ReplayRequest, REPLAY_LIST_LIMIT};
 mod retry;
 mod schedule;
+mod series;
+pub use series::{Dimensions, SERIES_BUCKET_MS};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,7 @@ use std::time::Duration;
 
 use fleetbus_config::{ApiRule, Config};
 use fleetbus_event::StoredEvent;
+use fleetbus_targets::kinds::metrics::SeriesSink;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
@@ -121,6 +125,8 @@ struct Inner {
     /// Held while an API rule change is checked, stored and swapped in, so two
     /// changes cannot lose one another.
     api_change: tokio::sync::Mutex<()>,
+    /// Where metrics targets count (the store).
+    series: Arc<dyn SeriesSink>,
     settings: Settings,
     backlog: AtomicU64,
     /// Events per causation chain (the loop guard for fan-out).
@@ -158,7 +164,12 @@ impl Engine {
         let merged = config
             .with_api_rules(&api)
             .map_err(|(rule, message)| EngineError::Rule { rule, message })?;
-        let rules = Arc::new(RuleSet::build(&merged, settings.assets.as_ref())?);
+        let series: Arc<dyn SeriesSink> = Arc::new(series::StoreSeries(store.clone()));
+        let rules = Arc::new(RuleSet::build(
+            &merged,
+            settings.assets.as_ref(),
+            Some(&series),
+        )?);
         let counts = store.counts().await?;
         let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
         let (finished_tx, finished_rx) = mpsc::channel(FINISHED_QUEUE);
@@ -168,6 +179,7 @@ impl Engine {
             rules: RwLock::new(rules),
             api: RwLock::new(Arc::new(api)),
             api_change: tokio::sync::Mutex::new(()),
+            series,
             chains: chain::Chains::new(settings.chain_budget),
             settings,
             backlog: AtomicU64::new(counts.pending_jobs),
@@ -251,6 +263,7 @@ impl Engine {
         let rules = Arc::new(RuleSet::build(
             &merged,
             self.inner.settings.assets.as_ref(),
+            Some(&self.inner.series),
         )?);
         tracing::info!(rules = ?rules.summary(), "configuration reloaded");
         *self.inner.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
@@ -318,6 +331,7 @@ impl Engine {
         Ok(Arc::new(RuleSet::build(
             &merged,
             self.inner.settings.assets.as_ref(),
+            Some(&self.inner.series),
         )?))
     }
 

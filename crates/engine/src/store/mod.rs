@@ -551,14 +551,51 @@ pub trait ApiRules: Send + Sync {
     fn api_rule_delete(&self, bus: String, name: String) -> StoreFuture<'_, bool>;
 }
 
+/// Time series the metrics targets count into: per series, hourly buckets of
+/// counts per dimension set (a JSON object of strings), and running totals.
+pub trait Series: Send + Sync {
+    /// Counts one event of `series` in the bucket starting at `bucket` (ms) under
+    /// `dims`; a dimension set the series does not have yet, once it has
+    /// `max_series`, is counted under `{"_overflow": "true"}` instead.
+    fn series_add(
+        &self,
+        series: String,
+        bucket: Millis,
+        dims: String,
+        max_series: u32,
+    ) -> StoreFuture<'_, ()>;
+
+    /// (bucket start, dimension set, count) of `series` in `[from, to)`.
+    fn series_read(
+        &self,
+        series: String,
+        from: Millis,
+        to: Millis,
+    ) -> StoreFuture<'_, Vec<(Millis, String, u64)>>;
+
+    /// (dimension set, count) of `series` since it began.
+    fn series_totals(&self, series: String) -> StoreFuture<'_, Vec<(String, u64)>>;
+}
+
+/// The dimension set counted when a series has all it may keep.
+pub const SERIES_OVERFLOW: &str = "{\"_overflow\":\"true\"}";
+
 /// A whole backend: every role.
 pub trait Store:
-    EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays + ApiRules
+    EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays + ApiRules + Series
 {
 }
 
 impl<
-        T: EventLog + JobQueue + Archive + DeadLetters + Maintenance + Leadership + Replays + ApiRules,
+        T: EventLog
+            + JobQueue
+            + Archive
+            + DeadLetters
+            + Maintenance
+            + Leadership
+            + Replays
+            + ApiRules
+            + Series,
     > Store for T
 {
 }

@@ -10,6 +10,7 @@ pub(crate) mod gelf;
 pub(crate) mod http;
 pub(crate) mod log;
 pub(crate) mod mdm;
+pub mod metrics;
 pub(crate) mod slack;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ pub struct BuildContext<'a> {
     /// The asset store, for the kinds that read or write device and user records
     /// (mdm, assets); `None` where there is none (`fleetbus validate`).
     pub assets: Option<&'a fleetbus_assets::AsyncAssetStore>,
+    /// Where metrics targets count; `None` where there is none (`fleetbus validate`).
+    pub series: Option<&'a std::sync::Arc<dyn metrics::SeriesSink>>,
     /// The wall clock (an injected one in tests).
     pub clock: Clock,
 }
@@ -42,8 +45,14 @@ impl<'a> BuildContext<'a> {
         BuildContext {
             connections,
             assets: None,
+            series: None,
             clock: std::time::SystemTime::now,
         }
+    }
+
+    /// The same context with a series store.
+    pub fn with_series(self, series: Option<&'a std::sync::Arc<dyn metrics::SeriesSink>>) -> Self {
+        BuildContext { series, ..self }
     }
 
     /// The same context with an asset store.
@@ -85,6 +94,7 @@ pub(crate) static KINDS: &[(TargetKind, BuildFn)] = &[
     (TargetKind::Gelf, gelf::build),
     (TargetKind::Mdm, mdm::build),
     (TargetKind::Assets, assets::build),
+    (TargetKind::Metrics, metrics::build),
 ];
 
 /// A kind's build handed a spec of another kind: a registry line points at the

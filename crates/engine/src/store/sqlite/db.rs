@@ -86,6 +86,19 @@ CREATE TABLE IF NOT EXISTS kept (
     seq INTEGER PRIMARY KEY,
     until INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS series (
+    name TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    dims TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (name, bucket, dims)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series_totals (
+    name TEXT NOT NULL,
+    dims TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (name, dims)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_rules (
     bus TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -256,7 +269,8 @@ impl Db {
 /// The schema this build writes, kept in the file's `PRAGMA user_version`:
 /// 0 a file from before versions were kept (the first releases), 1 with the jobs'
 /// fence and lease, 2 with the cause index, 3 with attachments, 4 with named
-/// archives' retention (`kept`), replays and rules made through the API.
+/// archives' retention (`kept`), replays, rules made through the API and the
+/// metrics targets' series.
 pub(super) const SCHEMA_VERSION: i64 = 4;
 
 pub(super) enum Migration {
@@ -822,6 +836,8 @@ impl Db {
                 events += 1;
             }
         }
+        // Series buckets go with the archive's retention (totals stay).
+        tx.execute("DELETE FROM series WHERE bucket < ?1", [events_before])?;
         tx.commit()?;
         self.after_commit();
         cursor.after = examined

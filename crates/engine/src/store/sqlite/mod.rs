@@ -24,7 +24,7 @@ use crate::store::{
     now_ms, ApiRules, Appended, Archive, Attachment, Completed, Counts, DeadLetters, DlqEntry,
     EventLog, EventPage, EventQuery, GroupField, Job, JobQueue, JobUpdate, Leadership, Maintenance,
     Millis, NewEvent, PruneCursor, Pruned, Replay, ReplaySpec, ReplayState, ReplayStep, Replays,
-    StoreError, StoreFuture, StoreOptions,
+    Series, StoreError, StoreFuture, StoreOptions,
 };
 
 /// The SQLite store: a handle to its writer thread.
@@ -304,6 +304,34 @@ impl ApiRules for SqliteStore {
 
     fn api_rule_delete(&self, bus: String, name: String) -> StoreFuture<'_, bool> {
         Box::pin(self.writer.run(move |db| db.api_rule_delete(&bus, &name)))
+    }
+}
+
+impl Series for SqliteStore {
+    fn series_add(
+        &self,
+        series: String,
+        bucket: Millis,
+        dims: String,
+        max_series: u32,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(
+            self.writer
+                .run(move |db| db.series_add(&series, bucket, &dims, max_series)),
+        )
+    }
+
+    fn series_read(
+        &self,
+        series: String,
+        from: Millis,
+        to: Millis,
+    ) -> StoreFuture<'_, Vec<(Millis, String, u64)>> {
+        Box::pin(self.writer.run(move |db| db.series_read(&series, from, to)))
+    }
+
+    fn series_totals(&self, series: String) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(self.writer.run(move |db| db.series_totals(&series)))
     }
 }
 

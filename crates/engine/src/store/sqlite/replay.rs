@@ -177,6 +177,68 @@ impl Db {
     }
 }
 
+impl Db {
+    pub(super) fn series_add(
+        &mut self,
+        series: &str,
+        bucket: Millis,
+        dims: &str,
+        max_series: u32,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let known: bool = tx
+                .prepare_cached("SELECT 1 FROM series_totals WHERE name = ?1 AND dims = ?2")?
+                .exists(params![series, dims])?;
+            let dims = if known {
+                dims
+            } else {
+                let have: i64 = tx
+                    .prepare_cached("SELECT COUNT(*) FROM series_totals WHERE name = ?1")?
+                    .query_row([series], |r| r.get(0))?;
+                if have >= i64::from(max_series) {
+                    crate::store::SERIES_OVERFLOW
+                } else {
+                    dims
+                }
+            };
+            tx.prepare_cached(
+                "INSERT INTO series (name, bucket, dims, count) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (name, bucket, dims) DO UPDATE SET count = count + 1",
+            )?
+            .execute(params![series, bucket, dims])?;
+            tx.prepare_cached(
+                "INSERT INTO series_totals (name, dims, count) VALUES (?1, ?2, 1)
+                 ON CONFLICT (name, dims) DO UPDATE SET count = count + 1",
+            )?
+            .execute(params![series, dims])?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn series_read(
+        &mut self,
+        series: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, String, u64)>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT bucket, dims, count FROM series WHERE name = ?1 AND bucket >= ?2 AND bucket < ?3 ORDER BY bucket, dims",
+        )?;
+        let rows = stmt.query_map(params![series, from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(super) fn series_totals(&mut self, series: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT dims, count FROM series_totals WHERE name = ?1 ORDER BY dims",
+        )?;
+        let rows = stmt.query_map([series], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 fn current(tx: &Transaction<'_>, name: &str) -> Result<Option<ReplayState>, StoreError> {
     let state: Option<String> = tx
         .query_row("SELECT state FROM replays WHERE name = ?1", [name], |r| {
