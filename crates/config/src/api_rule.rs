@@ -161,21 +161,22 @@ fn path_of(text: &str, what: &str) -> Result<JsonPath, String> {
     JsonPath::parse(text).map_err(|e| format!("{what}: {text:?} is not a valid JSONPath ({e})"))
 }
 
+/// A pattern the API took as JSON text, checked by the matcher's parser.
+fn pattern_of(text: Option<&str>) -> Result<Option<serde_json::Value>, String> {
+    let Some(text) = text else { return Ok(None) };
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("EventPattern is not valid JSON: {e}"))?;
+    fleetbus_pattern::Pattern::from_value(&v).map_err(|e| e.to_string())?;
+    Ok(Some(v))
+}
+
 impl ApiRule {
     /// The rule as the engine runs it, its targets resolved against `config`.
     pub fn to_rule(&self, config: &Config) -> Result<Rule, String> {
         if !config.buses.contains(&self.bus) {
             return Err(format!("event bus {:?} does not exist", self.bus));
         }
-        let event_pattern = match &self.event_pattern {
-            Some(text) => {
-                let v: serde_json::Value = serde_json::from_str(text)
-                    .map_err(|e| format!("EventPattern is not valid JSON: {e}"))?;
-                fleetbus_pattern::Pattern::from_value(&v).map_err(|e| e.to_string())?;
-                Some(v)
-            }
-            None => None,
-        };
+        let event_pattern = pattern_of(self.event_pattern.as_deref())?;
         let schedule = match &self.schedule {
             Some(s) => Some(Schedule::parse(s).map_err(|e| e.to_string())?),
             None => None,
@@ -198,23 +199,105 @@ impl ApiRule {
     }
 }
 
+/// An archive made through the API (CreateArchive), kept as JSON by the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiArchive {
+    pub name: String,
+    pub bus: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The EventBridge pattern as the API took it (JSON text).
+    #[serde(default)]
+    pub event_pattern: Option<String>,
+    /// Days its events are kept; 0: for ever (as EventBridge's RetentionDays).
+    pub retention_days: u32,
+    /// When it was made (ms since the epoch).
+    pub created_at: i64,
+}
+
+/// "For ever" for an archive: a hundred years.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+impl ApiArchive {
+    /// The archive as the engine keeps it.
+    pub fn to_archive(&self, config: &Config) -> Result<crate::model::Archive, String> {
+        if !config.buses.contains(&self.bus) {
+            return Err(format!("event bus {:?} does not exist", self.bus));
+        }
+        let event_pattern = pattern_of(self.event_pattern.as_deref())?;
+        let retention = match self.retention_days {
+            0 => FOREVER,
+            d => Duration::from_secs(u64::from(d) * 86_400),
+        };
+        if retention < config.retention.archive {
+            return Err(format!(
+                "RetentionDays {} is shorter than the default archive's {} days: every event is kept that long anyway",
+                self.retention_days,
+                config.retention.archive.as_secs() / 86_400
+            ));
+        }
+        Ok(crate::model::Archive {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            bus: self.bus.clone(),
+            event_pattern,
+            retention,
+        })
+    }
+}
+
+/// `items` made through the API added to `base`'s own (named by `name`) with
+/// `make`; one whose name `base` now has itself, or that no longer fits, is an
+/// error naming it.
+fn merge_named<A, T>(
+    api: &[A],
+    name: impl Fn(&A) -> &str,
+    taken: impl Fn(&str) -> bool,
+    make: impl Fn(&A) -> Result<T, String>,
+    what: &str,
+    into: &mut Vec<T>,
+) -> Result<(), (String, String)> {
+    for a in api {
+        let n = name(a);
+        if taken(n) {
+            return Err((
+                n.to_owned(),
+                format!("the configuration now declares {what} of this name"),
+            ));
+        }
+        into.push(make(a).map_err(|e| (n.to_owned(), e))?);
+    }
+    Ok(())
+}
+
 impl Config {
+    /// This configuration with `api` archives added beside its own.
+    pub fn with_api_archives(&self, api: &[ApiArchive]) -> Result<Config, (String, String)> {
+        let mut merged = self.clone();
+        merge_named(
+            api,
+            |a| &a.name,
+            |n| self.archives.iter().any(|x| x.name == n),
+            |a| a.to_archive(self),
+            "an archive",
+            &mut merged.archives,
+        )?;
+        Ok(merged)
+    }
+
     /// This configuration with `api` rules added beside its own; an API rule that
     /// no longer fits (a name the configuration now has, a target it dropped) is
     /// an error naming it.
     pub fn with_api_rules(&self, api: &[ApiRule]) -> Result<Config, (String, String)> {
         let mut merged = self.clone();
-        for a in api {
-            if self.rules.iter().any(|r| r.name == a.name) {
-                return Err((
-                    a.name.clone(),
-                    "the configuration now declares a rule of this name".into(),
-                ));
-            }
-            merged
-                .rules
-                .push(a.to_rule(self).map_err(|e| (a.name.clone(), e))?);
-        }
+        merge_named(
+            api,
+            |a| &a.name,
+            |n| self.rules.iter().any(|r| r.name == n),
+            |a| a.to_rule(self),
+            "a rule",
+            &mut merged.rules,
+        )?;
         Ok(merged)
     }
 }

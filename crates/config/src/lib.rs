@@ -17,7 +17,7 @@ pub mod source_kinds;
 mod validate;
 mod yaml;
 
-pub use api_rule::{find_target, target_arn, ApiRule, ApiTarget, ApiTransformer};
+pub use api_rule::{find_target, target_arn, ApiArchive, ApiRule, ApiTarget, ApiTransformer};
 pub use ca::CaCerts;
 pub use error::{ConfigError, ConfigErrors};
 pub use jsonpath::Path as JsonPath;

@@ -332,7 +332,7 @@ fn a_key_limited_to_reading_reads_and_is_refused_the_rest() {
 /// Archives and replays through the AWS CLI: list-archives, describe-archive,
 /// start-replay (archive and rule ARNs, times as the CLI sends them),
 /// describe-replay until COMPLETED, list-replays, cancel-replay of a finished one
-/// (IllegalStatusException), and create-archive refused with the reason.
+/// (IllegalStatusException), and create-archive refused for the default archive.
 #[test]
 fn the_aws_cli_lists_archives_and_starts_and_follows_replays() {
     let (_dir, rx, server) = start_with_keys();
@@ -474,12 +474,12 @@ fn the_aws_cli_lists_archives_and_starts_and_follows_replays() {
         &[
             "create-archive",
             "--archive-name",
-            "new",
+            "default",
             "--event-source-arn",
             "arn:aws:events:local:000000000000:event-bus/default",
         ],
         "ValidationException",
-        "archives are declared in fleetbus's configuration",
+        "declared in fleetbus's configuration",
     );
     server.stop();
 }
@@ -865,6 +865,189 @@ fn the_readme_aws_commands_work_with_the_sample_configuration() {
                 .iter()
                 .any(|e| e["id"] == put["Entries"][0]["EventId"])
         },
+    );
+    server.stop();
+}
+
+/// Archives made through the AWS CLI: create-archive with a pattern and a
+/// retention, kept across a restart, replayed from, updated and deleted.
+#[test]
+fn archives_made_through_the_aws_cli_hold_their_events_and_replay() {
+    let (dir, rx, server) = start_with_keys();
+    let run = |server: &Server, args: &[&str]| {
+        let (code, out, err) = aws(server, KEY_ID, SECRET, args);
+        assert_eq!(code, 0, "aws events {args:?}: {err}");
+        out
+    };
+    let made = run(
+        &server,
+        &[
+            "create-archive",
+            "--archive-name",
+            "notify-only",
+            "--event-source-arn",
+            "arn:aws:events:local:000000000000:event-bus/default",
+            "--event-pattern",
+            r#"{"detail-type": ["Notify"]}"#,
+            "--retention-days",
+            "400",
+            "--description",
+            "what went to the API",
+        ],
+    );
+    assert_eq!(
+        made["ArchiveArn"], "arn:aws:events:local:000000000000:archive/notify-only",
+        "{made}"
+    );
+    assert_eq!(made["State"], "ENABLED");
+    refused(
+        &server,
+        &[
+            "create-archive",
+            "--archive-name",
+            "notify-only",
+            "--event-source-arn",
+            "arn:aws:events:local:000000000000:event-bus/default",
+        ],
+        "ResourceAlreadyExistsException",
+        "Archive notify-only already exists.",
+    );
+    refused(
+        &server,
+        &[
+            "create-archive",
+            "--archive-name",
+            "short",
+            "--event-source-arn",
+            "arn:aws:events:local:000000000000:event-bus/default",
+            "--retention-days",
+            "30",
+        ],
+        "ValidationException",
+        "RetentionDays 30 is shorter than the default archive's 90 days",
+    );
+    refused(
+        &server,
+        &[
+            "create-archive",
+            "--archive-name",
+            "bad",
+            "--event-source-arn",
+            "arn:aws:events:local:000000000000:event-bus/default",
+            "--event-pattern",
+            r#"{"source": "x"}"#,
+        ],
+        "InvalidEventPatternException",
+        "Event pattern is not valid.",
+    );
+    let start = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    run(
+        &server,
+        &[
+            "put-events",
+            "--entries",
+            r#"[{"Source": "cli.archive", "DetailType": "Notify", "Detail": "{\"serial\": \"C02ARCH\"}"}, {"Source": "cli.archive", "DetailType": "Other", "Detail": "{}"}]"#,
+        ],
+    );
+    wait_for(
+        "the live delivery",
+        std::time::Duration::from_secs(20),
+        || rx.bodies.lock().unwrap().len() == 1,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let end = time::OffsetDateTime::now_utc();
+
+    // Kept across a restart.
+    server.stop();
+    let server = Server::start(dir.path());
+    let described = run(
+        &server,
+        &["describe-archive", "--archive-name", "notify-only"],
+    );
+    assert_eq!(described["RetentionDays"], 400, "{described}");
+    assert_eq!(described["Description"], "what went to the API");
+    let pattern: Value = serde_json::from_str(described["EventPattern"].as_str().unwrap()).unwrap();
+    assert_eq!(pattern, json!({"detail-type": ["Notify"]}));
+    let names: Vec<String> = run(&server, &["list-archives"])["Archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ArchiveName"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["default", "notify-only"]);
+
+    // Replayed from: only its events, to every rule of the bus that takes them.
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    run(
+        &server,
+        &[
+            "start-replay",
+            "--replay-name",
+            "from-notify-only",
+            "--event-source-arn",
+            "arn:aws:events:local:000000000000:archive/notify-only",
+            "--event-start-time",
+            &fmt(start),
+            "--event-end-time",
+            &fmt(end),
+            "--destination",
+            r#"{"Arn": "arn:aws:events:local:000000000000:event-bus/default", "FilterArns": ["arn:aws:events:local:000000000000:rule/to-api"]}"#,
+        ],
+    );
+    wait_for("the replay", std::time::Duration::from_secs(20), || {
+        run(
+            &server,
+            &["describe-replay", "--replay-name", "from-notify-only"],
+        )["State"]
+            == "COMPLETED"
+    });
+    wait_for(
+        "the replayed delivery",
+        std::time::Duration::from_secs(20),
+        || rx.bodies.lock().unwrap().len() == 2,
+    );
+    let (status, replay) = server.get("/v1/replays/from-notify-only");
+    assert_eq!(status, 200);
+    assert_eq!(
+        replay["events_replayed"], 1,
+        "only the archive's event: {replay}"
+    );
+
+    run(
+        &server,
+        &[
+            "update-archive",
+            "--archive-name",
+            "notify-only",
+            "--description",
+            "renamed",
+        ],
+    );
+    assert_eq!(
+        run(
+            &server,
+            &["describe-archive", "--archive-name", "notify-only"]
+        )["Description"],
+        "renamed"
+    );
+    run(
+        &server,
+        &["delete-archive", "--archive-name", "notify-only"],
+    );
+    refused(
+        &server,
+        &["describe-archive", "--archive-name", "notify-only"],
+        "ResourceNotFoundException",
+        "Archive notify-only does not exist.",
+    );
+    refused(
+        &server,
+        &["delete-archive", "--archive-name", "notify-only"],
+        "ResourceNotFoundException",
+        "Archive notify-only does not exist.",
     );
     server.stop();
 }

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use fleetbus_config::{ApiRule, Config};
+use fleetbus_config::{ApiArchive, ApiRule, Config};
 use fleetbus_event::StoredEvent;
 use fleetbus_targets::kinds::metrics::SeriesSink;
 use time::OffsetDateTime;
@@ -122,6 +122,8 @@ struct Inner {
     rules: RwLock<Arc<RuleSet>>,
     /// Rules made through the API, run beside the configuration's.
     api: RwLock<Arc<Vec<ApiRule>>>,
+    /// Archives made through the API, kept beside the configuration's.
+    api_archives: RwLock<Arc<Vec<ApiArchive>>>,
     /// Held while an API rule change is checked, stored and swapped in, so two
     /// changes cannot lose one another.
     api_change: tokio::sync::Mutex<()>,
@@ -160,8 +162,12 @@ impl Engine {
         store: Arc<dyn Store>,
         settings: Settings,
     ) -> Result<Engine, EngineError> {
-        let api = load_api_rules(&*store, config).await?;
-        let merged = config
+        let archives = load_api_archives(&*store, config).await?;
+        let with_archives = config
+            .with_api_archives(&archives)
+            .map_err(|(rule, message)| EngineError::Rule { rule, message })?;
+        let api = load_api_rules(&*store, &with_archives).await?;
+        let merged = with_archives
             .with_api_rules(&api)
             .map_err(|(rule, message)| EngineError::Rule { rule, message })?;
         let series: Arc<dyn SeriesSink> = Arc::new(series::StoreSeries(store.clone()));
@@ -178,6 +184,7 @@ impl Engine {
             holder: uuid::Uuid::new_v4().to_string(),
             rules: RwLock::new(rules),
             api: RwLock::new(Arc::new(api)),
+            api_archives: RwLock::new(Arc::new(archives)),
             api_change: tokio::sync::Mutex::new(()),
             series,
             chains: chain::Chains::new(settings.chain_budget),
@@ -254,11 +261,12 @@ impl Engine {
     /// keep the jobs they got; later events match the new rules; nothing is lost or
     /// delivered twice.
     pub fn reload(&self, config: &Config) -> Result<(), EngineError> {
-        let merged = config
-            .with_api_rules(&self.api_rules())
-            .map_err(|(rule, message)| EngineError::Rule {
-                rule,
-                message: format!("a rule made through the API: {message}"),
+        let merged =
+            merge(config, &self.api_rules(), &self.api_archives()).map_err(|(rule, message)| {
+                EngineError::Rule {
+                    rule,
+                    message: format!("made through the API: {message}"),
+                }
             })?;
         let rules = Arc::new(RuleSet::build(
             &merged,
@@ -290,7 +298,7 @@ impl Engine {
         next.retain(|r| !(r.name == rule.name && r.bus == rule.bus));
         next.push(rule.clone());
         let doc = serde_json::to_string(&rule).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let rules = self.build_with(config, &next)?;
+        let rules = self.build_with(config, &next, &self.api_archives())?;
         self.inner
             .store
             .api_rule_put(rule.bus.clone(), rule.name.clone(), doc, now_ms())
@@ -314,7 +322,7 @@ impl Engine {
         if next.len() == before {
             return Ok(false);
         }
-        let rules = self.build_with(config, &next)?;
+        let rules = self.build_with(config, &next, &self.api_archives())?;
         self.inner
             .store
             .api_rule_delete(bus.to_owned(), name.to_owned())
@@ -324,15 +332,80 @@ impl Engine {
         Ok(true)
     }
 
-    fn build_with(&self, config: &Config, api: &[ApiRule]) -> Result<Arc<RuleSet>, EngineError> {
-        let merged = config
-            .with_api_rules(api)
-            .map_err(|(rule, message)| EngineError::Invalid(format!("rule {rule:?}: {message}")))?;
+    fn build_with(
+        &self,
+        config: &Config,
+        api: &[ApiRule],
+        archives: &[ApiArchive],
+    ) -> Result<Arc<RuleSet>, EngineError> {
+        let merged = merge(config, api, archives)
+            .map_err(|(name, message)| EngineError::Invalid(format!("{name:?}: {message}")))?;
         Ok(Arc::new(RuleSet::build(
             &merged,
             self.inner.settings.assets.as_ref(),
             Some(&self.inner.series),
         )?))
+    }
+
+    /// The archives made through the API.
+    pub fn api_archives(&self) -> Arc<Vec<ApiArchive>> {
+        self.inner
+            .api_archives
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Creates or replaces an API archive on top of `config`: checked, stored,
+    /// then in effect for the next event (and for replays).
+    pub async fn put_api_archive(
+        &self,
+        config: &Config,
+        archive: ApiArchive,
+    ) -> Result<(), EngineError> {
+        let _one = self.inner.api_change.lock().await;
+        let mut next: Vec<ApiArchive> = self.api_archives().as_ref().clone();
+        next.retain(|a| a.name != archive.name);
+        next.push(archive.clone());
+        let doc =
+            serde_json::to_string(&archive).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let rules = self.build_with(config, &self.api_rules(), &next)?;
+        self.inner
+            .store
+            .api_archive_put(archive.name.clone(), doc, now_ms())
+            .await?;
+        *self
+            .inner
+            .api_archives
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.swap_api(self.api_rules().as_ref().clone(), rules);
+        tracing::info!(archive = %archive.name, "archive put through the API");
+        Ok(())
+    }
+
+    /// Deletes an API archive; false when there was none.
+    pub async fn delete_api_archive(
+        &self,
+        config: &Config,
+        name: &str,
+    ) -> Result<bool, EngineError> {
+        let _one = self.inner.api_change.lock().await;
+        let mut next: Vec<ApiArchive> = self.api_archives().as_ref().clone();
+        let before = next.len();
+        next.retain(|a| a.name != name);
+        if next.len() == before {
+            return Ok(false);
+        }
+        let rules = self.build_with(config, &self.api_rules(), &next)?;
+        self.inner.store.api_archive_delete(name.to_owned()).await?;
+        *self
+            .inner
+            .api_archives
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.swap_api(self.api_rules().as_ref().clone(), rules);
+        Ok(true)
     }
 
     fn swap_api(&self, api: Vec<ApiRule>, rules: Arc<RuleSet>) {
@@ -414,6 +487,41 @@ impl Engine {
             .lead(role, self.inner.holder.clone(), now, ttl_ms)
             .await?)
     }
+}
+
+/// `config` with the API's archives and rules.
+fn merge(
+    config: &Config,
+    rules: &[ApiRule],
+    archives: &[ApiArchive],
+) -> Result<Config, (String, String)> {
+    config.with_api_archives(archives)?.with_api_rules(rules)
+}
+
+/// The API archives the store keeps that still fit `config` (others are left
+/// out, saying why).
+async fn load_api_archives(
+    store: &dyn Store,
+    config: &Config,
+) -> Result<Vec<ApiArchive>, EngineError> {
+    let mut out: Vec<ApiArchive> = Vec::new();
+    for doc in store.api_archives().await? {
+        match serde_json::from_str::<ApiArchive>(&doc) {
+            Ok(a) => match a.to_archive(config) {
+                Ok(_) if !config.archives.iter().any(|c| c.name == a.name) => out.push(a),
+                Ok(_) => {
+                    tracing::error!(archive = %a.name, "an archive made through the API has a name the configuration now declares; left out")
+                }
+                Err(why) => {
+                    tracing::error!(archive = %a.name, error = %why, "an archive made through the API no longer fits the configuration; left out")
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, doc = %doc, "a stored API archive is unreadable; left out")
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The API rules the store keeps that still fit `config`; one that does not (its

@@ -549,6 +549,15 @@ pub trait ApiRules: Send + Sync {
 
     /// Removes the rule; false when there was none.
     fn api_rule_delete(&self, bus: String, name: String) -> StoreFuture<'_, bool>;
+
+    /// Every archive made through the API (its document), by name.
+    fn api_archives(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// Creates or replaces the archive `name`.
+    fn api_archive_put(&self, name: String, doc: String, now: Millis) -> StoreFuture<'_, ()>;
+
+    /// Removes the archive; false when there was none.
+    fn api_archive_delete(&self, name: String) -> StoreFuture<'_, bool>;
 }
 
 /// Time series the metrics targets count into: per series, hourly buckets of

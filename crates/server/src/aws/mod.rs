@@ -288,11 +288,9 @@ pub(crate) async fn handle(
         "DescribeReplay" => replay::describe_replay(&state, &request).await?,
         "ListReplays" => replay::list_replays(&state, &request).await?,
         "CancelReplay" => replay::cancel_replay(&state, &request).await?,
-        "CreateArchive" | "UpdateArchive" | "DeleteArchive" => {
-            return Err(AwsError::validation(format!(
-                "{action}: archives are declared in fleetbus's configuration (archives:, then POST /v1/admin/reload); the API reads them and replays them"
-            )))
-        }
+        "CreateArchive" => replay::put_archive(&state, &request, true).await?,
+        "UpdateArchive" => replay::put_archive(&state, &request, false).await?,
+        "DeleteArchive" => replay::delete_archive(&state, &request).await?,
         "CreateEventBus" | "DeleteEventBus" | "UpdateEventBus" => {
             return Err(AwsError::validation(format!(
                 "{action}: event buses are declared in fleetbus's configuration (buses:, then POST /v1/admin/reload)"
@@ -340,17 +338,22 @@ fn required<'a>(req: &'a Value, name: &str) -> Result<&'a str, AwsError> {
     })
 }
 
-/// `TestEventPattern`: `{"Result": bool}`.
-fn test_event_pattern(req: &Value) -> Result<Value, AwsError> {
-    let pattern = required(req, "EventPattern")?;
-    let event = required(req, "Event")?;
-    let pattern = fleetbus_pattern::Pattern::parse(pattern).map_err(|e| {
+/// An EventBridge pattern from a request, or AWS's InvalidEventPatternException.
+fn parse_pattern(text: &str) -> Result<fleetbus_pattern::Pattern, AwsError> {
+    fleetbus_pattern::Pattern::parse(text).map_err(|e| {
         AwsError::new(
             StatusCode::BAD_REQUEST,
             "InvalidEventPatternException",
             format!("Event pattern is not valid. Reason: {e}"),
         )
-    })?;
+    })
+}
+
+/// `TestEventPattern`: `{"Result": bool}`.
+fn test_event_pattern(req: &Value) -> Result<Value, AwsError> {
+    let pattern = required(req, "EventPattern")?;
+    let event = required(req, "Event")?;
+    let pattern = parse_pattern(pattern)?;
     let doc: Value = serde_json::from_str(event)
         .map_err(|e| AwsError::validation(format!("Parameter Event is not valid. Reason: {e}")))?;
     // As EventBridge: the event must carry the envelope's mandatory fields.

@@ -88,9 +88,18 @@ fn bus_arn(state: &AppState, bus: &str) -> String {
     arn(state, &format!("event-bus/{bus}"))
 }
 
+/// The configuration with the archives made through the API.
+fn with_api_archives(state: &AppState) -> std::sync::Arc<fleetbus_config::Config> {
+    let config = state.config();
+    match config.with_api_archives(&state.engine.api_archives()) {
+        Ok(merged) => std::sync::Arc::new(merged),
+        Err(_) => config,
+    }
+}
+
 /// An archive as DescribeArchive and ListArchives give it.
 fn archive_value(state: &AppState, name: &str, full: bool) -> Option<Value> {
-    let config = state.config();
+    let config = with_api_archives(state);
     let (bus, description, pattern, retention) = if name == fleetbus_config::DEFAULT_ARCHIVE {
         (
             "default".to_owned(),
@@ -125,6 +134,112 @@ fn archive_value(state: &AppState, name: &str, full: bool) -> Option<Value> {
     Some(v)
 }
 
+/// `CreateArchive` / `UpdateArchive`: an archive of a bus's events matching a
+/// pattern, kept for RetentionDays (0: for ever), in effect at once.
+pub(super) async fn put_archive(
+    state: &AppState,
+    req: &Value,
+    create: bool,
+) -> Result<Value, AwsError> {
+    let name = required(req, "ArchiveName")?;
+    let valid = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if !valid {
+        return Err(AwsError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'archiveName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+ and have length between 1 and 48"
+        )));
+    }
+    let config = state.config();
+    if name == fleetbus_config::DEFAULT_ARCHIVE || config.archives.iter().any(|a| a.name == name) {
+        return Err(AwsError::validation(format!(
+            "Archive {name} is declared in fleetbus's configuration (archives:); change it there and reload"
+        )));
+    }
+    let existing = state
+        .engine
+        .api_archives()
+        .iter()
+        .find(|a| a.name == name)
+        .cloned();
+    let (bus, created_at) = match (&existing, create) {
+        (Some(_), true) => {
+            return Err(AwsError::new(
+                StatusCode::BAD_REQUEST,
+                "ResourceAlreadyExistsException",
+                format!("Archive {name} already exists."),
+            ))
+        }
+        (None, false) => {
+            return Err(AwsError::not_found(format!(
+                "Archive {name} does not exist."
+            )))
+        }
+        (Some(a), false) => (a.bus.clone(), a.created_at),
+        (None, true) => {
+            let source = required(req, "EventSourceArn")?;
+            (
+                arn_name(source, "event-bus", "EventSourceArn")?.to_owned(),
+                fleetbus_engine::store::now_ms(),
+            )
+        }
+    };
+    let pattern = match string_param(req, "EventPattern")? {
+        Some(p) => {
+            super::parse_pattern(p)?;
+            Some(p.to_owned())
+        }
+        None => existing.as_ref().and_then(|a| a.event_pattern.clone()),
+    };
+    let retention_days = match req.get("RetentionDays") {
+        None | Some(Value::Null) => existing.as_ref().map_or(0, |a| a.retention_days),
+        Some(v) => v
+            .as_u64()
+            .and_then(|d| u32::try_from(d).ok())
+            .ok_or_else(|| {
+                AwsError::validation(format!("RetentionDays {v} is not a number of days"))
+            })?,
+    };
+    let archive = fleetbus_config::ApiArchive {
+        name: name.to_owned(),
+        bus,
+        description: string_param(req, "Description")?
+            .map(str::to_owned)
+            .or_else(|| existing.as_ref().and_then(|a| a.description.clone())),
+        event_pattern: pattern,
+        retention_days,
+        created_at,
+    };
+    archive
+        .to_archive(&config)
+        .map_err(|e| AwsError::validation(format!("Archive {name}: {e}")))?;
+    state.engine.put_api_archive(&config, archive).await?;
+    Ok(json!({
+        "ArchiveArn": archive_arn(state, name),
+        "State": "ENABLED",
+        "CreationTime": seconds(created_at),
+    }))
+}
+
+/// `DeleteArchive`.
+pub(super) async fn delete_archive(state: &AppState, req: &Value) -> Result<Value, AwsError> {
+    let name = required(req, "ArchiveName")?;
+    let config = state.config();
+    if name == fleetbus_config::DEFAULT_ARCHIVE || config.archives.iter().any(|a| a.name == name) {
+        return Err(AwsError::validation(format!(
+            "Archive {name} is declared in fleetbus's configuration (archives:); remove it there and reload"
+        )));
+    }
+    if !state.engine.delete_api_archive(&config, name).await? {
+        return Err(AwsError::not_found(format!(
+            "Archive {name} does not exist."
+        )));
+    }
+    Ok(json!({}))
+}
+
 pub(super) fn describe_archive(state: &AppState, req: &Value) -> Result<Value, AwsError> {
     let name = required(req, "ArchiveName")?;
     archive_value(state, name, true)
@@ -135,7 +250,7 @@ pub(super) fn list_archives(state: &AppState, req: &Value) -> Result<Value, AwsE
     let prefix = string_param(req, "NamePrefix")?.unwrap_or("");
     let source = string_param(req, "EventSourceArn")?;
     let (start, limit) = paging(req)?;
-    let config = state.config();
+    let config = with_api_archives(state);
     let names = std::iter::once(fleetbus_config::DEFAULT_ARCHIVE.to_owned())
         .chain(config.archives.iter().map(|a| a.name.clone()));
     let all: Vec<Value> = names

@@ -315,13 +315,7 @@ pub(super) async fn put_rule(state: &AppState, req: &Value) -> Result<Value, Aws
         ));
     }
     if let Some(p) = pattern {
-        fleetbus_pattern::Pattern::parse(p).map_err(|e| {
-            AwsError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidEventPatternException",
-                format!("Event pattern is not valid. Reason: {e}"),
-            )
-        })?;
+        super::parse_pattern(p)?;
     }
     if let Some(s) = schedule {
         fleetbus_config::Schedule::parse(s).map_err(|e| {

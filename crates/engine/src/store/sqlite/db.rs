@@ -99,6 +99,11 @@ CREATE TABLE IF NOT EXISTS series_totals (
     count INTEGER NOT NULL,
     PRIMARY KEY (name, dims)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_archives (
+    name TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS api_rules (
     bus TEXT NOT NULL,
     name TEXT NOT NULL,

@@ -305,6 +305,21 @@ impl ApiRules for SqliteStore {
     fn api_rule_delete(&self, bus: String, name: String) -> StoreFuture<'_, bool> {
         Box::pin(self.writer.run(move |db| db.api_rule_delete(&bus, &name)))
     }
+
+    fn api_archives(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(self.writer.run(|db| db.api_archives()))
+    }
+
+    fn api_archive_put(&self, name: String, doc: String, now: Millis) -> StoreFuture<'_, ()> {
+        Box::pin(
+            self.writer
+                .run(move |db| db.api_archive_put(&name, &doc, now)),
+        )
+    }
+
+    fn api_archive_delete(&self, name: String) -> StoreFuture<'_, bool> {
+        Box::pin(self.writer.run(move |db| db.api_archive_delete(&name)))
+    }
 }
 
 impl Series for SqliteStore {

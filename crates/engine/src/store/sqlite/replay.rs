@@ -167,6 +167,34 @@ impl Db {
         })
     }
 
+    pub(super) fn api_archives(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT doc FROM api_archives ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(super) fn api_archive_put(
+        &mut self,
+        name: &str,
+        doc: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO api_archives (name, doc, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
+                params![name, doc, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn api_archive_delete(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM api_archives WHERE name = ?1", [name])? == 1))
+    }
+
     pub(super) fn api_rule_delete(&mut self, bus: &str, name: &str) -> Result<bool, StoreError> {
         self.write(|tx| {
             Ok(tx.execute(
