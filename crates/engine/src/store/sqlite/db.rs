@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 DROP INDEX IF EXISTS events_id;
 CREATE INDEX IF NOT EXISTS events_id_source ON events(id, source);
-CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
+DROP INDEX IF EXISTS events_received;
+CREATE INDEX IF NOT EXISTS events_received_type ON events(received_at, detail_type, source);
 CREATE TABLE IF NOT EXISTS resources (
     resource TEXT NOT NULL,
     seq INTEGER NOT NULL,
