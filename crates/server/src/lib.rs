@@ -77,6 +77,20 @@ impl AppState {
             .clone()
     }
 
+    /// The configuration the engine runs: the file's, with the rules and archives
+    /// made through the AWS API.
+    pub fn running_config(&self) -> Arc<Config> {
+        let base = self.config();
+        let (rules, archives) = (self.engine.api_rules(), self.engine.api_archives());
+        if rules.is_empty() && archives.is_empty() {
+            return base;
+        }
+        base.with_api_archives(&archives)
+            .and_then(|c| c.with_api_rules(&rules))
+            .map(Arc::new)
+            .unwrap_or(base)
+    }
+
     /// Re-reads the configuration file and swaps rules and sources. A config with
     /// errors is refused whole and the running one stays.
     pub fn reload(&self) -> Result<usize, String> {

@@ -133,11 +133,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
 /// simulate` compares a candidate configuration with).
 pub async fn rules(State(state): State<AppState>) -> Json<Value> {
     let base = state.config();
-    let api = state.engine.api_rules();
     // The running rules: the configuration's and those made through the AWS API.
-    let config = base
-        .with_api_rules(&api)
-        .unwrap_or_else(|_| (*base).clone());
+    let config = state.running_config();
     let rules: Vec<Value> = config
         .rules
         .iter()

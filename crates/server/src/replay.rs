@@ -48,11 +48,8 @@ pub(crate) fn replay_json(r: &Replay) -> Value {
 
 /// `GET /v1/archives`: the default archive and the named ones.
 pub async fn archives(State(state): State<AppState>) -> Json<Value> {
-    let base = state.config();
     // The configuration's and those made through the AWS API.
-    let config = base
-        .with_api_archives(&state.engine.api_archives())
-        .unwrap_or_else(|_| (*base).clone());
+    let config = state.running_config();
     let mut out = vec![json!({
         "name": fleetbus_config::DEFAULT_ARCHIVE,
         "description": "every event of every bus",

@@ -93,7 +93,8 @@ pub async fn event(
         )));
     };
     let stored = &trace.tree.stored;
-    let config = console.app.config();
+    // The running rules: the file's and those made through the AWS API.
+    let config = console.app.running_config();
     let rules: Vec<&str> = config
         .rules
         .iter()

@@ -35,7 +35,8 @@ pub async fn list(
     State(console): State<Console>,
     Extension(csrf): Extension<Csrf>,
 ) -> Result<Markup, PageError> {
-    let config = console.app.config();
+    // The running rules: the file's and those made through the AWS API.
+    let config = console.app.running_config();
     let now = now_ms();
     let per_target = |pattern| CountQuery {
         key: CountKey::Target,
@@ -120,7 +121,8 @@ pub async fn sandbox(
     Extension(csrf): Extension<Csrf>,
     Query(params): Query<SandboxParams>,
 ) -> Result<Markup, PageError> {
-    let config = console.app.config();
+    // The running rules: the file's and those made through the AWS API.
+    let config = console.app.running_config();
     let mut form = SandboxForm::default();
     if let Some(id) = params.event.filter(|e| !e.is_empty()) {
         match console.app.engine.event(id.clone()).await? {
@@ -168,7 +170,8 @@ pub async fn try_out(
     if !csrf.accepts(&form.csrf) {
         return Err(PageError::csrf());
     }
-    let config = console.app.config();
+    // The running rules: the file's and those made through the AWS API.
+    let config = console.app.running_config();
     let outcome = evaluate(&console, &config, &form);
     Ok(render(&config, &csrf, &form, Some(outcome)))
 }

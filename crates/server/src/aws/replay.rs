@@ -88,18 +88,9 @@ fn bus_arn(state: &AppState, bus: &str) -> String {
     arn(state, &format!("event-bus/{bus}"))
 }
 
-/// The configuration with the archives made through the API.
-fn with_api_archives(state: &AppState) -> std::sync::Arc<fleetbus_config::Config> {
-    let config = state.config();
-    match config.with_api_archives(&state.engine.api_archives()) {
-        Ok(merged) => std::sync::Arc::new(merged),
-        Err(_) => config,
-    }
-}
-
 /// An archive as DescribeArchive and ListArchives give it.
 fn archive_value(state: &AppState, name: &str, full: bool) -> Option<Value> {
-    let config = with_api_archives(state);
+    let config = state.running_config();
     let (bus, description, pattern, retention) = if name == fleetbus_config::DEFAULT_ARCHIVE {
         (
             "default".to_owned(),
@@ -250,7 +241,7 @@ pub(super) fn list_archives(state: &AppState, req: &Value) -> Result<Value, AwsE
     let prefix = string_param(req, "NamePrefix")?.unwrap_or("");
     let source = string_param(req, "EventSourceArn")?;
     let (start, limit) = paging(req)?;
-    let config = with_api_archives(state);
+    let config = state.running_config();
     let names = std::iter::once(fleetbus_config::DEFAULT_ARCHIVE.to_owned())
         .chain(config.archives.iter().map(|a| a.name.clone()));
     let all: Vec<Value> = names
