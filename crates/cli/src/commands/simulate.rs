@@ -103,12 +103,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .filter(|r| r.enabled && wanted(&r.name))
         .collect();
     let today = compile(&today_rules)?;
-    let cand = compile(
-        &cand_rules
-            .iter()
-            .map(|r| (r.name.clone(), r.event_pattern.clone(), r.exempt.clone()))
-            .collect::<Vec<_>>(),
-    )?;
+    let mut cand_list: Vec<(String, Option<Value>, Option<Value>)> = cand_rules
+        .iter()
+        .map(|r| (r.name.clone(), r.event_pattern.clone(), r.exempt.clone()))
+        .collect();
+    // Rules made through the AWS API run beside whatever the file says: the
+    // candidate keeps them as they run today.
+    let made_by_api: Vec<String> = running["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["origin"] == "api")
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
+    for rule in &today_rules {
+        if made_by_api.contains(&rule.0) && !cand_list.iter().any(|c| c.0 == rule.0) {
+            cand_list.push(rule.clone());
+        }
+    }
+    let cand = compile(&cand_list)?;
     let mut tally: BTreeMap<String, Tally> = BTreeMap::new();
     for n in today.names.iter().chain(&cand.names) {
         tally.entry(n.clone()).or_default();
@@ -147,13 +160,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let exempt = cand.exempt.matches_for_event(&json).unwrap_or_default();
             for i in cand.matcher.matches_for_event(&json).unwrap_or_default() {
-                let rule = cand_rules[i as usize];
-                let t = tally.entry(rule.name.clone()).or_default();
+                let t = tally.entry(cand.names[i as usize].clone()).or_default();
                 if exempt.contains(&i) {
                     t.exempted += 1;
                     continue;
                 }
                 t.candidate += 1;
+                // The file's rules have targets to sample (API rules come after them).
+                let Some(rule) = cand_rules.get(i as usize) else {
+                    continue;
+                };
                 if t.sample.is_empty() {
                     for target in &rule.targets {
                         let input =

@@ -524,9 +524,23 @@ fn simulate_compares_a_candidate_with_the_running_rules() {
             .unwrap_or_else(|e| panic!("{e}: {text} {}", String::from_utf8_lossy(&out.stderr)));
         (out.status.code().unwrap_or(-1), v)
     };
+    // A rule made through the AWS API (a management token may call it) runs
+    // beside the file's whatever the candidate file says.
+    let (status, made) = server.post(
+        "/",
+        Some(TOKEN),
+        "application/x-amz-json-1.1",
+        br#"{"Name": "api-made", "EventPattern": "{\"source\": [\"sim\"]}"}"#,
+        &[("X-Amz-Target", "AWSEvents.PutRule")],
+    );
+    assert_eq!(status, 200, "{made}");
     // The running configuration as the candidate: nothing changes.
     let (code, same) = simulate(&dir.path().join("fleetbus.yaml"));
     assert_eq!(code, 0, "{same}");
+    assert_eq!(
+        same["rules"]["api-made"]["today"], same["rules"]["api-made"]["candidate"],
+        "{same}"
+    );
     assert_eq!(same["rules"]["to-api"]["today"], 5, "{same}");
     assert_eq!(same["rules"]["to-api"]["candidate"], 5, "{same}");
     // A wider pattern with one Mac exempted.
