@@ -100,8 +100,20 @@ pub async fn put_events(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     check_intake(&state)?;
-    let entries = put_events_entries(&state, &body)?;
+    let entries = put_events_entries(&state, &body, None)?;
     answer(&state, entries).await
+}
+
+/// PutEvents through the AWS API, which takes at most `max` entries (EventBridge's
+/// 10), checked on the one parse of the body.
+pub(crate) async fn put_events_at_most(
+    state: &AppState,
+    body: &[u8],
+    max: usize,
+) -> Result<Json<Value>, ApiError> {
+    check_intake(state)?;
+    let entries = put_events_entries(state, body, Some(max))?;
+    answer(state, entries).await
 }
 
 /// Counts the bytes written through it: an entry's serialized size without
@@ -119,7 +131,11 @@ impl std::io::Write for ByteCount {
     }
 }
 
-fn put_events_entries(state: &AppState, body: &[u8]) -> Result<Vec<Prepared>, ApiError> {
+fn put_events_entries(
+    state: &AppState,
+    body: &[u8],
+    max: Option<usize>,
+) -> Result<Vec<Prepared>, ApiError> {
     let mut request: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
     let Some(Value::Array(entries)) = request.get_mut("Entries").map(Value::take) else {
@@ -131,6 +147,12 @@ fn put_events_entries(state: &AppState, body: &[u8]) -> Result<Vec<Prepared>, Ap
         return Err(ApiError::bad_request(
             "Entries: must hold at least one entry",
         ));
+    }
+    if let Some(max) = max.filter(|m| entries.len() > *m) {
+        return Err(ApiError::bad_request(format!(
+            "1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and {max} (it has {})",
+            entries.len()
+        )));
     }
     let defaults = state.engine.defaults();
     let mut out = Vec::with_capacity(entries.len());

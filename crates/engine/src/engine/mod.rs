@@ -536,12 +536,17 @@ async fn load_api_rules(store: &dyn Store, config: &Config) -> Result<Vec<ApiRul
                 continue;
             }
         };
-        let mut with = out.clone();
-        with.push(rule.clone());
-        match config.with_api_rules(&with) {
-            Ok(_) => out.push(rule),
-            Err((name, why)) => {
-                tracing::error!(rule = %name, error = %why, "a rule made through the API no longer fits the configuration; left out until it is put again")
+        // Each rule on its own against the configuration (as `with_api_rules` checks
+        // it), without building the whole merged configuration once per rule.
+        let fits = if config.rules.iter().any(|r| r.name == rule.name) {
+            Err("the configuration now declares a rule of this name".to_owned())
+        } else {
+            rule.to_rule(config).map(drop)
+        };
+        match fits {
+            Ok(()) => out.push(rule),
+            Err(why) => {
+                tracing::error!(rule = %rule.name, error = %why, "a rule made through the API no longer fits the configuration; left out until it is put again")
             }
         }
     }

@@ -342,11 +342,17 @@ impl Series for SqliteStore {
         from: Millis,
         to: Millis,
     ) -> StoreFuture<'_, Vec<(Millis, String, u64)>> {
-        Box::pin(self.writer.run(move |db| db.series_read(&series, from, to)))
+        Box::pin(
+            self.readers
+                .run(move |conn| replay::series_read(conn, &series, from, to)),
+        )
     }
 
     fn series_totals(&self, series: String) -> StoreFuture<'_, Vec<(String, u64)>> {
-        Box::pin(self.writer.run(move |db| db.series_totals(&series)))
+        Box::pin(
+            self.readers
+                .run(move |conn| replay::series_totals(conn, &series)),
+        )
     }
 }
 

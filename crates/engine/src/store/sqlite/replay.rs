@@ -242,29 +242,6 @@ impl Db {
             Ok(())
         })
     }
-
-    pub(super) fn series_read(
-        &mut self,
-        series: &str,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<(Millis, String, u64)>, StoreError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT bucket, dims, count FROM series WHERE name = ?1 AND bucket >= ?2 AND bucket < ?3 ORDER BY bucket, dims",
-        )?;
-        let rows = stmt.query_map(params![series, from, to], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub(super) fn series_totals(&mut self, series: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT dims, count FROM series_totals WHERE name = ?1 ORDER BY dims",
-        )?;
-        let rows = stmt.query_map([series], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 fn current(tx: &Transaction<'_>, name: &str) -> Result<Option<ReplayState>, StoreError> {
@@ -274,4 +251,32 @@ fn current(tx: &Transaction<'_>, name: &str) -> Result<Option<ReplayState>, Stor
         })
         .optional()?;
     Ok(state.and_then(|s| ReplayState::parse(&s)))
+}
+
+/// `series`' buckets in `[from, to)`, on a reader connection.
+pub(super) fn series_read(
+    conn: &rusqlite::Connection,
+    series: &str,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<(Millis, String, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT bucket, dims, count FROM series WHERE name = ?1 AND bucket >= ?2 AND bucket < ?3 ORDER BY bucket, dims",
+    )?;
+    let rows = stmt.query_map(params![series, from, to], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// `series`' totals, on a reader connection (a `/metrics` scrape must not wait
+/// behind commits).
+pub(super) fn series_totals(
+    conn: &rusqlite::Connection,
+    series: &str,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT dims, count FROM series_totals WHERE name = ?1 ORDER BY dims")?;
+    let rows = stmt.query_map([series], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
