@@ -58,6 +58,10 @@ pub enum AssetError {
         serial: String,
         command_uuid: String,
     },
+    /// A stored document that does not read back (written by a newer build, or
+    /// damaged): not retryable.
+    #[error("asset store {op} failed: {reason}; not retryable")]
+    Corrupt { op: &'static str, reason: String },
     #[error("command `{uuid}` is already in the ledger")]
     DuplicateCommand { uuid: String },
     /// Deliberately carries no PIN: neither the stored one nor the new one.

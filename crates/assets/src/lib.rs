@@ -15,6 +15,7 @@ mod ledger;
 mod model;
 mod pin_key;
 mod schema;
+mod software_update;
 mod users;
 mod version;
 
@@ -33,6 +34,7 @@ pub use model::{
     UserWithDevices,
 };
 pub use pin_key::PinKey;
+pub use software_update::{OsRelease, SuState};
 pub use version::compare_versions;
 
 /// Copies the asset store at `path` to `dest` (which must not exist) as one

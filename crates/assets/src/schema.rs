@@ -87,6 +87,20 @@ const MIGRATIONS: &[&str] = &[
         user_id TEXT NOT NULL,  -- '' for the device channel
         PRIMARY KEY (udid, user_id)
     );",
+    // 5: software-update state per Mac and the OS releases the feed published.
+    "CREATE TABLE su_states (
+        serial TEXT PRIMARY KEY NOT NULL,
+        stage TEXT NOT NULL,
+        requirement TEXT,
+        updated_at TEXT NOT NULL,
+        doc TEXT NOT NULL  -- the whole state as JSON
+    );
+    CREATE TABLE os_releases (
+        platform TEXT NOT NULL,
+        product_version TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (platform, product_version)
+    );",
 ];
 
 /// The schema version this build writes.
@@ -129,7 +143,8 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP INDEX pins_command; DROP TABLE pin_key_check; DROP TABLE mdm_authenticated;
-             DROP TABLE mdm_token_updates; PRAGMA user_version = 1;",
+             DROP TABLE mdm_token_updates; DROP TABLE su_states; DROP TABLE os_releases;
+             PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(conn);

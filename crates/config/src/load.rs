@@ -88,11 +88,13 @@ pub struct RawSet {
     pub retention: Option<Located<RawRetention>>,
     pub storage: Option<Located<RawStorage>>,
     pub archives: Vec<Located<RawArchive>>,
+    pub software_update: Option<Located<RawSoftwareUpdate>>,
     /// The directory relative paths in the config resolve against.
     pub base_dir: PathBuf,
 }
 
-const SECTIONS: &str = "server, sources, connections, buses, rules, retention, storage, archives";
+const SECTIONS: &str =
+    "server, sources, connections, buses, rules, retention, storage, archives, software_update";
 
 /// Lists the files of a config path: the file itself, or a directory's `*.yaml` and
 /// `*.yml` files in name order.
@@ -191,6 +193,7 @@ pub fn load_text(file: &Arc<str>, text: &str, set: &mut RawSet, errors: &mut Vec
             "server" => single(node, at, &mut set.server, errors),
             "retention" => single(node, at, &mut set.retention, errors),
             "storage" => single(node, at, &mut set.storage, errors),
+            "software_update" => single(node, at, &mut set.software_update, errors),
             "sources" => list(node, at, &mut set.sources, errors),
             "connections" => list(node, at, &mut set.connections, errors),
             "buses" => list(node, at, &mut set.buses, errors),

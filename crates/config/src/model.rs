@@ -34,6 +34,118 @@ pub struct Config {
     pub storage: Storage,
     /// Named archives (the default archive, every event, is not listed).
     pub archives: Vec<Archive>,
+    /// The software-update policy; its rules are among `rules`.
+    pub software_update: Option<std::sync::Arc<SoftwareUpdate>>,
+}
+
+/// The rule the `software_update:` section makes for the events of the workflow.
+pub const SU_RULE: &str = "software-update";
+/// The rule it makes for its schedule (deadlines looked at again).
+pub const SU_DEADLINES_RULE: &str = "software-update-deadlines";
+/// The id of the one target of those rules.
+pub const SU_TARGET: &str = "enforce";
+/// Source of the events the policy emits (state changes, declarations, evaluations
+/// asked for).
+pub const SU_SOURCE: &str = "fleetbus.software-update";
+/// The event that asks for an evaluation now (`fleetbus su evaluate`).
+pub const SU_EVALUATE: &str = "Software Update Evaluation Requested";
+
+/// `software_update:`, validated.
+#[derive(Debug, Clone)]
+pub struct SoftwareUpdate {
+    pub mdm: SuMdm,
+    pub bus: String,
+    pub evaluate: crate::schedule::Schedule,
+    pub download_only_before: Duration,
+    pub force_restart_after: Duration,
+    pub resend_after: Duration,
+    pub max_errors: u32,
+    pub details_url: Option<String>,
+    pub requirements: Vec<SuRequirement>,
+}
+
+/// The MDM server the policy's commands go through.
+#[derive(Debug, Clone)]
+pub struct SuMdm {
+    pub server: MdmServer,
+    /// Base URL, without a trailing slash.
+    pub url: String,
+    pub api_key: Secret,
+    pub push: bool,
+}
+
+/// The version a requirement asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequiredVersion {
+    Version(String),
+    /// The newest macOS the feed published.
+    Latest,
+    /// The newest of the major version the Mac runs.
+    LatestMinor,
+}
+
+/// Days after a release to install it, by what it fixes (Nudge's SLA keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuSla {
+    pub actively_exploited_major: u32,
+    pub actively_exploited_minor: u32,
+    pub non_actively_exploited_major: u32,
+    pub non_actively_exploited_minor: u32,
+    pub standard_major: u32,
+    pub standard_minor: u32,
+}
+
+impl SuSla {
+    /// The days that apply to a release with `cves` fixed, some `exploited`, that is
+    /// a `major` upgrade for the Mac or not.
+    pub fn days(&self, cves: u32, exploited: bool, major: bool) -> u32 {
+        match (exploited, cves > 0, major) {
+            (true, _, true) => self.actively_exploited_major,
+            (true, _, false) => self.actively_exploited_minor,
+            (false, true, true) => self.non_actively_exploited_major,
+            (false, true, false) => self.non_actively_exploited_minor,
+            (false, false, true) => self.standard_major,
+            (false, false, false) => self.standard_minor,
+        }
+    }
+}
+
+/// One requirement of the policy.
+#[derive(Debug, Clone)]
+pub struct SuRequirement {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub models: Vec<String>,
+    /// Only Macs on this major version (`targeted_os_versions_rule`).
+    pub targeted_major: Option<u64>,
+    pub required: RequiredVersion,
+    pub installation_date: Option<time::OffsetDateTime>,
+    pub sla: SuSla,
+    pub max_user_deferrals: u32,
+    pub declarations: bool,
+}
+
+impl SuRequirement {
+    /// Whether a Mac with these tags, model and OS version is one of this
+    /// requirement's.
+    pub fn selects(&self, tags: &[String], model: Option<&str>, os_version: Option<&str>) -> bool {
+        let tag_ok = self.tags.is_empty() || self.tags.iter().any(|t| tags.contains(t));
+        let model_ok = self.models.is_empty()
+            || model.is_some_and(|m| {
+                self.models.iter().any(|want| match want.strip_suffix('*') {
+                    Some(prefix) => m.starts_with(prefix),
+                    None => m == want,
+                })
+            });
+        let major_ok = match self.targeted_major {
+            None => true,
+            Some(major) => os_version
+                .and_then(|v| v.split('.').next())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                == Some(major),
+        };
+        tag_ok && model_ok && major_ok
+    }
 }
 
 /// Where an item of the configuration is written: errors found after loading (a
@@ -410,6 +522,8 @@ pub enum TargetSpec {
         /// Distinct dimension sets kept; more are counted under `_overflow`.
         max_series: u32,
     },
+    /// Runs the `software_update:` policy.
+    SoftwareUpdate(std::sync::Arc<SoftwareUpdate>),
 }
 
 impl TargetSpec {
@@ -426,6 +540,7 @@ impl TargetSpec {
             TargetSpec::Mdm(_) => TargetKind::Mdm,
             TargetSpec::Assets { .. } => TargetKind::Assets,
             TargetSpec::Metrics { .. } => TargetKind::Metrics,
+            TargetSpec::SoftwareUpdate(_) => TargetKind::SoftwareUpdate,
         }
     }
 }

@@ -40,6 +40,97 @@ pub struct RawConfig {
     /// and replayable by name (EventBridge's archives). `default` keeps every event.
     #[serde(default)]
     pub archives: Vec<RawArchive>,
+    /// The software-update policy (Nudge's `osVersionRequirements`, enforced through
+    /// MDM): which Macs must run which macOS version by when.
+    #[serde(default)]
+    pub software_update: Option<RawSoftwareUpdate>,
+}
+
+/// `software_update:`: the policy fleetbus enforces. It runs as two rules it makes,
+/// `software-update` (the events of the workflow) and `software-update-deadlines`
+/// (the schedule that escalates as deadlines near).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoftwareUpdate {
+    /// The MDM server the commands go through.
+    pub mdm: Option<RawSuMdm>,
+    /// The bus its rules listen on (default `default`).
+    pub bus: Option<String>,
+    /// How often deadlines are looked at again: `rate(...)` or `cron(...)`
+    /// (default `rate(1 hour)`).
+    pub evaluate: Option<String>,
+    /// While the deadline is further away than this, updates are only downloaded
+    /// (`DownloadOnly`); closer, `InstallLater` with the requirement's
+    /// `max_user_deferrals`; at the deadline `InstallASAP` (default `7d`).
+    pub download_only_before: Option<String>,
+    /// This long past the deadline, `InstallForceRestart` (default `1d`).
+    pub force_restart_after: Option<String>,
+    /// A command the Mac has not answered in this long is sent again (default `1d`).
+    pub resend_after: Option<String>,
+    /// Error answers in a row before a Mac is left `failed` for a person (default 3).
+    pub max_errors: Option<u32>,
+    /// `DetailsURL` of the declarations (shown to the user by macOS).
+    pub details_url: Option<String>,
+    /// First match wins: a Mac no requirement selects is left alone.
+    #[serde(default)]
+    pub requirements: Vec<RawSuRequirement>,
+}
+
+/// The MDM server of the software-update policy.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuMdm {
+    /// `nanomdm` or `micromdm` (default `nanomdm`).
+    pub server: Option<String>,
+    /// The server's base URL.
+    pub url: Option<String>,
+    /// The server's API key (a secret reference).
+    pub api_key: Option<String>,
+    /// Send an APNs push after enqueueing (default true).
+    pub push: Option<bool>,
+}
+
+/// One requirement, named after Nudge's `osVersionRequirements` keys.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuRequirement {
+    /// Its name, in states, events and `fleetbus su status --group`.
+    pub name: String,
+    /// Macs with any of these asset tags (none: any Mac).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Macs whose model matches one of these (`Mac14,7`, or a prefix with `*`:
+    /// `Mac14,*`; none: any model).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Macs running this major version (`14`), or `default` (any; the default).
+    pub targeted_os_versions_rule: Option<String>,
+    /// A version (`15.3`), `latest` (the newest macOS the feed published) or
+    /// `latest-minor` (the newest of the major version the Mac runs).
+    pub required_minimum_os_version: Option<String>,
+    /// The deadline (RFC 3339, e.g. `2026-12-20T17:00:00Z`); without it, the
+    /// deadline is the release date plus the SLA that applies.
+    pub required_installation_date: Option<String>,
+    /// Days after its release date to install a major upgrade that fixes an
+    /// actively exploited CVE (default 14, as Nudge).
+    pub actively_exploited_cves_major_upgrade_sla: Option<u32>,
+    /// Days for a minor update that fixes an actively exploited CVE (default 14).
+    pub actively_exploited_cves_minor_update_sla: Option<u32>,
+    /// Days for a major upgrade with CVEs, none actively exploited (default 21).
+    pub non_actively_exploited_cves_major_upgrade_sla: Option<u32>,
+    /// Days for a minor update with CVEs, none actively exploited (default 21).
+    pub non_actively_exploited_cves_minor_update_sla: Option<u32>,
+    /// Days for a major upgrade without CVEs (default 28).
+    pub standard_major_upgrade_sla: Option<u32>,
+    /// Days for a minor update without CVEs (default 28).
+    pub standard_minor_update_sla: Option<u32>,
+    /// `MaxUserDeferrals` of `InstallLater` (default 3).
+    pub max_user_deferrals: Option<u32>,
+    /// Macs on macOS 14 or later get the
+    /// `com.apple.configuration.softwareupdate.enforcement.specific` declaration
+    /// (as a `Software Update Declaration` event to route to the declarative
+    /// management server) instead of ScheduleOSUpdate commands (default false).
+    pub declarations: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -293,6 +384,8 @@ pub enum TargetKind {
     Mdm,
     Assets,
     Metrics,
+    #[serde(rename = "software-update")]
+    SoftwareUpdate,
 }
 
 /// A target: the fields every target takes. Its kind's own fields are read by the

@@ -30,6 +30,19 @@ const MORE_EXAMPLES: &[(&str, &str)] = &[
     ("server.aws_access_keys", "[{access_key_id: AKIAFLEETBUS0EXAMPLE, secret_access_key: \"${file:secrets/aws-secret}\"}]"),
     ("server.aws_access_keys[].secret_access_key", "${file:secrets/aws-secret}"),
     ("server.aws_access_keys[].session_token", "${file:secrets/aws-session-token}"),
+    ("software_update.bus", "default"),
+    ("software_update.max_errors", "3"),
+    ("software_update.mdm", "{server: nanomdm, url: \"http://127.0.0.1:9000\", api_key: \"${file:secrets/nanomdm-api-key}\"}"),
+    ("software_update.mdm.push", "true"),
+    ("software_update.requirements", "[{name: fleet, required_minimum_os_version: latest-minor}]"),
+    ("software_update.resend_after", "1d"),
+    ("software_update.requirements[].actively_exploited_cves_major_upgrade_sla", "14"),
+    ("software_update.requirements[].non_actively_exploited_cves_major_upgrade_sla", "21"),
+    ("software_update.requirements[].standard_major_upgrade_sla", "28"),
+    ("software_update.requirements[].declarations", "true"),
+    ("software_update.requirements[].models", "[\"Mac14,*\", \"Mac15,3\"]"),
+    ("software_update.requirements[].targeted_os_versions_rule", "14"),
+    ("software_update.requirements[].required_installation_date", "2026-12-20T17:00:00Z"),
     ("server.drain_timeout", "10s"),
     ("server.read_tokens", "[\"${file:secrets/read-token}\"]"),
     ("server.header_timeout", "10s"),
@@ -116,6 +129,7 @@ const SECTIONS: &[&str] = &[
     "rules",
     "retention",
     "archives",
+    "software_update",
 ];
 
 /// The reference as Markdown.

@@ -85,7 +85,7 @@ fn each_kind_of_mistake_is_located() {
         ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], mapping: {source: a, detail_type: b}}\n", "c.yaml:2:43: sources[0].mapping: does not apply to kind nanomdm (it takes: idle_polls)"),
         ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], colour: red}\n", "c.yaml:2:43: sources[0].colour: unknown field (expected one of name, kind, bus, tokens, token_header, hmac, idle_polls)"),
         ("sources:\n  - {name: n, kind: nanomdm, tokens: [t], idle_polls: often}\n", "c.yaml:2:55: sources[0].idle_polls: wrong type: string \"often\" (expected a boolean)"),
-        ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention, storage, archives)"),
+        ("colour: blue\n", "c.yaml:1:1: colour: unknown field (expected one of server, sources, connections, buses, rules, retention, storage, archives, software_update)"),
         ("a: 1\na: 2\n", "c.yaml:2:1: a: duplicate key"),
         // storage
         ("storage:\n  kind: postgres\n", "c.yaml:2:9: storage.kind: unknown storage kind \"postgres\" (expected one of sqlite)"),
@@ -317,16 +317,117 @@ fn the_shipped_software_update_workflow_validates_beside_the_sample() {
     let config = load_examples(&["fleetbus.yaml", "software-update.yaml"]);
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
     for want in [
-        "su-scan-on-release",
-        "su-ask-available",
-        "su-schedule",
-        "su-follow",
+        "software-update",
+        "software-update-deadlines",
         "su-record-version",
         "su-trouble",
+        "su-declarations",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }
     assert!(config.sources.iter().any(|s| s.name == "apple-releases"));
+    let policy = config.software_update.as_ref().expect("the policy");
+    assert_eq!(policy.requirements.len(), 2);
+    assert_eq!(policy.requirements[0].name, "pilot");
+    assert_eq!(
+        policy.requirements[0].required,
+        fleetbus_config::RequiredVersion::Latest
+    );
+    assert_eq!(policy.requirements[0].sla.actively_exploited_minor, 2);
+    // Nudge's defaults where the file says nothing.
+    assert_eq!(policy.requirements[1].sla.actively_exploited_minor, 14);
+    assert_eq!(policy.requirements[1].sla.non_actively_exploited_minor, 21);
+    assert_eq!(policy.requirements[1].sla.standard_minor, 28);
+    assert_eq!(
+        policy.download_only_before,
+        std::time::Duration::from_secs(7 * 86_400)
+    );
+    // Its rules run one target, one delivery at a time.
+    let su = config.rules.iter().find(|r| r.name == "software-update").unwrap();
+    assert_eq!(su.targets.len(), 1);
+    assert_eq!(su.targets[0].concurrency, 1);
+    assert!(matches!(su.targets[0].spec, TargetSpec::SoftwareUpdate(_)));
+    let deadlines = config
+        .rules
+        .iter()
+        .find(|r| r.name == "software-update-deadlines")
+        .unwrap();
+    assert!(deadlines.schedule.is_some());
+}
+
+#[test]
+fn software_update_mistakes_are_all_reported_at_their_place() {
+    let text = "software_update:
+  mdm: {server: jamf, url: ftp://x}
+  evaluate: rate(5 parsecs)
+  resend_after: 1s
+  requirements:
+    - name: a
+      required_minimum_os_version: fifteen
+      required_installation_date: next tuesday
+      targeted_os_versions_rule: sonoma
+      models: [\"Mac*14\"]
+    - name: a
+rules:
+  - name: software-update
+    schedule: rate(1 day)
+    targets:
+      - id: x
+        kind: log
+";
+    let errors = fleetbus_config::load_str("c.yaml", text, std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "c.yaml:2:8: software_update.mdm: missing required field api_key",
+        "c.yaml:2:17: software_update.mdm.server: unknown MDM server \"jamf\"",
+        "mdm.url: \"ftp://x\" is not an http:// or https:// URL",
+        "c.yaml:3:13: software_update.evaluate: \"rate(5 parsecs)\": unknown unit",
+        "c.yaml:4:17: software_update.resend_after: 1s is too short",
+        "required_minimum_os_version: \"fifteen\" is not a version",
+        "required_installation_date: \"next tuesday\" is not an RFC 3339 time",
+        "targeted_os_versions_rule: \"sonoma\" is not a major version",
+        "models: \"Mac*14\" is not a model",
+        "duplicate requirement name \"a\"",
+    ] {
+        assert!(errors.contains(want), "{want}\n in:\n{errors}");
+    }
+    // A target of the kind without the section says what it needs.
+    let text = "rules:
+  - name: r
+    schedule: rate(1 day)
+    targets:
+      - id: x
+        kind: software-update
+";
+    let errors = fleetbus_config::load_str("c.yaml", text, std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("c.yaml:6:15: rules[0].targets[0].kind: a software-update target runs the software_update: section"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_software_update_rules_names_are_its_own() {
+    let text = "software_update:
+  mdm: {url: \"http://127.0.0.1:9000\", api_key: \"${env:HOME}\"}
+  requirements: [{name: all}]
+rules:
+  - name: software-update
+    schedule: rate(1 day)
+    targets:
+      - id: x
+        kind: log
+";
+    let errors = fleetbus_config::load_str("c.yaml", text, std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("runs as rule \"software-update\", a name the rule at c.yaml:5:11"),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod log;
 mod mdm;
 mod metrics;
 mod slack;
+mod software_update;
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,8 @@ pub(crate) struct Env<'a> {
     pub(crate) buses: &'a [String],
     /// Declared connections.
     pub(crate) connections: &'a BTreeMap<String, Auth>,
+    /// The `software_update:` policy, if the configuration has one.
+    pub(crate) software_update: Option<&'a std::sync::Arc<crate::model::SoftwareUpdate>>,
     /// The kind's name, for messages.
     pub(crate) name: &'static str,
 }
@@ -81,6 +84,12 @@ pub static TARGET_KINDS: &[KindSpec] = &[
     kind::<mdm::RawMdm>(TargetKind::Mdm, "mdm", true, mdm::validate),
     kind::<assets::RawAssets>(TargetKind::Assets, "assets", false, assets::validate),
     kind::<metrics::RawMetrics>(TargetKind::Metrics, "metrics", false, metrics::validate),
+    kind::<software_update::RawSoftwareUpdateTarget>(
+        TargetKind::SoftwareUpdate,
+        "software-update",
+        false,
+        software_update::validate,
+    ),
 ];
 
 /// A table line for the kind whose own fields are `R`.

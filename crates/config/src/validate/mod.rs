@@ -20,6 +20,8 @@ use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::yaml::PathSeg;
 
+mod software_update;
+
 /// Reads, merges and validates a file or directory; every error at once.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
@@ -246,6 +248,12 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
         });
     }
 
+    let policy = software_update::validate_software_update(
+        raw.software_update.as_ref(),
+        &buses,
+        &mut cx,
+    );
+
     let mut rules = Vec::new();
     let mut rule_names: BTreeMap<String, String> = BTreeMap::new();
     for r in &raw.rules {
@@ -308,9 +316,12 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
                     format!("duplicate target id {:?} in rule {:?}", t.id, v.name),
                 ));
             }
-            if let Some(target) =
-                validate_target(t, &to, &buses, &connections, r.had_errors, &mut cx)
-            {
+            let env = TargetEnv {
+                buses: &buses,
+                connections: &connections,
+                software_update: policy.as_ref(),
+            };
+            if let Some(target) = validate_target(t, &to, &env, r.had_errors, &mut cx) {
                 targets.push(target);
             }
         }
@@ -324,6 +335,21 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
             exempt,
             targets,
         });
+    }
+
+    if let (Some(policy), Some(section)) = (&policy, &raw.software_update) {
+        for rule in software_update::rules(policy, &section.origin) {
+            if let Some(first) = rule_names.get(&rule.name) {
+                cx.errors.push(section.origin.error(
+                    &[],
+                    format!(
+                        "the software_update: section runs as rule {:?}, a name the rule at {first} has already",
+                        rule.name
+                    ),
+                ));
+            }
+            rules.push(rule);
+        }
     }
 
     let retention = match &raw.retention {
@@ -383,6 +409,7 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
         retention,
         storage,
         archives,
+        software_update: policy,
     }
 }
 
@@ -869,11 +896,17 @@ fn kind_fields(
 
 /// A target: the fields every target has here, its kind's own through the kind's
 /// `validate` in [`crate::kinds`].
+/// What a target is checked against beside its own fields.
+struct TargetEnv<'a> {
+    buses: &'a [String],
+    connections: &'a BTreeMap<String, Auth>,
+    software_update: Option<&'a std::sync::Arc<SoftwareUpdate>>,
+}
+
 fn validate_target(
     t: &RawTarget,
     o: &Origin,
-    buses: &[String],
-    connections: &BTreeMap<String, Auth>,
+    te: &TargetEnv<'_>,
     already_reported: bool,
     cx: &mut Ctx<'_>,
 ) -> Option<Target> {
@@ -960,8 +993,9 @@ fn validate_target(
         Duration::from_secs(10),
     );
     let env = kinds::Env {
-        buses,
-        connections,
+        buses: te.buses,
+        connections: te.connections,
+        software_update: te.software_update,
         name: spec.name,
     };
     let spec = (spec.validate)(fields, o, &env, cx);

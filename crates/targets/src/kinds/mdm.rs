@@ -50,9 +50,16 @@ pub struct MdmTargetImpl {
 }
 
 /// A device to address: its UDID and, when the asset store knows it, its record.
-struct Addressee {
-    udid: String,
-    record: Option<Device>,
+pub(crate) struct Addressee {
+    pub(crate) udid: String,
+    pub(crate) record: Option<Device>,
+}
+
+/// One command to build per device: its RequestType and its template.
+pub(crate) struct Template<'a> {
+    pub(crate) request_type: &'a str,
+    pub(crate) template: &'a Value,
+    pub(crate) uses_pin: bool,
 }
 
 impl MdmTargetImpl {
@@ -72,6 +79,52 @@ impl MdmTargetImpl {
             assets: cx.assets.cloned(),
             clock: cx.clock,
         })
+    }
+
+    /// A sender of commands made elsewhere (the software-update policy's) through
+    /// `server`: no template, no device selector of its own.
+    pub(crate) fn sender(
+        id: &str,
+        server: &fleetbus_config::SuMdm,
+        timeout: std::time::Duration,
+        cx: &BuildContext<'_>,
+    ) -> Result<Self, BuildError> {
+        let spec = MdmTarget {
+            server: server.server,
+            url: server.url.clone(),
+            api_key: server.api_key.clone(),
+            push: server.push,
+            request_type: String::new(),
+            payload: Map::new(),
+            devices: fleetbus_config::DeviceSelector::default(),
+            variables: Default::default(),
+        };
+        Self::new(id, &spec, timeout, cx)
+    }
+
+    /// Sends `command` to one device unless the ledger already has `uuid` (an
+    /// earlier attempt of the same delivery sent it): the `MDM Command Enqueued`
+    /// event, or `None` when it was sent before.
+    pub(crate) async fn send_one(
+        &self,
+        assets: &AsyncAssetStore,
+        ctx: &DeliveryContext<'_>,
+        device: &Addressee,
+        uuid: &str,
+        command: &Template<'_>,
+    ) -> Result<Option<Event>, DeliveryError> {
+        let known = {
+            let uuid = uuid.to_owned();
+            assets
+                .run("command", move |a| Ok::<_, DeliveryError>(a.command(&uuid)?))
+                .await?
+        };
+        if known.is_some() {
+            return Ok(None);
+        }
+        self.send(assets, ctx, device, uuid, command, &Map::new())
+            .await
+            .map(Some)
     }
 
     pub(crate) async fn deliver(
@@ -108,6 +161,7 @@ impl MdmTargetImpl {
                 let event = self.enqueued_event(
                     ctx,
                     device,
+                    &self.spec.request_type,
                     &uuid,
                     record.serial.as_deref(),
                     Vec::new(),
@@ -116,7 +170,12 @@ impl MdmTargetImpl {
                 emitted.push((ctx.event.meta.bus.clone(), event));
                 continue;
             }
-            match self.send(assets, ctx, device, &uuid, &vars).await {
+            let command = Template {
+                request_type: &self.spec.request_type,
+                template: &self.template,
+                uses_pin: self.uses_pin,
+            };
+            match self.send(assets, ctx, device, &uuid, &command, &vars).await {
                 Ok(event) => emitted.push((ctx.event.meta.bus.clone(), event)),
                 Err(e) => failures.push((device.udid.clone(), e)),
             }
@@ -179,13 +238,14 @@ impl MdmTargetImpl {
         ctx: &DeliveryContext<'_>,
         device: &Addressee,
         uuid: &str,
+        command: &Template<'_>,
         event_vars: &Map<String, Value>,
     ) -> Result<Event, DeliveryError> {
         // The serial (for the ledger and the escrow) and the PIN, reused when a
         // retry finds one escrowed for this CommandUUID, escrowed before the enqueue.
         let (serial, pin) = {
             let known = device.record.as_ref().map(|d| d.serial.clone());
-            let (udid, uuid, uses_pin) = (device.udid.clone(), uuid.to_owned(), self.uses_pin);
+            let (udid, uuid, uses_pin) = (device.udid.clone(), uuid.to_owned(), command.uses_pin);
             assets
                 .run("escrow pin", move |a| -> Result<_, DeliveryError> {
                     let serial = match known {
@@ -230,11 +290,13 @@ impl MdmTargetImpl {
         if let Some(pin) = pin {
             vars.insert("pin".into(), json!(pin));
         }
-        let payload = fill(&self.template, &vars).map_err(DeliveryError::Permanent)?;
+        let payload = fill(command.template, &vars).map_err(DeliveryError::Permanent)?;
         let Value::Object(payload) = payload else {
             unreachable!("filling an object yields an object")
         };
-        let command = CommandBuilder::new(&self.spec.request_type)
+        let request_type = command.request_type;
+        let uses_pin = command.uses_pin;
+        let command = CommandBuilder::new(request_type)
             .command_uuid(uuid)
             .payload(payload)
             .build()
@@ -274,7 +336,7 @@ impl MdmTargetImpl {
         let now = OffsetDateTime::now_utc();
         let entry = CommandRecord {
             command_uuid: uuid.to_owned(),
-            request_type: self.spec.request_type.clone(),
+            request_type: request_type.to_owned(),
             udid: device.udid.clone(),
             serial: serial.clone(),
             rule: Some(ctx.rule.to_owned()),
@@ -291,11 +353,14 @@ impl MdmTargetImpl {
             .await?;
         MdmCommandEnqueued {
             server: self.spec.server.as_str(),
-            request_type: &self.spec.request_type,
+            request_type,
             command_uuid: uuid,
         }
         .emit();
-        self.enqueued_event(ctx, device, uuid, serial.as_deref(), warnings, now)
+        let mut event =
+            self.enqueued_event(ctx, device, request_type, uuid, serial.as_deref(), warnings, now)?;
+        event.detail.insert("pin_escrowed".into(), json!(uses_pin));
+        Ok(event)
     }
 
     /// The `MDM Command Enqueued` event of one device. Its id is the CommandUUID:
@@ -306,6 +371,7 @@ impl MdmTargetImpl {
         &self,
         ctx: &DeliveryContext<'_>,
         device: &Addressee,
+        request_type: &str,
         uuid: &str,
         serial: Option<&str>,
         warnings: Vec<String>,
@@ -326,7 +392,7 @@ impl MdmTargetImpl {
             "rule": ctx.rule,
             "target": ctx.target,
             "device": device_detail,
-            "command": {"request_type": self.spec.request_type, "command_uuid": uuid},
+            "command": {"request_type": request_type, "command_uuid": uuid},
             "pin_escrowed": self.uses_pin,
             "warnings": warnings,
         });

@@ -12,6 +12,7 @@ pub(crate) mod log;
 pub(crate) mod mdm;
 pub mod metrics;
 pub(crate) mod slack;
+pub mod software_update;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -95,6 +96,7 @@ pub(crate) static KINDS: &[(TargetKind, BuildFn)] = &[
     (TargetKind::Mdm, mdm::build),
     (TargetKind::Assets, assets::build),
     (TargetKind::Metrics, metrics::build),
+    (TargetKind::SoftwareUpdate, software_update::build),
 ];
 
 /// A kind's build handed a spec of another kind: a registry line points at the
