@@ -139,10 +139,12 @@ impl SuRequirement {
             });
         let major_ok = match self.targeted_major {
             None => true,
-            Some(major) => os_version
-                .and_then(|v| v.split('.').next())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                == Some(major),
+            Some(major) => {
+                os_version
+                    .and_then(|v| v.split('.').next())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    == Some(major)
+            }
         };
         tag_ok && model_ok && major_ok
     }

@@ -343,7 +343,11 @@ fn the_shipped_software_update_workflow_validates_beside_the_sample() {
         std::time::Duration::from_secs(7 * 86_400)
     );
     // Its rules run one target, one delivery at a time.
-    let su = config.rules.iter().find(|r| r.name == "software-update").unwrap();
+    let su = config
+        .rules
+        .iter()
+        .find(|r| r.name == "software-update")
+        .unwrap();
     assert_eq!(su.targets.len(), 1);
     assert_eq!(su.targets[0].concurrency, 1);
     assert!(matches!(su.targets[0].spec, TargetSpec::SoftwareUpdate(_)));

@@ -146,6 +146,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/v1/assets/import", post(assets::import))
         .route("/v1/mdm/commands/{uuid}", get(assets::command))
         .route("/v1/software-update/status", get(software_update::status))
+        .route(
+            "/v1/software-update/evaluate",
+            post(software_update::evaluate),
+        )
         .route("/v1/archives", get(replay::archives))
         .route("/v1/replays", get(replay::list).post(replay::start))
         .route("/v1/replays/{name}", get(replay::describe))

@@ -1,4 +1,4 @@
-//! The metrics targets' series: `GET /v1/stats/series/{name}` (counts per bucket
+//! The metrics targets' series (and the software-update policy's): `GET /v1/stats/series/{name}` (counts per bucket
 //! and dimension set) and their totals on `/metrics` for the series that ask for it
 //! (`prometheus: true`, bounded dimensions only).
 
@@ -36,6 +36,11 @@ fn declared(config: &Config) -> BTreeMap<String, (Vec<String>, bool)> {
                 .or_insert_with(|| (dimensions.keys().cloned().collect(), false));
             e.1 |= *prometheus;
         }
+    }
+    // The software-update policy samples its Macs into a series of its own.
+    if config.software_update.is_some() {
+        out.entry(fleetbus_targets::SOFTWARE_UPDATE_SERIES.to_owned())
+            .or_insert_with(|| (vec!["requirement".into(), "state".into()], false));
     }
     out
 }

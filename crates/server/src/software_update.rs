@@ -2,6 +2,8 @@
 //! macOS version: how many Macs are compliant, which are not, why, and what
 //! happens next to each.
 //!
+//! Under a `software_update:` policy the answer is the policy's: each Mac's state
+//! as its orchestrator keeps it in the asset store. Without one:
 //! The required version is the one asked for (`version=`) or the newest macOS
 //! release an `os-feed` source published. A Mac is compliant when its asset
 //! record's `os_version` is at least that. For the others, the software-update
@@ -180,12 +182,152 @@ pub fn step(timeline: &[StoredEvent]) -> Step {
     }
 }
 
-/// `?version=&tag=`.
+/// `?version=&tag=` (`below=` and `group=` are the same).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusParams {
+    #[serde(alias = "below")]
     version: Option<String>,
+    #[serde(alias = "group")]
     tag: Option<String>,
+}
+
+/// The answer under a `software_update:` policy: each Mac's state as the policy's
+/// orchestrator keeps it (its requirement, version, deadline, stage, why, next).
+/// `version` narrows to Macs below it; `tag` to a requirement's Macs or a tag's.
+async fn policy_status(
+    state: &AppState,
+    params: StatusParams,
+    policy: &fleetbus_config::SoftwareUpdate,
+) -> Result<Json<Value>, ApiError> {
+    let assets = state
+        .assets
+        .clone()
+        .ok_or_else(|| ApiError::not_found("this server has no asset store"))?;
+    let (devices, states) = assets
+        .run("software-update status", |s| {
+            let devices = s.list_devices(&DeviceFilter {
+                enrolled_only: true,
+                ..DeviceFilter::default()
+            })?;
+            Ok::<_, fleetbus_assets::AssetError>((devices, s.su_states()?))
+        })
+        .await?;
+    let states: BTreeMap<String, fleetbus_assets::SuState> =
+        states.into_iter().map(|s| (s.serial.clone(), s)).collect();
+    let below = params.version.filter(|v| !v.is_empty());
+    let mut compliant = Vec::new();
+    let mut behind = Vec::new();
+    let mut outside = 0u64;
+    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_requirement: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for d in &devices {
+        let requirement = policy
+            .requirements
+            .iter()
+            .find(|r| r.selects(&d.tags, d.model.as_deref(), d.os_version.as_deref()));
+        let Some(req) = requirement else {
+            outside += 1;
+            continue;
+        };
+        if let Some(g) = &params.tag {
+            if &req.name != g && !d.tags.contains(g) {
+                continue;
+            }
+        }
+        if let Some(v) = &below {
+            if d.os_version
+                .as_deref()
+                .is_some_and(|o| compare_versions(o, v).is_ge())
+            {
+                continue;
+            }
+        }
+        let st = states.get(&d.serial);
+        let required = st.and_then(|s| s.required_version.clone());
+        let ok = match &required {
+            Some(r) => d
+                .os_version
+                .as_deref()
+                .is_some_and(|o| compare_versions(o, r).is_ge()),
+            None => false,
+        };
+        let counts = by_requirement.entry(req.name.clone()).or_default();
+        if ok {
+            counts.0 += 1;
+            compliant.push(
+                json!({"serial": d.serial, "os_version": d.os_version, "requirement": req.name}),
+            );
+            continue;
+        }
+        counts.1 += 1;
+        let stage = st
+            .map(|s| s.stage.clone())
+            .unwrap_or_else(|| "not started".into());
+        *by_state.entry(stage.clone()).or_default() += 1;
+        behind.push(json!({
+            "serial": d.serial,
+            "name": d.name,
+            "os_version": d.os_version,
+            "requirement": req.name,
+            "required_version": required,
+            "deadline": st.and_then(|s| s.deadline.clone()),
+            "state": stage,
+            "why": st.and_then(|s| s.reason.clone()),
+            "next": st.and_then(|s| s.next.clone()).unwrap_or_else(|| "the next evaluation sends it a scan".into()),
+            "install_action": st.and_then(|s| s.install_action.clone()),
+            "product_key": st.and_then(|s| s.product_key.clone()),
+            "available_version": st.and_then(|s| s.available_version.clone()),
+            "progress": st.and_then(|s| s.progress),
+            "deferrals_used": st.map(|s| s.deferrals_used).unwrap_or(0),
+            "max_user_deferrals": st.and_then(|s| s.max_user_deferrals),
+            "pending_command": st.and_then(|s| s.pending_command.clone()),
+            "since": st.map(|s| s.updated_at.clone()),
+            "event_id": st.and_then(|s| s.event_id.clone()),
+        }));
+    }
+    let requirements: Vec<Value> = by_requirement
+        .into_iter()
+        .map(|(name, (ok, late))| json!({"name": name, "compliant": ok, "non_compliant": late}))
+        .collect();
+    Ok(Json(json!({
+        "required_version": below,
+        "required_from": "policy",
+        "devices": compliant.len() + behind.len(),
+        "compliant": compliant.len(),
+        "non_compliant": behind.len(),
+        "outside_policy": outside,
+        "by_state": by_state,
+        "requirements": requirements,
+        "behind": behind,
+        "compliant_devices": compliant,
+    })))
+}
+
+/// `POST /v1/software-update/evaluate`: the policy looks at every Mac now (after a
+/// change of policy, or to escalate without waiting for the schedule).
+pub async fn evaluate(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let config = state.config();
+    let Some(policy) = config.software_update.as_ref() else {
+        return Err(ApiError::not_found(
+            "this configuration has no software_update: section to evaluate",
+        ));
+    };
+    let event = fleetbus_event::Event::new(
+        fleetbus_config::SU_SOURCE,
+        fleetbus_config::SU_EVALUATE,
+        serde_json::Map::new(),
+    );
+    let id = event.id.clone();
+    let meta = fleetbus_event::Meta::ingested(policy.bus.clone(), "api/software-update");
+    let mut results = state.engine.put_attached(vec![(event, meta, None)]).await?;
+    match results.pop() {
+        Some(Ok(_)) => Ok(Json(json!({"event_id": id}))),
+        Some(Err(e)) => Err(ApiError::bad_request(e.to_string())),
+        None => Err(ApiError::bad_request(
+            "the evaluation was not put on the bus",
+        )),
+    }
 }
 
 /// The newest macOS version an `os-feed` source published.
@@ -221,6 +363,10 @@ pub async fn status(
     State(state): State<AppState>,
     Query(params): Query<StatusParams>,
 ) -> Result<Json<Value>, ApiError> {
+    let config = state.config();
+    if let Some(policy) = config.software_update.as_ref() {
+        return policy_status(&state, params, policy).await;
+    }
     let (required, from) = match params.version.filter(|v| !v.is_empty()) {
         Some(v) => (v, "asked"),
         None => match newest_release(&state).await? {

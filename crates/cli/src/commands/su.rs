@@ -1,5 +1,6 @@
 //! `fleetbus su status`: where the fleet stands against the required macOS version,
-//! from a running server (`GET /v1/software-update/status`).
+//! from a running server (`GET /v1/software-update/status`); `fleetbus su evaluate`
+//! asks the `software_update:` policy to look at every Mac now.
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ enum Command {
         #[arg(long, alias = "tag")]
         group: Option<String>,
     },
+    /// Under a `software_update:` policy: look at every Mac now (after changing
+    /// the policy, or to escalate without waiting for its schedule).
+    Evaluate,
 }
 
 fn s(v: &Value) -> &str {
@@ -37,7 +41,21 @@ fn s(v: &Value) -> &str {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let api = Api::from_args(&args.server)?;
-    let Command::Status { below, group } = &args.command;
+    let (below, group) = match &args.command {
+        Command::Status { below, group } => (below, group),
+        Command::Evaluate => {
+            let answer = api.post("/v1/software-update/evaluate", None)?;
+            if args.server.output != Output::Text {
+                println!("{answer}");
+            } else {
+                println!(
+                    "evaluation asked for (event {}); `fleetbus su status` shows where each Mac stands",
+                    s(&answer["event_id"])
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let mut query = Vec::new();
     if let Some(v) = below {
         query.push(format!("version={}", encode(v)));
@@ -55,20 +73,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.server.output != Output::Text {
         println!("{answer}");
     } else {
-        println!(
-            "macOS {} required ({}): {} of {} enrolled Macs compliant, {behind} behind",
-            s(&answer["required_version"]),
-            if answer["required_from"] == "os-feed" {
-                "newest published release"
-            } else {
-                "as asked"
-            },
-            answer["compliant"],
-            answer["devices"],
-        );
-        for d in answer["behind"].as_array().into_iter().flatten() {
+        if answer["required_from"] == "policy" {
             println!(
-                "  {}  {}  {}{}\n      next: {}",
+                "software_update policy: {} of {} enrolled Macs compliant, {behind} behind",
+                answer["compliant"], answer["devices"],
+            );
+            for r in answer["requirements"].as_array().into_iter().flatten() {
+                println!(
+                    "  {}: {} compliant, {} behind",
+                    s(&r["name"]),
+                    r["compliant"],
+                    r["non_compliant"]
+                );
+            }
+        } else {
+            println!(
+                "macOS {} required ({}): {} of {} enrolled Macs compliant, {behind} behind",
+                s(&answer["required_version"]),
+                if answer["required_from"] == "os-feed" {
+                    "newest published release"
+                } else {
+                    "as asked"
+                },
+                answer["compliant"],
+                answer["devices"],
+            );
+        }
+        for d in answer["behind"].as_array().into_iter().flatten() {
+            let target = match (d["required_version"].as_str(), d["deadline"].as_str()) {
+                (Some(v), Some(by)) => format!(" -> {v} by {by}"),
+                (Some(v), None) => format!(" -> {v}"),
+                _ => String::new(),
+            };
+            let action = d["install_action"]
+                .as_str()
+                .map(|a| format!(" [{a}]"))
+                .unwrap_or_default();
+            println!(
+                "  {}  {}{target}  {}{action}{}\n      next: {}",
                 s(&d["serial"]),
                 s(&d["os_version"]),
                 s(&d["state"]),

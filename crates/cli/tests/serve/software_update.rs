@@ -1,15 +1,22 @@
-//! The shipped software-update workflow (`examples/software-update.yaml`) end to
-//! end through the real binary: a fixture SOFA feed publishes a release -> the Mac
-//! below it gets ScheduleOSUpdateScan from a fake NanoMDM -> its AvailableOSUpdates
-//! answer names the ProductKey -> ScheduleOSUpdate with that key -> OSUpdateStatus
-//! -> the Mac's own unified-log lines -> its Authenticate with the new version ->
-//! compliant in `fleetbus su status`; a Mac that answers NotNow is reported so.
+//! The shipped software-update policy (`examples/software-update.yaml`) end to end
+//! through the real binary: a fixture SOFA feed publishes a release -> the Macs
+//! below the requirement get ScheduleOSUpdateScan from a fake NanoMDM -> a Mac's
+//! AvailableOSUpdates answer names the ProductKey -> ScheduleOSUpdate with the
+//! InstallAction the deadline calls for (DownloadOnly a month out), escalated as
+//! the deadline is moved nearer (InstallLater with MaxUserDeferrals, InstallASAP,
+//! InstallForceRestart) -> OSUpdateStatus -> the Mac's own unified-log lines ->
+//! its Authenticate with the new version -> compliant in `fleetbus su status`; a
+//! Mac that answers NotNow is `refused`, one whose log says otaAbandoned is
+//! `abandoned` with the reason. The deadline is set relative to now in the policy
+//! and moved by reloading it (the decisions' clock is the one given to them: their
+//! unit tests step through fixed times), never by sleeping.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 
 use super::mdm_workflows::{
     acknowledge, authenticate, plist_b64, webhook, with_type, FakeNanoMdm, MDM_KEY,
@@ -25,28 +32,45 @@ const CURRENT: &str = "C02SUCURRENT";
 const GAVE_UP: &str = "C02SUABANDON";
 const GAVE_UP_UDID: &str = "5U000004-0000-4000-8000-00000000BE04";
 
-fn setup(dir: &Path, mdm: &FakeNanoMdm, feed_url: &str) {
+/// RFC 3339 for now plus `hours`.
+fn in_hours(hours: i64) -> String {
+    (OffsetDateTime::now_utc() + time::Duration::hours(hours))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// The shipped example with its requirements replaced by one whose deadline is
+/// `deadline`, and the loopback MDM and feed.
+fn config(mdm: &FakeNanoMdm, feed_url: &str, deadline: &str) -> String {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/software-update.yaml"),
+    )
+    .unwrap();
+    let start = example.find("  requirements:\n").expect("requirements");
+    let end = example.find("\nrules:\n").expect("rules");
+    let requirements = format!(
+        "  requirements:\n    - name: fleet\n      required_minimum_os_version: latest\n      required_installation_date: \"{deadline}\"\n      max_user_deferrals: 2\n"
+    );
+    let example = format!("{}{requirements}{}", &example[..start], &example[end..])
+        .replace("http://127.0.0.1:9000", &mdm.url)
+        .replace(
+            "https://sofafeed.macadmins.io/v1/macos_data_feed.json",
+            feed_url,
+        )
+        .replace("interval: 1h", "interval: 1s")
+        .replacen(
+            "sources:\n",
+            "sources:\n  - name: nanomdm\n    kind: nanomdm\n    tokens: [\"${file:source-token}\"]\n  - name: devlogs\n    kind: unified-log\n    tokens: [\"${file:source-token}\"]\n",
+            1,
+        );
+    format!("server:\n  data_dir: data\n  api_tokens: [\"${{file:api-token}}\"]\n{example}")
+}
+
+fn setup(dir: &Path, config: &str) {
     std::fs::write(dir.join("api-token"), TOKEN).unwrap();
     std::fs::write(dir.join("source-token"), SOURCE_TOKEN).unwrap();
     std::fs::create_dir_all(dir.join("secrets")).unwrap();
     std::fs::write(dir.join("secrets/nanomdm-api-key"), MDM_KEY).unwrap();
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/software-update.yaml"),
-    )
-    .unwrap()
-    .replace("http://127.0.0.1:9000", &mdm.url)
-    .replace(
-        "https://sofafeed.macadmins.io/v1/macos_data_feed.json",
-        feed_url,
-    )
-    .replace("interval: 1h", "interval: 1s")
-    .replacen(
-        "sources:\n",
-        "sources:\n  - name: nanomdm\n    kind: nanomdm\n    tokens: [\"${file:source-token}\"]\n  - name: devlogs\n    kind: unified-log\n    tokens: [\"${file:source-token}\"]\n",
-        1,
-    );
-    let config =
-        format!("server:\n  data_dir: data\n  api_tokens: [\"${{file:api-token}}\"]\n{example}");
     std::fs::write(dir.join("fleetbus.yaml"), config).unwrap();
 }
 
@@ -54,31 +78,40 @@ fn put_mac(server: &Server, serial: &str, udid: &str, os: &str) {
     put_device(
         server,
         serial,
-        json!({"udid": udid, "os_version": os, "enrollment_state": "enrolled"}),
+        json!({"udid": udid, "os_version": os, "model": "Mac14,7", "enrollment_state": "enrolled"}),
     );
 }
 
-/// The one command of `request_type` sent to `udid`, once it is.
-fn sent(mdm: &FakeNanoMdm, request_type: &str, udid: &str) -> fleetbus_mdm::Command {
+/// The commands of `request_type` sent to `udid`, once there are `n`.
+fn sent_n(
+    mdm: &FakeNanoMdm,
+    request_type: &str,
+    udid: &str,
+    n: usize,
+) -> Vec<fleetbus_mdm::Command> {
+    let to_it = || -> Vec<fleetbus_mdm::Command> {
+        mdm.calls_of(request_type)
+            .into_iter()
+            .filter(|c| c.ids.iter().any(|i| i == udid))
+            .map(|c| c.command)
+            .collect()
+    };
     wait_for(
-        &format!("{request_type} to {udid}"),
+        &format!("{n} {request_type} to {udid}"),
         Duration::from_secs(30),
-        || {
-            mdm.calls_of(request_type)
-                .iter()
-                .any(|c| c.ids.iter().any(|i| i == udid))
-        },
+        || to_it().len() >= n,
     );
-    let calls = mdm.calls_of(request_type);
-    let to_it: Vec<_> = calls
-        .iter()
-        .filter(|c| c.ids.iter().any(|i| i == udid))
-        .collect();
-    assert_eq!(to_it.len(), 1, "one {request_type} to {udid}");
-    to_it[0].command.clone()
+    let all = to_it();
+    assert_eq!(all.len(), n, "exactly {n} {request_type} to {udid}");
+    all
 }
 
-fn su_status(dir: &Path, server: &Server) -> (i32, Value) {
+/// The one (newest) command of `request_type` to `udid`, once there is the `n`th.
+fn nth(mdm: &FakeNanoMdm, request_type: &str, udid: &str, n: usize) -> fleetbus_mdm::Command {
+    sent_n(mdm, request_type, udid, n).pop().unwrap()
+}
+
+fn su_status(dir: &Path, server: &Server, args: &[&str]) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
         .args([
             "su",
@@ -90,6 +123,7 @@ fn su_status(dir: &Path, server: &Server) -> (i32, Value) {
             "--token",
             TOKEN,
         ])
+        .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
@@ -101,15 +135,115 @@ fn su_status(dir: &Path, server: &Server) -> (i32, Value) {
     )
 }
 
+/// The status entry of `serial` once its state is `stage`.
+fn wait_stage(server: &Server, serial: &str, stage: &str) -> Value {
+    let mut last = Value::Null;
+    let found = (0..300).any(|_| {
+        let (_, status) = server.get("/v1/software-update/status");
+        last = status;
+        let entry = last["behind"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(last["compliant_devices"].as_array().into_iter().flatten())
+            .find(|d| d["serial"] == serial)
+            .cloned();
+        match entry {
+            Some(e)
+                if e["state"] == stage || (stage == "compliant" && e.get("state").is_none()) =>
+            {
+                true
+            }
+            _ => {
+                std::thread::sleep(Duration::from_millis(100));
+                false
+            }
+        }
+    });
+    assert!(found, "{serial} never reached {stage}: {last:#}");
+    last["behind"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(last["compliant_devices"].as_array().into_iter().flatten())
+        .find(|d| d["serial"] == serial)
+        .cloned()
+        .unwrap()
+}
+
+/// Moves the deadline: the policy file rewritten and reloaded, then evaluated now.
+fn move_deadline(dir: &Path, server: &Server, mdm: &FakeNanoMdm, feed_url: &str, deadline: &str) {
+    std::fs::write(dir.join("fleetbus.yaml"), config(mdm, feed_url, deadline)).unwrap();
+    let (code, body) = server.post(
+        "/v1/admin/reload",
+        Some(TOKEN),
+        "application/json",
+        b"",
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["su", "evaluate", "--url", &server.base, "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("evaluation asked for"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The Mac downloading at 42 %, as OSUpdateStatus answers.
+const DOWNLOADING: &str = "<key>OSUpdateStatus</key><array><dict><key>DownloadPercentComplete</key><real>0.42</real>\
+    <key>IsDownloaded</key><false/><key>ProductKey</key><string>MSU_UPDATE_24B83_patch_15.1</string>\
+    <key>Status</key><string>Downloading</string></dict></array>";
+
+/// The Mac acknowledges `schedule`, then answers the `n`th OSUpdateStatus that
+/// follows it: downloading, with `action` on record.
+fn answer_schedule(
+    server: &Server,
+    mdm: &FakeNanoMdm,
+    schedule: &fleetbus_mdm::Command,
+    n: usize,
+    action: &str,
+) {
+    webhook(
+        server,
+        &acknowledge(MAC_UDID, &schedule.command_uuid, "Acknowledged", ""),
+    );
+    let follow = nth(mdm, "OSUpdateStatus", MAC_UDID, n);
+    webhook(
+        server,
+        &acknowledge(MAC_UDID, &follow.command_uuid, "Acknowledged", DOWNLOADING),
+    );
+    wait_for(
+        &format!("{action} on record"),
+        Duration::from_secs(20),
+        || {
+            let e = wait_stage(server, MAC, "downloading");
+            e["install_action"] == action && e["pending_command"].is_null()
+        },
+    );
+}
+
+fn install_action(c: &fleetbus_mdm::Command) -> Value {
+    c.payload_json()["Updates"][0].clone()
+}
+
 #[test]
-fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
+fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let mdm = FakeNanoMdm::start();
     // The feed's newest macOS is 15.1 (build 24B83). It answers only once the
     // inventory is in: the release must find every Mac in the asset store.
     let feed = feed_server(feed(false));
     feed.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    setup(dir.path(), &mdm, &feed.url);
+    setup(dir.path(), &config(&mdm, &feed.url, &in_hours(30 * 24)));
     let server = Server::start(dir.path());
     put_mac(&server, MAC, MAC_UDID, "14.6");
     put_mac(&server, LATE, LATE_UDID, "15.0.1");
@@ -122,35 +256,42 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
     );
     feed.down.store(false, std::sync::atomic::Ordering::SeqCst);
 
-    // 1. The release: the two Macs below it scan; the current one is left alone.
-    let scan = sent(&mdm, "ScheduleOSUpdateScan", MAC_UDID);
-    sent(&mdm, "ScheduleOSUpdateScan", LATE_UDID);
-    let scans: Vec<Vec<String>> = mdm
-        .calls_of("ScheduleOSUpdateScan")
-        .into_iter()
-        .map(|c| c.ids)
-        .collect();
-    assert_eq!(scans.len(), 3, "{scans:?}");
-    let (code, status) = su_status(dir.path(), &server);
+    // 1. The release: the three Macs below it scan; the current one is left alone.
+    let scan = nth(&mdm, "ScheduleOSUpdateScan", MAC_UDID, 1);
+    nth(&mdm, "ScheduleOSUpdateScan", LATE_UDID, 1);
+    nth(&mdm, "ScheduleOSUpdateScan", GAVE_UP_UDID, 1);
+    assert_eq!(mdm.calls_of("ScheduleOSUpdateScan").len(), 3);
+    let entry = wait_stage(&server, MAC, "scan sent");
+    assert_eq!(entry["required_version"], "15.1");
+    assert_eq!(entry["requirement"], "fleet");
+    let (code, status) = su_status(dir.path(), &server, &[]);
     assert_eq!(code, 1, "Macs are behind: {status}");
-    assert_eq!(status["required_version"], "15.1");
-    assert_eq!(status["compliant"], 1);
-    let behind = status["behind"].as_array().unwrap();
-    assert!(
-        behind
-            .iter()
-            .all(|d| d["state"] == "ScheduleOSUpdateScan sent"),
-        "{status}"
+    assert_eq!(status["required_from"], "policy");
+    assert_eq!(status["compliant"], 1, "{status}");
+    assert_eq!(status["non_compliant"], 3, "{status}");
+    assert_eq!(
+        status["requirements"],
+        json!([{"name": "fleet", "compliant": 1, "non_compliant": 3}])
     );
+    // --below narrows to the Macs below a version.
+    let (_, below) = su_status(dir.path(), &server, &["--below", "15"]);
+    let serials: Vec<&str> = below["behind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(serials, [GAVE_UP, MAC], "{below}");
 
     // 2. The scan is acknowledged: the Mac is asked what it found.
     webhook(
         &server,
         &acknowledge(MAC_UDID, &scan.command_uuid, "Acknowledged", ""),
     );
-    let available = sent(&mdm, "AvailableOSUpdates", MAC_UDID);
+    let available = nth(&mdm, "AvailableOSUpdates", MAC_UDID, 1);
 
-    // 3. It names the OS update (and a non-OS one): exactly that ProductKey is scheduled.
+    // 3. It names the OS update (and a non-OS one): exactly that ProductKey is
+    //    scheduled, DownloadOnly while the deadline is a month away.
     let answer = "<key>AvailableOSUpdates</key><array>\
         <dict><key>HumanReadableName</key><string>Safari</string><key>IsOSUpdate</key><false/>\
         <key>ProductKey</key><string>052-12345</string><key>Version</key><string>18.1</string></dict>\
@@ -161,40 +302,59 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
         &server,
         &acknowledge(MAC_UDID, &available.command_uuid, "Acknowledged", answer),
     );
-    let schedule = sent(&mdm, "ScheduleOSUpdate", MAC_UDID);
-    let updates = &schedule.payload_json()["Updates"];
+    let schedule = nth(&mdm, "ScheduleOSUpdate", MAC_UDID, 1);
     assert_eq!(
-        updates,
-        &json!([{"ProductKey": "MSU_UPDATE_24B83_patch_15.1", "InstallAction": "InstallASAP"}])
+        install_action(&schedule),
+        json!({"ProductKey": "MSU_UPDATE_24B83_patch_15.1", "ProductVersion": "15.1", "InstallAction": "DownloadOnly"})
     );
 
-    // 4. Scheduled: OSUpdateStatus follows it.
-    webhook(
-        &server,
-        &acknowledge(MAC_UDID, &schedule.command_uuid, "Acknowledged", ""),
-    );
-    let follow = sent(&mdm, "OSUpdateStatus", MAC_UDID);
-    let status_answer = "<key>OSUpdateStatus</key><array><dict><key>DownloadPercentComplete</key><real>0.42</real>\
-        <key>IsDownloaded</key><false/><key>ProductKey</key><string>MSU_UPDATE_24B83_patch_15.1</string>\
-        <key>Status</key><string>Downloading</string></dict></array>";
-    webhook(
-        &server,
-        &acknowledge(
-            MAC_UDID,
-            &follow.command_uuid,
-            "Acknowledged",
-            status_answer,
-        ),
-    );
+    // 4. Scheduled: OSUpdateStatus follows it; its answer says downloading, 42 %.
+    answer_schedule(&server, &mdm, &schedule, 1, "DownloadOnly");
+    let entry = wait_stage(&server, MAC, "downloading");
+    assert_eq!(entry["progress"], 0.42);
+    assert_eq!(entry["install_action"], "DownloadOnly");
+    assert_eq!(entry["product_key"], "MSU_UPDATE_24B83_patch_15.1");
 
     // The other Mac refuses the scan: NotNow, reported with what happens next.
-    let late_scan = sent(&mdm, "ScheduleOSUpdateScan", LATE_UDID);
+    let late_scan = nth(&mdm, "ScheduleOSUpdateScan", LATE_UDID, 1);
     webhook(
         &server,
         &acknowledge(LATE_UDID, &late_scan.command_uuid, "NotNow", ""),
     );
+    let late = wait_stage(&server, LATE, "refused");
+    assert!(late["why"].as_str().unwrap().contains("NotNow"), "{late}");
+    assert!(
+        late["next"].as_str().unwrap().contains("sent again"),
+        "{late}"
+    );
 
-    // 5. The Mac's own log tells the download and install.
+    // 5. The deadline three days away: InstallLater with the policy's deferrals.
+    move_deadline(dir.path(), &server, &mdm, &feed.url, &in_hours(3 * 24));
+    let later = nth(&mdm, "ScheduleOSUpdate", MAC_UDID, 2);
+    assert_eq!(install_action(&later)["InstallAction"], "InstallLater");
+    assert_eq!(install_action(&later)["MaxUserDeferrals"], 2);
+    // The refused Mac is asked again at this evaluation.
+    nth(&mdm, "ScheduleOSUpdateScan", LATE_UDID, 2);
+    answer_schedule(&server, &mdm, &later, 2, "InstallLater");
+
+    // 6. The deadline passed an hour ago: InstallASAP; two days ago: InstallForceRestart.
+    move_deadline(dir.path(), &server, &mdm, &feed.url, &in_hours(-1));
+    let asap = nth(&mdm, "ScheduleOSUpdate", MAC_UDID, 3);
+    assert_eq!(install_action(&asap)["InstallAction"], "InstallASAP");
+    assert!(install_action(&asap).get("MaxUserDeferrals").is_none());
+    answer_schedule(&server, &mdm, &asap, 3, "InstallASAP");
+    move_deadline(dir.path(), &server, &mdm, &feed.url, &in_hours(-48));
+    let force = nth(&mdm, "ScheduleOSUpdate", MAC_UDID, 4);
+    assert_eq!(
+        install_action(&force)["InstallAction"],
+        "InstallForceRestart"
+    );
+    webhook(
+        &server,
+        &acknowledge(MAC_UDID, &force.command_uuid, "Acknowledged", ""),
+    );
+
+    // 7. The Mac's own log tells the install (the seed's lines).
     let ulog = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../ulog/fixtures/softwareupdate.ndjson"),
     )
@@ -207,14 +367,7 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
         &[],
     );
     assert_eq!(code, 200, "{body}");
-    let (_, status) = su_status(dir.path(), &server);
-    let states: Vec<(&str, &str)> = status["behind"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["serial"].as_str().unwrap(), d["state"].as_str().unwrap()))
-        .collect();
-    assert!(states.contains(&(LATE, "refused")), "{status}");
+    wait_stage(&server, MAC, "installing");
 
     // A third Mac gives the update up, as its own log says (the seed's line).
     let abandoned = json!({
@@ -235,29 +388,16 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
         &[],
     );
     assert_eq!(code, 200, "{body}");
-    let (_, status) = su_status(dir.path(), &server);
-    let gave_up = status["behind"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["serial"] == GAVE_UP)
-        .unwrap();
-    assert_eq!(gave_up["state"], "abandoned", "{status}");
-    assert_eq!(gave_up["why"], "[SUMacControllerError:7749]", "{status}");
-    // The workflow's trouble rule hears of it, and of the NotNow.
+    let gave_up = wait_stage(&server, GAVE_UP, "abandoned");
+    assert_eq!(gave_up["why"], "[SUMacControllerError:7749]", "{gave_up}");
+    // The workflow's trouble rule hears of both.
     let trouble = dir.path().join("software-update-trouble.log");
     wait_for("the trouble log", Duration::from_secs(20), || {
         std::fs::read_to_string(&trouble)
-            .is_ok_and(|t| t.contains("otaAbandoned") && t.contains("NotNow"))
+            .is_ok_and(|t| t.contains("\"abandoned\"") && t.contains("\"refused\""))
     });
-    assert!(
-        !states
-            .iter()
-            .any(|(s, st)| *s == MAC && *st == "not started"),
-        "{status}"
-    );
 
-    // 6. After the restart the Mac authenticates on 15.1: compliant.
+    // 8. After the restart the Mac authenticates on 15.1: compliant.
     let mut back = authenticate(MAC_UDID, MAC);
     back["event_id"] = json!("auth-after-update");
     let payload = format!(
@@ -271,9 +411,11 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
     wait_for("the new version on record", Duration::from_secs(20), || {
         server.get(&format!("/v1/assets/devices/{MAC}")).1["os_version"] == "15.1"
     });
-    let (code, status) = su_status(dir.path(), &server);
+    wait_for("compliant", Duration::from_secs(20), || {
+        su_status(dir.path(), &server, &[]).1["compliant"] == 2
+    });
+    let (code, status) = su_status(dir.path(), &server, &[]);
     assert_eq!(code, 1, "the NotNow Mac is still behind: {status}");
-    assert_eq!(status["compliant"], 2, "{status}");
     let behind: Vec<&str> = status["behind"]
         .as_array()
         .unwrap()
@@ -283,15 +425,19 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
     assert_eq!(behind, [GAVE_UP, LATE], "{status}");
 
     // The Mac's timeline tells the story in order (oldest first here).
-    let mut story: Vec<String> = timeline(&server, &format!("device/{MAC}"))
+    let events = timeline(&server, &format!("device/{MAC}"));
+    let mut story: Vec<String> = events
         .iter()
         .rev()
         .filter_map(|e| {
             let dt = e["event"]["detail-type"].as_str()?;
-            let rt = e["event"]["detail"]["command"]["request_type"].as_str();
-            match (dt, rt) {
+            let d = &e["event"]["detail"];
+            match (dt, d["command"]["request_type"].as_str()) {
                 ("MDM Command Enqueued" | "MDM Command Result", Some(rt)) => {
                     Some(format!("{dt}: {rt}"))
+                }
+                ("Software Update Status Changed", _) => {
+                    Some(format!("-> {}", d["stage"].as_str()?))
                 }
                 ("MDM Check-in", _) => Some(dt.to_owned()),
                 _ => None,
@@ -299,26 +445,39 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
         })
         .collect();
     story.dedup();
-    assert_eq!(
-        story,
-        [
-            "MDM Command Enqueued: ScheduleOSUpdateScan",
-            "MDM Command Result: ScheduleOSUpdateScan",
-            "MDM Command Enqueued: AvailableOSUpdates",
-            "MDM Command Result: AvailableOSUpdates",
-            "MDM Command Enqueued: ScheduleOSUpdate",
-            "MDM Command Result: ScheduleOSUpdate",
-            "MDM Command Enqueued: OSUpdateStatus",
-            "MDM Command Result: OSUpdateStatus",
-            "MDM Check-in",
-        ],
-        "{story:#?}"
+    let pos = |s: &str| {
+        story
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s} not in {story:#?}"))
+    };
+    let order = [
+        "MDM Command Enqueued: ScheduleOSUpdateScan",
+        "-> scan sent",
+        "MDM Command Result: ScheduleOSUpdateScan",
+        "-> scanned",
+        "MDM Command Enqueued: AvailableOSUpdates",
+        "MDM Command Result: AvailableOSUpdates",
+        "-> update found",
+        "-> scheduled",
+        "MDM Command Result: ScheduleOSUpdate",
+        "MDM Command Enqueued: OSUpdateStatus",
+        "MDM Command Result: OSUpdateStatus",
+        "-> downloading",
+        "-> installing",
+        "MDM Check-in",
+        "-> compliant",
+    ];
+    let at: Vec<usize> = order.iter().map(|s| pos(s)).collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "{order:?} at {at:?} in {story:#?}"
     );
-    // Each step is linked to the one before it: the schedule's result traces back
-    // to the release.
-    let events = timeline(&server, &format!("device/{MAC}"));
+    // Each step is linked to the one before it: the first schedule's result
+    // traces back to the release.
     let result = with_type(&events, "MDM Command Result")
         .into_iter()
+        .rev()
         .find(|e| e["event"]["detail"]["command"]["request_type"] == "ScheduleOSUpdate")
         .unwrap();
     let id = result["event"]["id"].as_str().unwrap();
@@ -326,5 +485,14 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_step_by_step() {
     let root = &trace["causes"][0]["event"];
     assert_eq!(root["detail-type"], "OS Release Published", "{trace}");
     assert_eq!(root["detail"]["product_version"], "15.1");
+
+    // The evaluations sampled each Mac into the series, by requirement and state.
+    let (code, series) = server.get("/v1/stats/series/software_update");
+    assert_eq!(code, 200, "{series}");
+    let text = series.to_string();
+    assert!(
+        text.contains("compliant") && text.contains("behind"),
+        "{series}"
+    );
     server.stop();
 }

@@ -248,11 +248,8 @@ fn validate(raw: RawSet, errors: &mut Vec<ConfigError>) -> Config {
         });
     }
 
-    let policy = software_update::validate_software_update(
-        raw.software_update.as_ref(),
-        &buses,
-        &mut cx,
-    );
+    let policy =
+        software_update::validate_software_update(raw.software_update.as_ref(), &buses, &mut cx);
 
     let mut rules = Vec::new();
     let mut rule_names: BTreeMap<String, String> = BTreeMap::new();

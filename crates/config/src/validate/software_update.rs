@@ -57,8 +57,10 @@ pub(crate) fn validate_software_update(
             };
             let url = m.url.clone().unwrap_or_default();
             if m.url.is_none() {
-                cx.errors
-                    .push(mo.error(&[], "missing required field url (the MDM server's base URL)"));
+                cx.errors.push(mo.error(
+                    &[],
+                    "missing required field url (the MDM server's base URL)",
+                ));
             } else if !(url.starts_with("http://") || url.starts_with("https://")) {
                 cx.errors.push(mo.error(
                     &[key("url")],

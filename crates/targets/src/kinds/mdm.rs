@@ -116,7 +116,9 @@ impl MdmTargetImpl {
         let known = {
             let uuid = uuid.to_owned();
             assets
-                .run("command", move |a| Ok::<_, DeliveryError>(a.command(&uuid)?))
+                .run("command", move |a| {
+                    Ok::<_, DeliveryError>(a.command(&uuid)?)
+                })
                 .await?
         };
         if known.is_some() {
@@ -161,8 +163,7 @@ impl MdmTargetImpl {
                 let event = self.enqueued_event(
                     ctx,
                     device,
-                    &self.spec.request_type,
-                    &uuid,
+                    (&self.spec.request_type, &uuid),
                     record.serial.as_deref(),
                     Vec::new(),
                     now,
@@ -357,13 +358,20 @@ impl MdmTargetImpl {
             command_uuid: uuid,
         }
         .emit();
-        let mut event =
-            self.enqueued_event(ctx, device, request_type, uuid, serial.as_deref(), warnings, now)?;
+        let mut event = self.enqueued_event(
+            ctx,
+            device,
+            (request_type, uuid),
+            serial.as_deref(),
+            warnings,
+            now,
+        )?;
         event.detail.insert("pin_escrowed".into(), json!(uses_pin));
         Ok(event)
     }
 
-    /// The `MDM Command Enqueued` event of one device. Its id is the CommandUUID:
+    /// The `MDM Command Enqueued` event of one device for a (RequestType,
+    /// CommandUUID). Its id is the CommandUUID:
     /// a retry that re-emits it for a device enqueued by an earlier attempt (whose
     /// events were lost with that attempt's failure) is dropped as a duplicate if
     /// the earlier one did reach the bus.
@@ -371,8 +379,7 @@ impl MdmTargetImpl {
         &self,
         ctx: &DeliveryContext<'_>,
         device: &Addressee,
-        request_type: &str,
-        uuid: &str,
+        (request_type, uuid): (&str, &str),
         serial: Option<&str>,
         warnings: Vec<String>,
         now: OffsetDateTime,

@@ -37,9 +37,9 @@ pub(crate) fn goal(
     };
     let release = match &req.required {
         RequiredVersion::Version(v) => releases.iter().find(|r| &r.product_version == v),
-        RequiredVersion::Latest => Some(
-            newest(&|_| true).ok_or("latest: the feed has published no macOS release yet")?,
-        ),
+        RequiredVersion::Latest => {
+            Some(newest(&|_| true).ok_or("latest: the feed has published no macOS release yet")?)
+        }
         RequiredVersion::LatestMinor => {
             let m = os_version
                 .and_then(major)
@@ -72,10 +72,10 @@ pub(crate) fn goal(
     let released = r
         .release_date
         .as_deref()
-        .and_then(|d| {
-            OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .ok_or_else(|| format!("{version}: the feed gives no release date to count the SLA from"))?;
+        .and_then(|d| OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok())
+        .ok_or_else(|| {
+            format!("{version}: the feed gives no release date to count the SLA from")
+        })?;
     let is_major = match (os_version.and_then(major), major(&version)) {
         (Some(from), Some(to)) => to > from,
         _ => false,
@@ -233,6 +233,12 @@ pub(crate) fn decide(
                 }
             }
         }
+        ("scanned", _) => Decision::Send {
+            request_type: "AvailableOSUpdates",
+            payload: json!({}),
+            stage: "scanned",
+            next: "the Mac names the updates it found; the OS update is scheduled".into(),
+        },
         ("installing", _) => Decision::Send {
             request_type: "DeviceInformation",
             payload: json!({"Queries": ["OSVersion", "BuildVersion"]}),
@@ -336,11 +342,16 @@ pub(crate) fn pick_update<'a>(
 }
 
 /// Where an OSUpdateStatus answer puts the Mac: (stage, progress).
-pub(crate) fn status_stage(answer: &Value, product_key: Option<&str>) -> Option<(&'static str, Option<f64>)> {
+pub(crate) fn status_stage(
+    answer: &Value,
+    product_key: Option<&str>,
+) -> Option<(&'static str, Option<f64>)> {
     let list = answer.get("OSUpdateStatus")?.as_array()?;
     let entry = list
         .iter()
-        .find(|e| product_key.is_some() && e.get("ProductKey").and_then(Value::as_str) == product_key)
+        .find(|e| {
+            product_key.is_some() && e.get("ProductKey").and_then(Value::as_str) == product_key
+        })
         .or_else(|| list.first())?;
     let progress = entry.get("DownloadPercentComplete").and_then(Value::as_f64);
     let downloaded = entry.get("IsDownloaded").and_then(Value::as_bool) == Some(true);
@@ -356,26 +367,39 @@ pub(crate) fn status_stage(answer: &Value, product_key: Option<&str>) -> Option<
 
 /// What a Mac's software-update log event says: (stage, `""` to keep it; reason;
 /// whether the user put the install off).
-pub(crate) fn log_stage(detail: &serde_json::Map<String, Value>) -> Option<(&'static str, Option<String>, bool)> {
+pub(crate) fn log_stage(
+    detail: &serde_json::Map<String, Value>,
+) -> Option<(&'static str, Option<String>, bool)> {
     let action = detail.get("action").and_then(Value::as_str).unwrap_or("");
     let text = |k: &str| detail.get(k).and_then(Value::as_str).map(str::to_owned);
     Some(match action {
         "otaAbandoned" => ("abandoned", text("failureReason").or(text("result")), false),
         "otaDownloaded" | "otaReady" => ("downloaded", None, false),
         "otaInstalling" | "restartCountdown" | "rebootNow" => ("installing", None, false),
-        "updateFinished" => ("installing", Some("the Mac finished installing; it restarts into the new version".into()), false),
+        "updateFinished" => (
+            "installing",
+            Some("the Mac finished installing; it restarts into the new version".into()),
+            false,
+        ),
         "progress" => ("downloading", None, false),
         "userAction" => {
             let verb = text("verb").unwrap_or_default();
             let choice = text("choice").unwrap_or_default();
             let deferred = verb == "deferred"
                 || verb == "dismissed"
-                || matches!(choice.as_str(), "later" | "remind me later" | "tonight" | "try tonight");
+                || matches!(
+                    choice.as_str(),
+                    "later" | "remind me later" | "tonight" | "try tonight"
+                );
             if !deferred {
                 return None;
             }
             // The stage stays: the user put the install off.
-            ("", Some(format!("the user {verb} {choice}").trim().to_owned()), true)
+            (
+                "",
+                Some(format!("the user {verb} {choice}").trim().to_owned()),
+                true,
+            )
         }
         _ => return None,
     })
@@ -383,7 +407,9 @@ pub(crate) fn log_stage(detail: &serde_json::Map<String, Value>) -> Option<(&'st
 
 /// What a declarative-management status report says about software update:
 /// (stage, pending version, failure reason).
-pub(crate) fn declarative_status(data: &Value) -> Option<(&'static str, Option<String>, Option<String>)> {
+pub(crate) fn declarative_status(
+    data: &Value,
+) -> Option<(&'static str, Option<String>, Option<String>)> {
     let su = data.get("StatusItems")?.get("softwareupdate")?;
     let state = su.get("install-state").and_then(Value::as_str);
     let pending = su
@@ -405,4 +431,318 @@ pub(crate) fn declarative_status(data: &Value) -> Option<(&'static str, Option<S
         _ => "declared",
     };
     Some((stage, pending, failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn policy(text: &str) -> std::sync::Arc<SoftwareUpdate> {
+        let config = fleetbus_config::load_str(
+            "c.yaml",
+            &format!(
+                "software_update:\n  mdm: {{url: \"http://127.0.0.1:9\", api_key: \"${{env:HOME}}\"}}\n{text}"
+            ),
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        config.software_update.unwrap()
+    }
+
+    fn release(v: &str, date: &str, cves: u32, exploited: bool) -> OsRelease {
+        OsRelease {
+            platform: "macOS".into(),
+            product_version: v.into(),
+            build: Some(format!("B{v}")),
+            release_date: Some(date.into()),
+            cves,
+            actively_exploited: exploited,
+        }
+    }
+
+    #[test]
+    fn the_install_action_escalates_as_the_deadline_nears() {
+        let p = policy("  requirements: [{name: all}]\n");
+        let deadline = datetime!(2026-12-20 17:00 UTC);
+        let at = |t| install_action(&p, deadline, t);
+        assert_eq!(at(datetime!(2026-12-01 00:00 UTC)), "DownloadOnly");
+        assert_eq!(at(datetime!(2026-12-13 16:59 UTC)), "DownloadOnly");
+        assert_eq!(at(datetime!(2026-12-13 17:01 UTC)), "InstallLater");
+        assert_eq!(at(datetime!(2026-12-20 16:59 UTC)), "InstallLater");
+        assert_eq!(at(datetime!(2026-12-20 17:00 UTC)), "InstallASAP");
+        assert_eq!(at(datetime!(2026-12-21 16:59 UTC)), "InstallASAP");
+        assert_eq!(at(datetime!(2026-12-21 17:00 UTC)), "InstallForceRestart");
+    }
+
+    #[test]
+    fn deadlines_come_from_the_date_or_the_sla_the_release_calls_for() {
+        let p = policy(
+            "  requirements:
+    - {name: fixed, tags: [a], required_minimum_os_version: '15.1', required_installation_date: '2026-12-20T17:00:00Z'}
+    - {name: sla, required_minimum_os_version: latest-minor, actively_exploited_cves_minor_update_sla: 3}
+",
+        );
+        let releases = [
+            release("15.1", "2026-11-01T00:00:00Z", 2, true),
+            release("15.0.1", "2026-10-01T00:00:00Z", 0, false),
+            release("14.7.1", "2026-11-02T00:00:00Z", 5, false),
+            release("26.1", "2026-11-03T00:00:00Z", 0, false),
+        ];
+        let g = goal(&p.requirements[0], &releases, Some("14.6")).unwrap();
+        assert_eq!(g.version, "15.1");
+        assert_eq!(g.build.as_deref(), Some("B15.1"));
+        assert_eq!(g.deadline, datetime!(2026-12-20 17:00 UTC));
+        // latest-minor: the newest release of the Mac's own major version, with the
+        // SLA of what that release fixes.
+        let g = goal(&p.requirements[1], &releases, Some("15.0")).unwrap();
+        assert_eq!(g.version, "15.1");
+        assert_eq!(
+            g.deadline,
+            datetime!(2026-11-04 00:00 UTC),
+            "3 days: exploited"
+        );
+        assert!(g.why.contains("actively exploited"), "{}", g.why);
+        let g = goal(&p.requirements[1], &releases, Some("14.6")).unwrap();
+        assert_eq!(g.version, "14.7.1");
+        assert_eq!(g.deadline, datetime!(2026-11-23 00:00 UTC), "21 days: CVEs");
+        let e = goal(&p.requirements[1], &releases, Some("13.7")).unwrap_err();
+        assert!(e.contains("no macOS 13 release"), "{e}");
+        let e = goal(&p.requirements[1], &[], None).unwrap_err();
+        assert!(e.contains("not known"), "{e}");
+        // latest: a major upgrade for a Mac on 15 gets the major SLA (28 days).
+        let latest = policy("  requirements: [{name: all}]\n");
+        let g = goal(&latest.requirements[0], &releases, Some("15.1")).unwrap();
+        assert_eq!(g.version, "26.1");
+        assert_eq!(g.deadline, datetime!(2026-12-01 00:00 UTC));
+        assert!(g.why.contains("a major"), "{}", g.why);
+        let e = goal(&latest.requirements[0], &[], Some("15.1")).unwrap_err();
+        assert!(e.contains("no macOS release yet"), "{e}");
+    }
+
+    fn state(stage: &str) -> SuState {
+        SuState {
+            serial: "C02X".into(),
+            stage: stage.into(),
+            ..SuState::default()
+        }
+    }
+
+    #[test]
+    fn each_state_gets_its_next_command_and_escalations_are_sent_once() {
+        let p = policy("  requirements: [{name: all, max_user_deferrals: 2}]\n");
+        let req = &p.requirements[0];
+        let g = Goal {
+            version: "15.1".into(),
+            build: None,
+            deadline: datetime!(2026-12-20 17:00 UTC),
+            why: String::new(),
+        };
+        let early = datetime!(2026-12-01 00:00 UTC);
+        let rt = |d: Decision| match d {
+            Decision::Send {
+                request_type,
+                payload,
+                ..
+            } => (request_type, payload),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            decide(&p, req, &state("not started"), Some("15.1"), &g, early),
+            Decision::Compliant
+        );
+        assert_eq!(
+            rt(decide(
+                &p,
+                req,
+                &state("not started"),
+                Some("14.6"),
+                &g,
+                early
+            ))
+            .0,
+            "ScheduleOSUpdateScan"
+        );
+        let mut found = state("update found");
+        found.product_key = Some("MSU_UPDATE_24B83_patch_15.1".into());
+        found.available_version = Some("15.1".into());
+        let (r, payload) = rt(decide(&p, req, &found, Some("14.6"), &g, early));
+        assert_eq!(r, "ScheduleOSUpdate");
+        assert_eq!(
+            payload,
+            json!({"Updates": [{"ProductKey": "MSU_UPDATE_24B83_patch_15.1", "ProductVersion": "15.1", "InstallAction": "DownloadOnly"}]})
+        );
+        // Scheduled with DownloadOnly: followed, until the deadline is a week away.
+        let mut scheduled = found.clone();
+        scheduled.stage = "scheduled".into();
+        scheduled.install_action = Some("DownloadOnly".into());
+        assert_eq!(
+            rt(decide(&p, req, &scheduled, Some("14.6"), &g, early)).0,
+            "OSUpdateStatus"
+        );
+        let (r, payload) = rt(decide(
+            &p,
+            req,
+            &scheduled,
+            Some("14.6"),
+            &g,
+            datetime!(2026-12-15 00:00 UTC),
+        ));
+        assert_eq!(r, "ScheduleOSUpdate");
+        assert_eq!(payload["Updates"][0]["InstallAction"], "InstallLater");
+        assert_eq!(payload["Updates"][0]["MaxUserDeferrals"], 2);
+        scheduled.install_action = Some("InstallLater".into());
+        let (_, payload) = rt(decide(
+            &p,
+            req,
+            &scheduled,
+            Some("14.6"),
+            &g,
+            datetime!(2026-12-22 00:00 UTC),
+        ));
+        assert_eq!(
+            payload["Updates"][0]["InstallAction"],
+            "InstallForceRestart"
+        );
+        // An unanswered command is waited for, then sent again.
+        let mut pending = state("scan sent");
+        pending.pending_command = Some("ScheduleOSUpdateScan".into());
+        pending.pending_since = Some("2026-12-01T00:00:00Z".into());
+        assert!(
+            matches!(decide(&p, req, &pending, Some("14.6"), &g, datetime!(2026-12-01 12:00 UTC)), Decision::Wait(w) if w.contains("ScheduleOSUpdateScan"))
+        );
+        assert_eq!(
+            rt(decide(
+                &p,
+                req,
+                &pending,
+                Some("14.6"),
+                &g,
+                datetime!(2026-12-02 00:00 UTC)
+            ))
+            .0,
+            "ScheduleOSUpdateScan"
+        );
+        // Errors: retried, then left for a person.
+        let mut failed = state("failed");
+        failed.errors = 3;
+        failed.reason = Some("disk full".into());
+        assert!(
+            matches!(decide(&p, req, &failed, Some("14.6"), &g, early), Decision::Wait(w) if w.contains("a person") && w.contains("disk full"))
+        );
+        failed.errors = 1;
+        assert_eq!(
+            rt(decide(&p, req, &failed, Some("14.6"), &g, early)).0,
+            "ScheduleOSUpdateScan"
+        );
+        assert_eq!(
+            rt(decide(
+                &p,
+                req,
+                &state("installing"),
+                Some("14.6"),
+                &g,
+                early
+            ))
+            .0,
+            "DeviceInformation"
+        );
+        assert_eq!(
+            rt(decide(&p, req, &state("scanned"), Some("14.6"), &g, early)).0,
+            "AvailableOSUpdates"
+        );
+    }
+
+    #[test]
+    fn macs_on_14_or_later_get_the_declaration_once() {
+        let p = policy("  details_url: https://it.example.com/u\n  requirements: [{name: all, declarations: true}]\n");
+        let req = &p.requirements[0];
+        let g = Goal {
+            version: "15.1".into(),
+            build: Some("24B83".into()),
+            deadline: datetime!(2026-12-20 17:00 UTC),
+            why: String::new(),
+        };
+        let now = datetime!(2026-12-01 00:00 UTC);
+        let Decision::Declare(d) = decide(&p, req, &state("not started"), Some("14.6"), &g, now)
+        else {
+            panic!("a declaration");
+        };
+        assert_eq!(
+            d["Type"],
+            "com.apple.configuration.softwareupdate.enforcement.specific"
+        );
+        assert_eq!(
+            d["Payload"],
+            json!({"TargetOSVersion": "15.1", "TargetBuildVersion": "24B83",
+                   "TargetLocalDateTime": "2026-12-20T17:00:00", "DetailsURL": "https://it.example.com/u"})
+        );
+        let mut declared = state("declared");
+        declared.required_version = Some("15.1".into());
+        declared.deadline = Some("2026-12-20T17:00:00Z".into());
+        assert!(matches!(
+            decide(&p, req, &declared, Some("14.6"), &g, now),
+            Decision::Wait(_)
+        ));
+        // Older Macs get commands.
+        assert!(matches!(
+            decide(&p, req, &state("not started"), Some("13.6"), &g, now),
+            Decision::Send { .. }
+        ));
+    }
+
+    #[test]
+    fn answers_and_status_reports_are_read() {
+        let answer = json!({"AvailableOSUpdates": [
+            {"ProductKey": "052-12345", "IsOSUpdate": false, "Version": "18.1"},
+            {"ProductKey": "MSU_UPDATE_25B78_patch_26.1_major", "IsOSUpdate": true, "ProductVersion": "26.1"},
+            {"ProductKey": "MSU_UPDATE_24B83_patch_15.1", "IsOSUpdate": true, "Version": "15.1"}
+        ]});
+        assert_eq!(
+            pick_update(&answer, "15.1").unwrap(),
+            ("MSU_UPDATE_24B83_patch_15.1", Some("15.1"))
+        );
+        let e = pick_update(&answer, "27").unwrap_err();
+        assert!(
+            e.contains("26.1 (MSU_UPDATE_25B78_patch_26.1_major)") && e.contains("none is 27"),
+            "{e}"
+        );
+        assert!(pick_update(&json!({"AvailableOSUpdates": []}), "15.1")
+            .unwrap_err()
+            .contains("no OS update"));
+        let status = json!({"OSUpdateStatus": [{"ProductKey": "K", "Status": "Downloading", "DownloadPercentComplete": 0.42, "IsDownloaded": false}]});
+        assert_eq!(
+            status_stage(&status, Some("K")),
+            Some(("downloading", Some(0.42)))
+        );
+        let status = json!({"OSUpdateStatus": [{"ProductKey": "K", "Status": "Idle", "IsDownloaded": true}]});
+        assert_eq!(status_stage(&status, Some("K")), Some(("downloaded", None)));
+        let report = json!({"StatusItems": {"softwareupdate": {
+            "install-state": "failed",
+            "pending-version": {"os-version": "15.1", "build-version": "24B83"},
+            "failure-reason": {"count": 2, "reason": "not enough space", "timestamp": "2026-12-01T00:00:00Z"}}}});
+        assert_eq!(
+            declarative_status(&report),
+            Some((
+                "failed",
+                Some("15.1".into()),
+                Some("not enough space".into())
+            ))
+        );
+        let mut log = serde_json::Map::new();
+        log.insert("action".into(), json!("otaAbandoned"));
+        log.insert("failureReason".into(), json!("[SUMacControllerError:7749]"));
+        assert_eq!(
+            log_stage(&log),
+            Some((
+                "abandoned",
+                Some("[SUMacControllerError:7749]".into()),
+                false
+            ))
+        );
+        log.insert("action".into(), json!("userAction"));
+        log.insert("verb".into(), json!("clicked"));
+        log.insert("choice".into(), json!("later"));
+        assert!(log_stage(&log).unwrap().2, "a deferral");
+    }
 }

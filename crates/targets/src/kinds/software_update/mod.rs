@@ -35,7 +35,7 @@ use decide::{Decision, Goal};
 pub const STATUS_CHANGED: &str = "Software Update Status Changed";
 /// Detail-type of a declaration to put in place.
 pub const DECLARATION: &str = "Software Update Declaration";
-/// The series the scheduled evaluations count Macs into, by requirement and state.
+/// The series each evaluation samples Macs into, by requirement and state.
 pub const SERIES: &str = "software_update";
 
 /// How long one MDM call may take.
@@ -108,15 +108,15 @@ impl SoftwareUpdateTarget {
                 assets
                     .run("record release", move |a| a.put_os_release(&release))
                     .await?;
-                self.evaluate(assets, ctx, false, &mut out).await?;
+                self.evaluate(assets, ctx, &mut out).await?;
                 format!("macOS {version} recorded; Macs evaluated")
             }
             ("fleetbus.scheduler", "Scheduled Event") => {
-                self.evaluate(assets, ctx, true, &mut out).await?;
+                self.evaluate(assets, ctx, &mut out).await?;
                 "Macs evaluated".into()
             }
             (SU_SOURCE, fleetbus_config::SU_EVALUATE) => {
-                self.evaluate(assets, ctx, false, &mut out).await?;
+                self.evaluate(assets, ctx, &mut out).await?;
                 "Macs evaluated".into()
             }
             _ => match self.on_device_event(assets, ctx, &doc, &mut out).await? {
@@ -146,18 +146,22 @@ impl SoftwareUpdateTarget {
             });
         }
         Ok(status(
-            &format!("{what}: {} command(s) sent, {} change(s)", out.sent, out.changed),
+            &format!(
+                "{what}: {} command(s) sent, {} change(s)",
+                out.sent, out.changed
+            ),
             out,
         ))
     }
 
     /// Every enrolled Mac against the policy: compliant ones noted, the others
-    /// sent their next command. `count` puts the tally into the series.
+    /// sent their next command. Each evaluation samples each Mac once into the
+    /// series, by requirement and state (`compliant` or `behind`): at the hourly
+    /// schedule, an hour's bucket is the fleet as it stood.
     async fn evaluate(
         &self,
         assets: &AsyncAssetStore,
         ctx: &DeliveryContext<'_>,
-        count: bool,
         out: &mut Out,
     ) -> Result<(), DeliveryError> {
         let (devices, states, releases) = assets
@@ -186,10 +190,13 @@ impl SoftwareUpdateTarget {
                 .await;
             let compliant = state.stage == "compliant";
             *tally
-                .entry((req.name.clone(), if compliant { "compliant" } else { "behind" }))
+                .entry((
+                    req.name.clone(),
+                    if compliant { "compliant" } else { "behind" },
+                ))
                 .or_default() += 1;
         }
-        if count {
+        {
             if let Some(sink) = &self.series {
                 let at = (now.unix_timestamp_nanos() / 1_000_000) as i64;
                 for ((requirement, state), n) in tally {
@@ -242,17 +249,35 @@ impl SoftwareUpdateTarget {
         let goal = match decide::goal(req, releases, state.os_version.as_deref()) {
             Ok(g) => g,
             Err(why) => {
-                set(&mut state, "waiting for a release", Some(why), "the feed publishes the release the requirement names");
-                self.save(assets, ctx, &before, state.clone(), now, out).await;
+                set(
+                    &mut state,
+                    "waiting for a release",
+                    Some(why),
+                    "the feed publishes the release the requirement names",
+                );
+                self.save(assets, ctx, &before, state.clone(), now, out)
+                    .await;
                 return state;
             }
         };
         state.required_version = Some(goal.version.clone());
         state.deadline = Some(decide::rfc3339(goal.deadline));
-        match decide::decide(&self.policy, req, &state, state.os_version.as_deref(), &goal, now) {
+        match decide::decide(
+            &self.policy,
+            req,
+            &state,
+            state.os_version.as_deref(),
+            &goal,
+            now,
+        ) {
             Decision::Compliant => {
                 let v = state.os_version.clone().unwrap_or_default();
-                set(&mut state, "compliant", Some(format!("runs {v}, at least {}", goal.version)), "nothing: the Mac is compliant");
+                set(
+                    &mut state,
+                    "compliant",
+                    Some(format!("runs {v}, at least {}", goal.version)),
+                    "nothing: the Mac is compliant",
+                );
                 state.pending_command = None;
                 state.pending_since = None;
             }
@@ -267,28 +292,38 @@ impl SoftwareUpdateTarget {
                     Err(e) => out.failures.push((d.serial.clone(), e)),
                 }
             }
-            Decision::Send { request_type, payload, stage, next } => {
-                match self.send(assets, ctx, d, request_type, payload, out).await {
-                    Ok(()) => {
-                        keep(&mut state, stage, &next);
-                        if request_type == "ScheduleOSUpdate" {
-                            state.install_action = Some(decide::install_action(&self.policy, goal.deadline, now).into());
-                            state.max_user_deferrals = Some(req.max_user_deferrals);
-                            state.reason = Some(goal.why.clone());
-                        }
-                        state.pending_command = Some(request_type.into());
-                        state.pending_since = Some(decide::rfc3339(now));
+            Decision::Send {
+                request_type,
+                payload,
+                stage,
+                next,
+            } => match self.send(assets, ctx, d, request_type, payload, out).await {
+                Ok(()) => {
+                    keep(&mut state, stage, &next);
+                    if request_type == "ScheduleOSUpdate" {
+                        state.install_action =
+                            Some(decide::install_action(&self.policy, goal.deadline, now).into());
+                        state.max_user_deferrals = Some(req.max_user_deferrals);
+                        state.reason = Some(goal.why.clone());
                     }
-                    Err(e) => {
-                        if !e.is_retryable() {
-                            set(&mut state, "failed", Some(format!("{request_type}: {e}")), "a person: the command could not be sent");
-                        }
-                        out.failures.push((d.serial.clone(), e));
-                    }
+                    state.pending_command = Some(request_type.into());
+                    state.pending_since = Some(decide::rfc3339(now));
                 }
-            }
+                Err(e) => {
+                    if !e.is_retryable() {
+                        set(
+                            &mut state,
+                            "failed",
+                            Some(format!("{request_type}: {e}")),
+                            "a person: the command could not be sent",
+                        );
+                    }
+                    out.failures.push((d.serial.clone(), e));
+                }
+            },
         }
-        self.save(assets, ctx, &before, state.clone(), now, out).await;
+        self.save(assets, ctx, &before, state.clone(), now, out)
+            .await;
         state
     }
 
@@ -318,7 +353,11 @@ impl SoftwareUpdateTarget {
             template: &payload,
             uses_pin: false,
         };
-        if let Some(event) = self.mdm.send_one(assets, ctx, &device, &uuid, &template).await? {
+        if let Some(event) = self
+            .mdm
+            .send_one(assets, ctx, &device, &uuid, &template)
+            .await?
+        {
             out.emitted.push((ctx.event.meta.bus.clone(), event));
         }
         out.sent += 1;
@@ -418,11 +457,19 @@ impl SoftwareUpdateTarget {
             match status_text {
                 "NotNow" => {
                     let next = format!("{request} is sent again at the next evaluation");
-                    set(&mut state, "refused", Some(format!("the Mac answered NotNow to {request} (busy, locked or on battery)")), &next);
+                    set(
+                        &mut state,
+                        "refused",
+                        Some(format!(
+                            "the Mac answered NotNow to {request} (busy, locked or on battery)"
+                        )),
+                        &next,
+                    );
                 }
                 "Error" | "CommandFormatError" => {
                     state.errors += 1;
-                    let why = error_chain(doc).unwrap_or_else(|| format!("{request}: {status_text}"));
+                    let why =
+                        error_chain(doc).unwrap_or_else(|| format!("{request}: {status_text}"));
                     let next = if state.errors >= self.policy.max_errors {
                         format!("a person: {} error answers in a row", state.errors)
                     } else {
@@ -432,10 +479,18 @@ impl SoftwareUpdateTarget {
                 }
                 "Acknowledged" => {
                     state.errors = 0;
-                    let response = doc.pointer("/detail/command/response").cloned().unwrap_or(Value::Null);
+                    let response = doc
+                        .pointer("/detail/command/response")
+                        .cloned()
+                        .unwrap_or(Value::Null);
                     match request {
                         "ScheduleOSUpdateScan" => {
-                            set(&mut state, "scanned", None, "the Mac is asked which updates it found (AvailableOSUpdates)");
+                            set(
+                                &mut state,
+                                "scanned",
+                                None,
+                                "the Mac is asked which updates it found (AvailableOSUpdates)",
+                            );
                             follow = ours;
                         }
                         "AvailableOSUpdates" => {
@@ -448,10 +503,20 @@ impl SoftwareUpdateTarget {
                                     state.product_key = Some(key);
                                     state.available_version = version;
                                     state.install_action = None;
-                                    set(&mut state, "update found", None, "the update the Mac named is scheduled (ScheduleOSUpdate)");
+                                    set(
+                                        &mut state,
+                                        "update found",
+                                        None,
+                                        "the update the Mac named is scheduled (ScheduleOSUpdate)",
+                                    );
                                     follow = ours;
                                 }
-                                Err(why) => set(&mut state, "no update offered", Some(why), "a new scan at the next evaluation"),
+                                Err(why) => set(
+                                    &mut state,
+                                    "no update offered",
+                                    Some(why),
+                                    "a new scan at the next evaluation",
+                                ),
                             }
                         }
                         "ScheduleOSUpdate" => {
@@ -462,16 +527,32 @@ impl SoftwareUpdateTarget {
                                 .is_some_and(|s| s == "Error");
                             if refused {
                                 state.errors += 1;
-                                let why = result.and_then(|r| r.get("ErrorChain")).map(|c| c.to_string()).unwrap_or_else(|| "UpdateResults says Error".into());
-                                set(&mut state, "failed", Some(why), "sent again at the next evaluation");
+                                let why = result
+                                    .and_then(|r| r.get("ErrorChain"))
+                                    .map(|c| c.to_string())
+                                    .unwrap_or_else(|| "UpdateResults says Error".into());
+                                set(
+                                    &mut state,
+                                    "failed",
+                                    Some(why),
+                                    "sent again at the next evaluation",
+                                );
                             } else {
                                 let action = state.install_action.clone().unwrap_or_default();
-                                keep(&mut state, "scheduled", &format!("the Mac acted on {action}; OSUpdateStatus follows it"));
+                                keep(
+                                    &mut state,
+                                    "scheduled",
+                                    &format!(
+                                        "the Mac acted on {action}; OSUpdateStatus follows it"
+                                    ),
+                                );
                                 follow = ours;
                             }
                         }
                         "OSUpdateStatus" => {
-                            if let Some((stage, progress)) = decide::status_stage(&response, state.product_key.as_deref()) {
+                            if let Some((stage, progress)) =
+                                decide::status_stage(&response, state.product_key.as_deref())
+                            {
                                 state.progress = progress.or(state.progress);
                                 let next = match stage {
                                     "installing" => "the Mac restarts; its next check-in reports the new version",
@@ -519,7 +600,9 @@ impl SoftwareUpdateTarget {
                     }
                 }
                 let next = match stage {
-                    "abandoned" => "a new scan at the next evaluation; a person if it happens again",
+                    "abandoned" => {
+                        "a new scan at the next evaluation; a person if it happens again"
+                    }
                     "installing" => "the Mac restarts; its next check-in reports the new version",
                     _ => "the Mac goes on with the update",
                 };
@@ -537,22 +620,26 @@ impl SoftwareUpdateTarget {
             state.deadline = Some(decide::rfc3339(g.deadline));
             if decide::runs_at_least(state.os_version.as_deref(), &g.version) {
                 let v = state.os_version.clone().unwrap_or_default();
-                set(&mut state, "compliant", Some(format!("runs {v}, at least {}", g.version)), "nothing: the Mac is compliant");
+                set(
+                    &mut state,
+                    "compliant",
+                    Some(format!("runs {v}, at least {}", g.version)),
+                    "nothing: the Mac is compliant",
+                );
                 state.pending_command = None;
                 state.pending_since = None;
                 follow = false;
             }
         }
         let serial = device.serial.clone();
-        if follow {
-            // The next command at once, as decide() would at the next evaluation.
-            if let Some(g) = &goal {
-                self.save(assets, ctx, &before, state.clone(), now, out).await;
-                let saved = state.clone();
-                self.step_device(assets, ctx, &device, req, &releases, saved, out).await;
-                let _ = g;
-                return Ok(Some(serial));
-            }
+        if follow && goal.is_some() {
+            // The next command at once, as an evaluation would send it: the reading
+            // is saved (and told) first, then the step from it.
+            self.save(assets, ctx, &before, state.clone(), now, out)
+                .await;
+            self.step_device(assets, ctx, &device, req, &releases, state, out)
+                .await;
+            return Ok(Some(serial));
         }
         self.save(assets, ctx, &before, state, now, out).await;
         Ok(Some(serial))
@@ -612,7 +699,10 @@ fn error_chain(doc: &Value) -> Option<String> {
                 .or_else(|| e.get("USEnglishDescription"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let code = e.get("ErrorCode").map(|c| c.to_string()).unwrap_or_default();
+            let code = e
+                .get("ErrorCode")
+                .map(|c| c.to_string())
+                .unwrap_or_default();
             let domain = e.get("ErrorDomain").and_then(Value::as_str).unwrap_or("");
             format!("{d} ({domain} {code})").trim().to_owned()
         })
@@ -635,7 +725,9 @@ fn release_of(doc: &Value) -> Result<OsRelease, DeliveryError> {
             .and_then(Value::as_u64)
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
             .unwrap_or(0),
-        actively_exploited: doc.pointer("/detail/actively_exploited").and_then(Value::as_bool)
+        actively_exploited: doc
+            .pointer("/detail/actively_exploited")
+            .and_then(Value::as_bool)
             == Some(true),
     })
 }
@@ -676,7 +768,10 @@ fn status_event(
     };
     detail.remove("event_id");
     detail.insert("previous_stage".into(), json!(before.stage));
-    detail.insert("device".into(), json!({"serial": state.serial, "udid": state.udid}));
+    detail.insert(
+        "device".into(),
+        json!({"serial": state.serial, "udid": state.udid}),
+    );
     event(ctx, STATUS_CHANGED, &state.serial, detail, now)
 }
 
