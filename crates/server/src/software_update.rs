@@ -245,18 +245,22 @@ async fn policy_status(
         }
         let st = states.get(&d.serial);
         let required = st.and_then(|s| s.required_version.clone());
-        let ok = match &required {
-            Some(r) => d
-                .os_version
-                .as_deref()
-                .is_some_and(|o| compare_versions(o, r).is_ge()),
-            None => false,
+        // The policy's word (a version the Mac reported) or the asset record's.
+        let ok = st.is_some_and(|s| s.stage == "compliant")
+            || required.as_deref().is_some_and(|r| {
+                d.os_version
+                    .as_deref()
+                    .is_some_and(|o| compare_versions(o, r).is_ge())
+            });
+        let os_version = match st.and_then(|s| s.os_version.clone()) {
+            Some(v) if ok => Some(v),
+            _ => d.os_version.clone(),
         };
         let counts = by_requirement.entry(req.name.clone()).or_default();
         if ok {
             counts.0 += 1;
             compliant.push(
-                json!({"serial": d.serial, "os_version": d.os_version, "requirement": req.name}),
+                json!({"serial": d.serial, "os_version": os_version, "requirement": req.name, "state": "compliant"}),
             );
             continue;
         }

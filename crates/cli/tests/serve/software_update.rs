@@ -149,11 +149,7 @@ fn wait_stage(server: &Server, serial: &str, stage: &str) -> Value {
             .find(|d| d["serial"] == serial)
             .cloned();
         match entry {
-            Some(e)
-                if e["state"] == stage || (stage == "compliant" && e.get("state").is_none()) =>
-            {
-                true
-            }
+            Some(e) if e["state"] == stage => true,
             _ => {
                 std::thread::sleep(Duration::from_millis(100));
                 false
@@ -182,20 +178,7 @@ fn move_deadline(dir: &Path, server: &Server, mdm: &FakeNanoMdm, feed_url: &str,
         &[],
     );
     assert_eq!(code, 200, "{body}");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
-        .args(["su", "evaluate", "--url", &server.base, "--token", TOKEN])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("evaluation asked for"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    evaluate_now(server);
 }
 
 /// The Mac downloading at 42 %, as OSUpdateStatus answers.
@@ -228,6 +211,24 @@ fn answer_schedule(
             let e = wait_stage(server, MAC, "downloading");
             e["install_action"] == action && e["pending_command"].is_null()
         },
+    );
+}
+
+/// `fleetbus su evaluate`: the policy looks at every Mac now.
+fn evaluate_now(server: &Server) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["su", "evaluate", "--url", &server.base, "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("evaluation asked for"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 
@@ -353,6 +354,18 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         &server,
         &acknowledge(MAC_UDID, &force.command_uuid, "Acknowledged", ""),
     );
+    // OSUpdateStatus follows: installing.
+    let follow = nth(&mdm, "OSUpdateStatus", MAC_UDID, 4);
+    let installing = "<key>OSUpdateStatus</key><array><dict><key>IsDownloaded</key><true/>\
+        <key>ProductKey</key><string>MSU_UPDATE_24B83_patch_15.1</string>\
+        <key>Status</key><string>Installing</string></dict></array>";
+    webhook(
+        &server,
+        &acknowledge(MAC_UDID, &follow.command_uuid, "Acknowledged", installing),
+    );
+    wait_for("installing on record", Duration::from_secs(20), || {
+        wait_stage(&server, MAC, "installing")["pending_command"].is_null()
+    });
 
     // 7. The Mac's own log tells the install (the seed's lines).
     let ulog = std::fs::read(
@@ -397,32 +410,63 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
             .is_ok_and(|t| t.contains("\"abandoned\"") && t.contains("\"refused\""))
     });
 
-    // 8. After the restart the Mac authenticates on 15.1: compliant.
-    let mut back = authenticate(MAC_UDID, MAC);
-    back["event_id"] = json!("auth-after-update");
+    // 8. After the restart, the next evaluation asks the installing Mac its
+    //    version (DeviceInformation): 15.1, compliant.
+    evaluate_now(&server);
+    let info = nth(&mdm, "DeviceInformation", MAC_UDID, 1);
+    assert_eq!(
+        info.payload_json()["Queries"],
+        json!(["OSVersion", "BuildVersion"])
+    );
+    webhook(
+        &server,
+        &acknowledge(
+            MAC_UDID,
+            &info.command_uuid,
+            "Acknowledged",
+            "<key>QueryResponses</key><dict><key>OSVersion</key><string>15.1</string>\
+             <key>BuildVersion</key><string>24B83</string></dict>",
+        ),
+    );
+    let done = wait_stage(&server, MAC, "compliant");
+    assert_eq!(done["os_version"], "15.1", "{done}");
+
+    // The refused Mac updates by itself: its Authenticate on 15.1 is enough.
+    let mut back = authenticate(LATE_UDID, LATE);
+    back["event_id"] = json!("late-auth-after-update");
     let payload = format!(
-        "<key>BuildVersion</key><string>24B83</string><key>DeviceName</key><string>MacBook Pro</string>\
-         <key>MessageType</key><string>Authenticate</string><key>Model</key><string>Mac14,7</string>\
-         <key>OSVersion</key><string>15.1</string><key>SerialNumber</key><string>{MAC}</string>\
-         <key>Topic</key><string>com.apple.mgmt.External.e0bd1eac</string><key>UDID</key><string>{MAC_UDID}</string>"
+        "<key>BuildVersion</key><string>24B83</string><key>DeviceName</key><string>MacBook Air</string>\
+         <key>MessageType</key><string>Authenticate</string><key>Model</key><string>Mac14,2</string>\
+         <key>OSVersion</key><string>15.1</string><key>SerialNumber</key><string>{LATE}</string>\
+         <key>Topic</key><string>com.apple.mgmt.External.e0bd1eac</string><key>UDID</key><string>{LATE_UDID}</string>"
     );
     back["checkin_event"]["raw_payload"] = json!(plist_b64(&payload));
     webhook(&server, &back);
-    wait_for("the new version on record", Duration::from_secs(20), || {
-        server.get(&format!("/v1/assets/devices/{MAC}")).1["os_version"] == "15.1"
-    });
     wait_for("compliant", Duration::from_secs(20), || {
-        su_status(dir.path(), &server, &[]).1["compliant"] == 2
+        su_status(dir.path(), &server, &[]).1["compliant"] == 3
     });
     let (code, status) = su_status(dir.path(), &server, &[]);
-    assert_eq!(code, 1, "the NotNow Mac is still behind: {status}");
+    assert_eq!(code, 1, "the Mac that gave up is still behind: {status}");
     let behind: Vec<&str> = status["behind"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d["serial"].as_str().unwrap())
         .collect();
-    assert_eq!(behind, [GAVE_UP, LATE], "{status}");
+    assert_eq!(behind, [GAVE_UP], "{status}");
+    // The text output says the same, per requirement.
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["su", "status", "--url", &server.base, "--token", TOKEN])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("software_update policy: 3 of 4 enrolled Macs compliant, 1 behind")
+            && text.contains("fleet: 3 compliant, 1 behind")
+            && text.contains(&format!("{GAVE_UP}  14.6 -> 15.1 by "))
+            && text.contains("abandoned ([SUMacControllerError:7749])"),
+        "{text}"
+    );
 
     // The Mac's timeline tells the story in order (oldest first here).
     let events = timeline(&server, &format!("device/{MAC}"));
@@ -465,7 +509,8 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         "MDM Command Result: OSUpdateStatus",
         "-> downloading",
         "-> installing",
-        "MDM Check-in",
+        "MDM Command Enqueued: DeviceInformation",
+        "MDM Command Result: DeviceInformation",
         "-> compliant",
     ];
     let at: Vec<usize> = order.iter().map(|s| pos(s)).collect();

@@ -220,17 +220,19 @@ pub async fn device(
     Query(params): Query<TimelineParams>,
 ) -> Result<Markup, PageError> {
     let key = serial.clone();
-    let (device, commands, pins) = store(&console)?
+    let (device, commands, pins, policy_state) = store(&console)?
         .run("device", move |s| {
             Ok::<_, PageError>((
                 s.device(&key)?,
                 s.commands_for_device(&key)?,
                 s.escrowed_pins(&key)?.len(),
+                s.su_state(&key)?,
             ))
         })
         .await?;
     let timeline = timeline(&console, &format!("device/{serial}"), &params).await?;
-    // Where the Mac is in a software update, read from the same story the
+    // Where the Mac is in a software update: the policy's state when a
+    // `software_update:` policy keeps one, else read from the same story the
     // `fleetbus su status` command reads.
     let story = console
         .app
@@ -276,13 +278,31 @@ pub async fn device(
         }
         section #software-update {
             h2 { "Software update" }
-            p {
-                strong { (su.state) }
-                @if let Some(why) = &su.why { " (" (why) ")" }
-                @if let Some(at) = &su.at { " since " (at) }
-                @if let Some(id) = &su.event_id { " · " (layout::event_link(id)) }
+            @if let Some(st) = &policy_state {
+                p {
+                    strong { (st.stage) }
+                    @if let Some(why) = &st.reason { " (" (why) ")" }
+                    " since " (st.updated_at)
+                    @if let Some(id) = &st.event_id { " · " (layout::event_link(id)) }
+                }
+                dl.record {
+                    dt { "Requirement" } dd { (st.requirement.as_deref().unwrap_or("—")) }
+                    dt { "Required" } dd { (st.required_version.as_deref().unwrap_or("—")) " by " (st.deadline.as_deref().unwrap_or("—")) }
+                    dt { "Update" } dd { (st.available_version.as_deref().unwrap_or("—")) " " (st.product_key.as_deref().unwrap_or("")) }
+                    dt { "InstallAction" } dd { (st.install_action.as_deref().unwrap_or("—")) }
+                    dt { "Download" } dd { @match st.progress { Some(p) => { (format!("{:.0} %", p * 100.0)) }, None => "—" } }
+                    dt { "Deferrals" } dd { (st.deferrals_used) @if let Some(m) = st.max_user_deferrals { " of " (m) } }
+                }
+                p.hint { "Next: " (st.next.as_deref().unwrap_or("the next evaluation")) }
+            } @else {
+                p {
+                    strong { (su.state) }
+                    @if let Some(why) = &su.why { " (" (why) ")" }
+                    @if let Some(at) = &su.at { " since " (at) }
+                    @if let Some(id) = &su.event_id { " · " (layout::event_link(id)) }
+                }
+                p.hint { "Next: " (su.next) }
             }
-            p.hint { "Next: " (su.next) }
         }
         @if !commands.is_empty() {
             section #commands {
