@@ -541,3 +541,100 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
     );
     server.stop();
 }
+
+#[test]
+fn macs_on_14_or_later_get_the_enforcement_declaration_and_their_status_items_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let rx = receiver();
+    let feed = feed_server(feed(false));
+    feed.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let text = config(&mdm, &feed.url, "2026-12-20T17:00:00Z")
+        .replace(
+            "      max_user_deferrals: 2\n",
+            "      max_user_deferrals: 2\n      declarations: true\n",
+        )
+        .replace(
+            "http://127.0.0.1:9002/v1/declarations",
+            &format!("{}/hook", rx.url),
+        )
+        .replace("method: PUT", "method: POST");
+    setup(dir.path(), &text);
+    let server = Server::start(dir.path());
+    put_mac(&server, MAC, MAC_UDID, "14.6");
+    put_mac(&server, LATE, LATE_UDID, "13.6");
+    feed.down.store(false, std::sync::atomic::Ordering::SeqCst);
+
+    // The Mac on 14.6 gets the declaration, routed to the DDM server; the one on
+    // 13.6 cannot take it and gets the commands.
+    wait_for("the declaration", Duration::from_secs(30), || {
+        !rx.bodies.lock().unwrap().is_empty()
+    });
+    let (declaration, _) = rx.bodies.lock().unwrap()[0].clone();
+    assert_eq!(
+        declaration,
+        json!({
+            "Type": "com.apple.configuration.softwareupdate.enforcement.specific",
+            "Identifier": "fleetbus.softwareupdate.enforcement.15.1",
+            "ServerToken": "15.1-2026-12-20T17:00:00",
+            "Payload": {
+                "TargetOSVersion": "15.1",
+                "TargetBuildVersion": "24B83",
+                "TargetLocalDateTime": "2026-12-20T17:00:00",
+                "DetailsURL": "https://it.example.com/macos-updates"
+            }
+        })
+    );
+    let declared = wait_stage(&server, MAC, "declared");
+    assert_eq!(declared["deadline"], "2026-12-20T17:00:00Z");
+    nth(&mdm, "ScheduleOSUpdateScan", LATE_UDID, 1);
+    assert!(mdm
+        .calls()
+        .iter()
+        .all(|c| !c.ids.iter().any(|i| i == MAC_UDID)));
+
+    // Its status report says downloading, then failed with the reason.
+    let report = |state: &str| {
+        let data = json!({"StatusItems": {"softwareupdate": {
+            "install-state": state,
+            "pending-version": {"os-version": "15.1", "build-version": "24B83"},
+            "failure-reason": {"count": 1, "reason": "Not enough free space", "timestamp": "2026-12-04T10:00:00Z"}
+        }}, "Errors": []});
+        let b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(data.to_string())
+        };
+        let payload = format!(
+            "<key>MessageType</key><string>DeclarativeManagement</string>\
+             <key>Endpoint</key><string>status</string>\
+             <key>Data</key><data>{b64}</data>\
+             <key>UDID</key><string>{MAC_UDID}</string>"
+        );
+        json!({"topic": "mdm.DeclarativeManagement", "event_id": format!("ddm-{state}"),
+               "created_at": "2026-12-04T10:00:00Z",
+               "checkin_event": {"udid": MAC_UDID, "raw_payload": plist_b64(&payload)}})
+    };
+    webhook(&server, &report("downloading"));
+    let e = wait_stage(&server, MAC, "downloading");
+    assert_eq!(e["available_version"], "15.1", "{e}");
+    webhook(&server, &report("failed"));
+    let e = wait_stage(&server, MAC, "failed");
+    assert_eq!(e["why"], "Not enough free space", "{e}");
+    // An evaluation does not declare it again: the declaration stands.
+    evaluate_now(&server);
+    nth(&mdm, "ScheduleOSUpdateScan", LATE_UDID, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.bodies.lock().unwrap().len(), 1);
+    assert_eq!(
+        wait_stage(&server, MAC, "failed")["install_action"],
+        "declaration"
+    );
+    // The declaration and each change are on the Mac's timeline.
+    let events = timeline(&server, &format!("device/{MAC}"));
+    assert_eq!(
+        with_type(&events, "Software Update Declaration").len(),
+        1,
+        "{events:#?}"
+    );
+    server.stop();
+}

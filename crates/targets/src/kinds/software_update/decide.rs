@@ -199,7 +199,8 @@ pub(crate) fn decide(
         }
     }
     if req.declarations && os.and_then(major).is_some_and(|m| m >= 14) {
-        let same = state.stage == "declared"
+        // Declared once per goal: the Mac's status reports move its stage after.
+        let same = state.install_action.as_deref() == Some(DECLARED)
             && state.required_version.as_deref() == Some(goal.version.as_str())
             && state.deadline.as_deref() == Some(rfc3339(goal.deadline).as_str());
         if same {
@@ -270,6 +271,9 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+/// The `install_action` of a Mac given the declaration instead of commands.
+pub(crate) const DECLARED: &str = "declaration";
 
 /// The `com.apple.configuration.softwareupdate.enforcement.specific` declaration
 /// for `goal` (Apple's keys; `TargetLocalDateTime` has no offset: the Mac reads it
@@ -677,7 +681,8 @@ mod tests {
             json!({"TargetOSVersion": "15.1", "TargetBuildVersion": "24B83",
                    "TargetLocalDateTime": "2026-12-20T17:00:00", "DetailsURL": "https://it.example.com/u"})
         );
-        let mut declared = state("declared");
+        let mut declared = state("failed");
+        declared.install_action = Some(DECLARED.into());
         declared.required_version = Some("15.1".into());
         declared.deadline = Some("2026-12-20T17:00:00Z".into());
         assert!(matches!(

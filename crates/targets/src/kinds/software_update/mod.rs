@@ -287,6 +287,7 @@ impl SoftwareUpdateTarget {
             Decision::Declare(declaration) => {
                 set(&mut state, "declared", None, "the Mac installs by the declaration's date and reports through its status items");
                 state.reason = Some(goal.why.clone());
+                state.install_action = Some(decide::DECLARED.into());
                 match declaration_event(ctx, d, &goal, declaration, now) {
                     Ok(e) => out.emitted.push((ctx.event.meta.bus.clone(), e)),
                     Err(e) => out.failures.push((d.serial.clone(), e)),
