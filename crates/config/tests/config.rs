@@ -408,7 +408,7 @@ rules:
         .unwrap_err()
         .to_string();
     assert!(
-        errors.contains("c.yaml:6:15: rules[0].targets[0].kind: a software-update target runs the software_update: section"),
+        errors.contains("c.yaml:6:15: rules[0].targets[0].kind: a software-update target is made by the software_update: section, which this configuration does not have"),
         "{errors}"
     );
 }

@@ -252,10 +252,12 @@ async fn policy_status(
                     .as_deref()
                     .is_some_and(|o| compare_versions(o, r).is_ge())
             });
-        let os_version = match st.and_then(|s| s.os_version.clone()) {
-            Some(v) if ok => Some(v),
-            _ => d.os_version.clone(),
-        };
+        // The newer of what the Mac reported to the policy and the asset record
+        // (either may be ahead: they are written by different rules).
+        let os_version = [st.and_then(|s| s.os_version.clone()), d.os_version.clone()]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| compare_versions(a, b));
         let counts = by_requirement.entry(req.name.clone()).or_default();
         if ok {
             counts.0 += 1;

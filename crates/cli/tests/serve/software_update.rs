@@ -31,6 +31,8 @@ const LATE_UDID: &str = "5U000002-0000-4000-8000-00000000BE02";
 const CURRENT: &str = "C02SUCURRENT";
 const GAVE_UP: &str = "C02SUABANDON";
 const GAVE_UP_UDID: &str = "5U000004-0000-4000-8000-00000000BE04";
+const BROKEN: &str = "C02SUERROR01";
+const BROKEN_UDID: &str = "5U000005-0000-4000-8000-00000000BE05";
 
 /// RFC 3339 for now plus `hours`.
 fn in_hours(hours: i64) -> String {
@@ -255,13 +257,15 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         "5U000003-0000-4000-8000-00000000BE03",
         "15.1",
     );
+    put_mac(&server, BROKEN, BROKEN_UDID, "14.6");
     feed.down.store(false, std::sync::atomic::Ordering::SeqCst);
 
-    // 1. The release: the three Macs below it scan; the current one is left alone.
+    // 1. The release: the four Macs below it scan; the current one is left alone.
     let scan = nth(&mdm, "ScheduleOSUpdateScan", MAC_UDID, 1);
     nth(&mdm, "ScheduleOSUpdateScan", LATE_UDID, 1);
     nth(&mdm, "ScheduleOSUpdateScan", GAVE_UP_UDID, 1);
-    assert_eq!(mdm.calls_of("ScheduleOSUpdateScan").len(), 3);
+    let broken_scan = nth(&mdm, "ScheduleOSUpdateScan", BROKEN_UDID, 1);
+    assert_eq!(mdm.calls_of("ScheduleOSUpdateScan").len(), 4);
     let entry = wait_stage(&server, MAC, "scan sent");
     assert_eq!(entry["required_version"], "15.1");
     assert_eq!(entry["requirement"], "fleet");
@@ -269,10 +273,10 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
     assert_eq!(code, 1, "Macs are behind: {status}");
     assert_eq!(status["required_from"], "policy");
     assert_eq!(status["compliant"], 1, "{status}");
-    assert_eq!(status["non_compliant"], 3, "{status}");
+    assert_eq!(status["non_compliant"], 4, "{status}");
     assert_eq!(
         status["requirements"],
-        json!([{"name": "fleet", "compliant": 1, "non_compliant": 3}])
+        json!([{"name": "fleet", "compliant": 1, "non_compliant": 4}])
     );
     // --below narrows to the Macs below a version.
     let (_, below) = su_status(dir.path(), &server, &["--below", "15"]);
@@ -282,7 +286,28 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         .iter()
         .map(|d| d["serial"].as_str().unwrap())
         .collect();
-    assert_eq!(serials, [GAVE_UP, MAC], "{below}");
+    assert_eq!(serials, [GAVE_UP, MAC, BROKEN], "{below}");
+
+    // One Mac answers the scan with an Error: failed, with its ErrorChain, and
+    // asked again at the next evaluation.
+    webhook(
+        &server,
+        &acknowledge(
+            BROKEN_UDID,
+            &broken_scan.command_uuid,
+            "Error",
+            "<key>ErrorChain</key><array><dict><key>ErrorCode</key><integer>12021</integer>\
+             <key>ErrorDomain</key><string>MCMDMErrorDomain</string>\
+             <key>LocalizedDescription</key><string>The device is not supervised.</string>\
+             </dict></array>",
+        ),
+    );
+    let broken = wait_stage(&server, BROKEN, "failed");
+    assert_eq!(
+        broken["why"], "The device is not supervised. (MCMDMErrorDomain 12021)",
+        "{broken}"
+    );
+    assert_eq!(broken["next"], "sent again at the next evaluation");
 
     // 2. The scan is acknowledged: the Mac is asked what it found.
     webhook(
@@ -403,11 +428,12 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
     assert_eq!(code, 200, "{body}");
     let gave_up = wait_stage(&server, GAVE_UP, "abandoned");
     assert_eq!(gave_up["why"], "[SUMacControllerError:7749]", "{gave_up}");
-    // The workflow's trouble rule hears of both.
+    // The workflow's trouble rule hears of each.
     let trouble = dir.path().join("software-update-trouble.log");
     wait_for("the trouble log", Duration::from_secs(20), || {
-        std::fs::read_to_string(&trouble)
-            .is_ok_and(|t| t.contains("\"abandoned\"") && t.contains("\"refused\""))
+        std::fs::read_to_string(&trouble).is_ok_and(|t| {
+            t.contains("\"abandoned\"") && t.contains("\"refused\"") && t.contains("\"failed\"")
+        })
     });
 
     // 8. After the restart, the next evaluation asks the installing Mac its
@@ -453,7 +479,10 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         .iter()
         .map(|d| d["serial"].as_str().unwrap())
         .collect();
-    assert_eq!(behind, [GAVE_UP], "{status}");
+    assert_eq!(behind, [GAVE_UP, BROKEN], "{status}");
+    // The Mac that failed was asked again at the first later evaluation only (its
+    // second scan is unanswered, and waited for).
+    sent_n(&mdm, "ScheduleOSUpdateScan", BROKEN_UDID, 2);
     // The text output says the same, per requirement.
     let out = Command::new(env!("CARGO_BIN_EXE_fleetbus"))
         .args(["su", "status", "--url", &server.base, "--token", TOKEN])
@@ -461,8 +490,8 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("software_update policy: 3 of 4 enrolled Macs compliant, 1 behind")
-            && text.contains("fleet: 3 compliant, 1 behind")
+        text.contains("software_update policy: 3 of 5 enrolled Macs compliant, 2 behind")
+            && text.contains("fleet: 3 compliant, 2 behind")
             && text.contains(&format!("{GAVE_UP}  14.6 -> 15.1 by "))
             && text.contains("abandoned ([SUMacControllerError:7749])"),
         "{text}"

@@ -1,7 +1,8 @@
 //! `kind: software-update`: runs the `software_update:` section's policy on the
-//! events it is given. The section makes its own rules with this target; writing it
-//! in a rule of one's own feeds the policy more events (another MDM's results, an
-//! inventory's versions).
+//! events it is given. Only the section makes it, in the two rules it runs as: its
+//! deliveries read and write Macs' states, so they run one at a time in one target
+//! (the schedule's rule hands its turn to that one as an event); a target written
+//! by hand would run beside it.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -13,7 +14,7 @@ use crate::model::TargetSpec;
 use crate::validate::Ctx;
 
 /// A `software-update` target takes no fields of its own: the policy is the
-/// `software_update:` section.
+/// `software_update:` section, which makes it.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSoftwareUpdateTarget {}
@@ -21,18 +22,15 @@ pub(crate) struct RawSoftwareUpdateTarget {}
 /// Validates a target of this kind.
 pub(crate) fn validate(fields: Value, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
     let _: RawSoftwareUpdateTarget = crate::kinds::read(fields, o, cx);
-    match env.software_update {
-        Some(policy) => TargetSpec::SoftwareUpdate(policy.clone()),
-        None => {
-            cx.errors.push(o.error(
-                &[crate::validate::key("kind")],
-                "a software-update target runs the software_update: section, which this configuration does not have (or it has errors, reported at it)",
-            ));
-            TargetSpec::Log {
-                path: None,
-                max_bytes: 0,
-                keep: 0,
-            }
-        }
+    let why = match env.software_update {
+        Some(_) => "a software-update target is made by the software_update: section (its rules are software-update and software-update-deadlines), not written in a rule: route events to it by sending them to the bus its rules listen on",
+        None => "a software-update target is made by the software_update: section, which this configuration does not have (or it has errors, reported at it)",
+    };
+    cx.errors
+        .push(o.error(&[crate::validate::key("kind")], why));
+    TargetSpec::Log {
+        path: None,
+        max_bytes: 0,
+        keep: 0,
     }
 }

@@ -10,8 +10,9 @@
 //! Each Mac's state is kept in the asset store; every change of stage is a
 //! `Software Update Status Changed` event on the Mac's timeline, linked to the
 //! event that caused it, beside the `MDM Command Enqueued` events of the commands.
-//! Deliveries run one at a time (the rules' target has concurrency 1), so a state
-//! is read and written by one delivery at once. Retries are safe: commands are
+//! Deliveries that read and write states run one at a time: only the target of the
+//! `software-update` rule does (concurrency 1); the schedule's rule hands its turn
+//! over as a `Software Update Evaluation Requested` event. Retries are safe: commands are
 //! keyed by the delivery and the ledger skips one already sent.
 
 mod decide;
@@ -112,8 +113,15 @@ impl SoftwareUpdateTarget {
                 format!("macOS {version} recorded; Macs evaluated")
             }
             ("fleetbus.scheduler", "Scheduled Event") => {
-                self.evaluate(assets, ctx, &mut out).await?;
-                "Macs evaluated".into()
+                // The schedule's rule hands the evaluation to the workflow's rule,
+                // whose one target reads and writes the states one delivery at a
+                // time: two targets evaluating at once would overwrite each other.
+                let mut detail = Map::new();
+                detail.insert("asked_by".into(), json!("schedule"));
+                let now = self.now();
+                let e = event(ctx, fleetbus_config::SU_EVALUATE, None, detail, now)?;
+                out.emitted.push((self.policy.bus.clone(), e));
+                return Ok(status("evaluation handed to the software-update rule", out));
             }
             (SU_SOURCE, fleetbus_config::SU_EVALUATE) => {
                 self.evaluate(assets, ctx, &mut out).await?;
@@ -688,24 +696,27 @@ fn keep(state: &mut SuState, stage: &str, next: &str) {
     set(state, stage, reason, next);
 }
 
-/// The ErrorChain of a command answer, as its descriptions.
+/// The ErrorChain of a command answer, as its descriptions: the MDM source's
+/// snake_case keys, or Apple's where an event carries the chain as sent.
 fn error_chain(doc: &Value) -> Option<String> {
     let chain = doc.pointer("/detail/command/error_chain")?;
+    let field = |e: &Value, keys: [&str; 2]| keys.iter().find_map(|k| e.get(*k).cloned());
     let parts: Vec<String> = chain
         .as_array()?
         .iter()
         .map(|e| {
-            let d = e
-                .get("LocalizedDescription")
-                .or_else(|| e.get("USEnglishDescription"))
+            let d = field(e, ["localized_description", "LocalizedDescription"])
+                .or_else(|| field(e, ["us_english_description", "USEnglishDescription"]));
+            let d = d
+                .as_ref()
                 .and_then(Value::as_str)
-                .unwrap_or("");
-            let code = e
-                .get("ErrorCode")
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let domain = e.get("ErrorDomain").and_then(Value::as_str).unwrap_or("");
-            format!("{d} ({domain} {code})").trim().to_owned()
+                .unwrap_or("no description");
+            let domain = field(e, ["error_domain", "ErrorDomain"]);
+            let code = field(e, ["error_code", "ErrorCode"]);
+            match (domain.as_ref().and_then(Value::as_str), code) {
+                (Some(domain), Some(code)) => format!("{d} ({domain} {code})"),
+                _ => d.to_owned(),
+            }
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join("; "))
@@ -736,7 +747,7 @@ fn release_of(doc: &Value) -> Result<OsRelease, DeliveryError> {
 fn event(
     ctx: &DeliveryContext<'_>,
     detail_type: &str,
-    serial: &str,
+    serial: Option<&str>,
     detail: Map<String, Value>,
     now: OffsetDateTime,
 ) -> Result<Event, DeliveryError> {
@@ -749,7 +760,7 @@ fn event(
         json!({
             "source": SU_SOURCE,
             "detail-type": detail_type,
-            "resources": [format!("device/{serial}")],
+            "resources": serial.map(|s| vec![format!("device/{s}")]).unwrap_or_default(),
             "detail": detail,
         }),
         &defaults,
@@ -773,7 +784,7 @@ fn status_event(
         "device".into(),
         json!({"serial": state.serial, "udid": state.udid}),
     );
-    event(ctx, STATUS_CHANGED, &state.serial, detail, now)
+    event(ctx, STATUS_CHANGED, Some(&state.serial), detail, now)
 }
 
 fn declaration_event(
@@ -788,5 +799,125 @@ fn declaration_event(
     detail.insert("target_os_version".into(), json!(goal.version));
     detail.insert("deadline".into(), json!(decide::rfc3339(goal.deadline)));
     detail.insert("declaration".into(), declaration);
-    event(ctx, DECLARATION, &d.serial, detail, now)
+    event(ctx, DECLARATION, Some(&d.serial), detail, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chains_read_in_either_spelling() {
+        let doc = json!({"detail": {"command": {"error_chain": [
+            {"error_code": 12021, "error_domain": "MCMDMErrorDomain", "localized_description": "The device is not supervised."},
+            {"ErrorCode": 4, "ErrorDomain": "SUErrorDomain", "USEnglishDescription": "Scan failed"},
+            {}
+        ]}}});
+        assert_eq!(
+            error_chain(&doc).unwrap(),
+            "The device is not supervised. (MCMDMErrorDomain 12021); Scan failed (SUErrorDomain 4); no description"
+        );
+        assert_eq!(error_chain(&json!({"detail": {}})), None);
+    }
+
+    /// The policy's clock in these tests: 2026-12-04 12:00 UTC.
+    fn noon() -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_385_600)
+    }
+
+    fn policy_config() -> fleetbus_config::Config {
+        // Port 9 on loopback: nothing listens, so an enqueue fails (retryably).
+        fleetbus_config::load_str(
+            "c.yaml",
+            "software_update:
+  mdm: {url: \"http://127.0.0.1:9\", api_key: \"${env:HOME}\"}
+  requirements: [{name: all, required_minimum_os_version: '15.1', required_installation_date: '2026-12-20T17:00:00Z'}]
+",
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn deliver(
+        config: &fleetbus_config::Config,
+        rule: usize,
+        assets: &AsyncAssetStore,
+        event: Event,
+    ) -> Result<Delivered, DeliveryError> {
+        let mut cx = BuildContext::new(&config.connections).with_assets(Some(assets));
+        cx.clock = noon;
+        let target = build(&config.rules[rule].targets[0], &cx).unwrap();
+        let stored = fleetbus_event::StoredEvent {
+            event,
+            meta: fleetbus_event::Meta::ingested("default", "test"),
+        };
+        let ctx = DeliveryContext {
+            event: &stored,
+            rule: &config.rules[rule].name,
+            target: fleetbus_config::SU_TARGET,
+            attempt: 1,
+            idempotency_key: "k",
+        };
+        let payload =
+            crate::transform::apply(&fleetbus_config::Input::Event, &stored, "r").unwrap();
+        target.deliver(&payload, &ctx).await
+    }
+
+    #[tokio::test]
+    async fn the_schedule_hands_its_evaluation_to_the_workflow_rule() {
+        let config = policy_config();
+        let assets = fleetbus_assets::AssetStore::open_in_memory()
+            .unwrap()
+            .to_async();
+        let deadlines = config
+            .rules
+            .iter()
+            .position(|r| r.name == fleetbus_config::SU_DEADLINES_RULE)
+            .unwrap();
+        let tick = Event::new("fleetbus.scheduler", "Scheduled Event", Map::new());
+        let done = deliver(&config, deadlines, &assets, tick).await.unwrap();
+        assert_eq!(done.emitted.len(), 1);
+        let (bus, e) = &done.emitted[0];
+        assert_eq!(bus, "default");
+        assert_eq!(e.source, SU_SOURCE);
+        assert_eq!(e.detail_type, fleetbus_config::SU_EVALUATE);
+        assert_eq!(
+            e.time_rfc3339(),
+            "2026-12-04T12:00:00Z",
+            "the injected clock"
+        );
+        // Other events are not the policy's: nothing happens, and it says so.
+        let other = Event::new("jamf.pro", "ComputerCheckIn", Map::new());
+        let done = deliver(&config, 0, &assets, other).await.unwrap();
+        assert_eq!(done.status, "not an event of the software-update workflow");
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_is_retried_and_leaves_the_mac_as_it_was() {
+        let config = policy_config();
+        let store = fleetbus_assets::AssetStore::open_in_memory().unwrap();
+        store
+            .upsert_device(
+                &fleetbus_assets::DeviceUpdate {
+                    serial: "C02X".into(),
+                    udid: Some("U-1".into()),
+                    os_version: Some("14.6".into()),
+                    enrollment_state: Some("enrolled".into()),
+                    ..Default::default()
+                },
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let assets = store.to_async();
+        let mut ask = Event::new(SU_SOURCE, fleetbus_config::SU_EVALUATE, Map::new());
+        ask.id = "eval-1".into();
+        let err = deliver(&config, 0, &assets, ask).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("C02X"), "{err}");
+        // The goal is on record; nothing says a scan was sent.
+        let st = store.su_state("C02X").unwrap().unwrap();
+        assert_eq!(st.required_version.as_deref(), Some("15.1"));
+        assert_eq!(st.pending_command, None);
+        assert_eq!(st.stage, "not started");
+    }
 }
