@@ -50,6 +50,9 @@ pub struct SuState {
     pub pending_since: Option<String>,
     /// Error answers in a row (reset by any other answer).
     pub errors: u32,
+    /// The time of the newest log event read (RFC 3339): a Mac's log lines may be
+    /// delivered out of order, and an older one must not move the state back.
+    pub log_time: Option<String>,
     /// The event that last moved the state.
     pub event_id: Option<String>,
     /// When it last changed (RFC 3339).

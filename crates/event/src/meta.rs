@@ -74,6 +74,23 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// Metadata of an event `cause` set off that starts a chain of its own: linked
+    /// to its cause (traces follow it), counted from hop 0 and against a budget of
+    /// its own.
+    pub fn started_by(
+        cause: &StoredEvent,
+        bus: impl Into<String>,
+        ingest_source: impl Into<String>,
+    ) -> Meta {
+        Meta {
+            hop: 0,
+            root_id: None,
+            ..Meta::caused_by(cause, bus, ingest_source)
+        }
+    }
+}
+
 /// An event with its metadata, as kept in the log and the archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -82,8 +99,8 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// The id of the externally ingested event this one's causation chain starts
-    /// at: its own for an ingested event.
+    /// The id of the event this one's causation chain starts at: its own for an
+    /// ingested event (or one that starts a chain of its own, [`Meta::started_by`]).
     pub fn chain_root(&self) -> &str {
         self.meta.root_id.as_deref().unwrap_or(&self.event.id)
     }
@@ -92,6 +109,32 @@ impl StoredEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_that_starts_a_chain_keeps_its_cause() {
+        let cause = StoredEvent {
+            event: Event::new("s", "t", Default::default()),
+            meta: Meta::caused_by(
+                &StoredEvent {
+                    event: Event::new("s", "root", Default::default()),
+                    meta: Meta::ingested("default", "api"),
+                },
+                "default",
+                "target/r/t",
+            ),
+        };
+        let step = StoredEvent {
+            event: Event::new("fleetbus.software-update", "x", Default::default()),
+            meta: Meta::started_by(&cause, "other", "target/r/t"),
+        };
+        assert_eq!(
+            step.meta.causation_id.as_deref(),
+            Some(cause.event.id.as_str())
+        );
+        assert_eq!(step.meta.hop, 0);
+        assert_eq!(step.meta.bus, "other");
+        assert_eq!(step.chain_root(), step.event.id, "a chain of its own");
+    }
 
     #[test]
     fn causation_links_and_counts_hops() {

@@ -187,6 +187,12 @@ impl TargetImpl {
         self.inner.text_escape()
     }
 
+    /// Whether each event it emits starts a causation chain of its own (see
+    /// [`Deliver::starts_chains`]).
+    pub fn starts_chains(&self) -> bool {
+        self.inner.starts_chains()
+    }
+
     /// The kind, as written in config (`http`, `slack`, ...).
     pub fn kind(&self) -> &'static str {
         self.kind

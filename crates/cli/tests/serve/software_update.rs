@@ -393,10 +393,18 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
     });
 
     // 7. The Mac's own log tells the install (the seed's lines).
-    let ulog = std::fs::read(
+    // Up to the finished install (the fixture's closing otaAbandoned is another
+    // Mac's story, below): the download, the user putting it off twice, the
+    // restart countdown, the install.
+    let ulog = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../ulog/fixtures/softwareupdate.ndjson"),
     )
-    .unwrap();
+    .unwrap()
+    .lines()
+    .filter(|l| !l.contains("otaAbandoned"))
+    .map(|l| format!("{l}\n"))
+    .collect::<String>()
+    .into_bytes();
     let (code, body) = server.post(
         &format!("/v1/sources/devlogs?serial={MAC}"),
         Some(SOURCE_TOKEN),
@@ -405,7 +413,49 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         &[],
     );
     assert_eq!(code, 200, "{body}");
-    wait_stage(&server, MAC, "installing");
+    // Log lines may be delivered in any order: the state follows their times.
+    wait_for(
+        "the install and two deferrals",
+        Duration::from_secs(20),
+        || {
+            let e = wait_stage(&server, MAC, "installing");
+            e["deferrals_used"] == 2
+                && e["why"] == "the Mac finished installing; it restarts into the new version"
+        },
+    );
+    // A download-progress line logged earlier, delivered late: the state does
+    // not go back.
+    let early = String::from_utf8_lossy(&ulog)
+        .lines()
+        .find(|l| l.contains("Reported progress (end): phase:DOWNLOADING"))
+        .expect("a progress line")
+        .replace("09:31:02.550010", "09:31:03.000000");
+    let (code, body) = server.post(
+        &format!("/v1/sources/devlogs?serial={MAC}"),
+        Some(SOURCE_TOKEN),
+        "application/x-ndjson",
+        format!("{early}\n").as_bytes(),
+        &[],
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_for("the late line delivered", Duration::from_secs(20), || {
+        let events = timeline(&server, &format!("device/{MAC}"));
+        let late = events
+            .iter()
+            .find(|e| e["event"]["time"] == "2024-10-03T16:31:03Z")
+            .map(|e| e["event"]["id"].clone());
+        late.is_some_and(|id| {
+            events.iter().any(|e| {
+                e["event"]["detail-type"] == "Target Delivery Succeeded"
+                    && e["event"]["detail"]["rule"] == "software-update"
+                    && e["event"]["detail"]["event-id"] == id
+            })
+        })
+    });
+    assert_eq!(
+        wait_stage(&server, MAC, "installing")["state"],
+        "installing"
+    );
 
     // A third Mac gives the update up, as its own log says (the seed's line).
     let abandoned = json!({
@@ -665,5 +715,62 @@ fn macs_on_14_or_later_get_the_enforcement_declaration_and_their_status_items_ar
         1,
         "{events:#?}"
     );
+    server.stop();
+}
+
+#[test]
+fn a_release_to_a_fleet_larger_than_the_chain_budget_loses_no_step() {
+    // Each Mac's steps are chains of their own: with a budget of 20 events per
+    // chain, a release to 30 Macs (two events each: the command, the change of
+    // state) still puts every event on the bus, and their answers too.
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let feed = feed_server(feed(false));
+    feed.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let text = config(&mdm, &feed.url, "2026-12-20T17:00:00Z")
+        .replace("server:\n", "server:\n  chain_budget: 20\n");
+    setup(dir.path(), &text);
+    let server = Server::start(dir.path());
+    let macs: Vec<(String, String)> = (0..30)
+        .map(|i| {
+            (
+                format!("C02FLEET{i:04}"),
+                format!("5U0000FF-0000-4000-8000-00000000{i:04}"),
+            )
+        })
+        .collect();
+    for (serial, udid) in &macs {
+        put_mac(&server, serial, udid, "14.6");
+    }
+    feed.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for("30 scans", Duration::from_secs(30), || {
+        mdm.calls_of("ScheduleOSUpdateScan").len() == 30
+    });
+    // Every Mac answers: each is asked AvailableOSUpdates.
+    for (_, udid) in &macs {
+        let scan = nth(&mdm, "ScheduleOSUpdateScan", udid, 1);
+        webhook(
+            &server,
+            &acknowledge(udid, &scan.command_uuid, "Acknowledged", ""),
+        );
+    }
+    wait_for("30 AvailableOSUpdates", Duration::from_secs(30), || {
+        mdm.calls_of("AvailableOSUpdates").len() == 30
+    });
+    for (serial, _) in &macs {
+        let events = timeline(&server, &format!("device/{serial}"));
+        let story: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["event"]["detail-type"].as_str())
+            .filter(|t| *t != "Target Delivery Succeeded")
+            .collect();
+        for want in [
+            "MDM Command Enqueued",
+            "MDM Command Result",
+            "Software Update Status Changed",
+        ] {
+            assert!(story.contains(&want), "{serial}: {want} in {story:?}");
+        }
+    }
     server.stop();
 }

@@ -52,12 +52,14 @@ impl Engine {
             Ok(delivered) => {
                 metrics.succeeded();
                 tracing::debug!(rule = %job.rule, target = %job.target, event_id = %job.event.event.id, status = %delivered.status, "delivered");
+                let roots = entry.is_some_and(|e| e.target.starts_chains());
                 for (bus, event) in delivered.emitted {
-                    let meta = Meta::caused_by(
-                        &job.event,
-                        bus,
-                        format!("target/{}/{}", job.rule, job.target),
-                    );
+                    let from = format!("target/{}/{}", job.rule, job.target);
+                    let meta = if roots {
+                        Meta::started_by(&job.event, bus, from)
+                    } else {
+                        Meta::caused_by(&job.event, bus, from)
+                    };
                     self.put_derived(event, meta).await;
                 }
                 (

@@ -60,6 +60,10 @@ pub(crate) struct Template<'a> {
     pub(crate) request_type: &'a str,
     pub(crate) template: &'a Value,
     pub(crate) uses_pin: bool,
+    /// The ledger names the command's own `MDM Command Enqueued` event (its id is
+    /// the CommandUUID) as the cause of the answer, rather than the delivery's
+    /// event: each command and its answer are then a chain of their own.
+    pub(crate) own_cause: bool,
 }
 
 impl MdmTargetImpl {
@@ -175,6 +179,7 @@ impl MdmTargetImpl {
                 request_type: &self.spec.request_type,
                 template: &self.template,
                 uses_pin: self.uses_pin,
+                own_cause: false,
             };
             match self.send(assets, ctx, device, &uuid, &command, &vars).await {
                 Ok(event) => emitted.push((ctx.event.meta.bus.clone(), event)),
@@ -296,7 +301,7 @@ impl MdmTargetImpl {
             unreachable!("filling an object yields an object")
         };
         let request_type = command.request_type;
-        let uses_pin = command.uses_pin;
+        let (uses_pin, own_cause) = (command.uses_pin, command.own_cause);
         let command = CommandBuilder::new(request_type)
             .command_uuid(uuid)
             .payload(payload)
@@ -342,7 +347,11 @@ impl MdmTargetImpl {
             serial: serial.clone(),
             rule: Some(ctx.rule.to_owned()),
             target: Some(ctx.target.to_owned()),
-            event_id: Some(ctx.event.event.id.clone()),
+            event_id: Some(if own_cause {
+                uuid.to_owned()
+            } else {
+                ctx.event.event.id.clone()
+            }),
             enqueued_at: rfc3339(now),
             status: None,
             completed_at: None,

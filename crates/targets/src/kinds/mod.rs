@@ -79,6 +79,14 @@ pub trait Deliver: Send + Sync + std::fmt::Debug {
     fn text_escape(&self) -> Option<crate::transform::Escape> {
         None
     }
+
+    /// Whether each event this kind emits starts a causation chain of its own
+    /// (keeping its link to its cause): for a workflow over a fleet whose steps
+    /// wait on each device, where one chain per release would soon use the chain
+    /// budget up. Its loops are bounded by its own state, not the hop limit.
+    fn starts_chains(&self) -> bool {
+        false
+    }
 }
 
 /// Builds one kind's target from its validated config.

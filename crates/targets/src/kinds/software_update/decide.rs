@@ -387,8 +387,8 @@ pub(crate) fn log_stage(
         ),
         "progress" => ("downloading", None, false),
         "userAction" => {
-            let verb = text("verb").unwrap_or_default();
-            let choice = text("choice").unwrap_or_default();
+            let verb = text("verb").unwrap_or_default().to_lowercase();
+            let choice = text("choice").unwrap_or_default().to_lowercase();
             let deferred = verb == "deferred"
                 || verb == "dismissed"
                 || matches!(
@@ -747,7 +747,7 @@ mod tests {
         );
         log.insert("action".into(), json!("userAction"));
         log.insert("verb".into(), json!("clicked"));
-        log.insert("choice".into(), json!("later"));
+        log.insert("choice".into(), json!("Remind Me Later"));
         assert!(log_stage(&log).unwrap().2, "a deferral");
     }
 }

@@ -72,6 +72,14 @@ impl Deliver for SoftwareUpdateTarget {
     ) -> DeliverFuture<'a> {
         Box::pin(self.run(ctx))
     }
+
+    /// A release sets off a step per Mac, each waiting on that Mac: one chain per
+    /// step (command and answer, a change of state), not one per release, so a
+    /// fleet of any size stays within the chain budget. The Macs' states bound the
+    /// workflow: a Mac's next command waits for its answer to the last.
+    fn starts_chains(&self) -> bool {
+        true
+    }
 }
 
 /// What one delivery did, for its outcome and the bus.
@@ -361,6 +369,7 @@ impl SoftwareUpdateTarget {
             request_type,
             template: &payload,
             uses_pin: false,
+            own_cause: true,
         };
         if let Some(event) = self
             .mdm
@@ -599,10 +608,16 @@ impl SoftwareUpdateTarget {
             let Some((stage, reason, deferral)) = decide::log_stage(&e.detail) else {
                 return Ok(None);
             };
+            let newest = state.log_time.as_deref().and_then(|t| {
+                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            });
             if deferral {
+                // A deferral counts whenever its line arrives.
                 state.deferrals_used += 1;
-                state.reason = reason;
+            } else if newest.is_some_and(|newest| e.time < newest) {
+                // Logged before what the state already says: it does not move it.
             } else {
+                state.log_time = Some(decide::rfc3339(e.time));
                 if stage == "downloading" {
                     if let Some(p) = e.detail.get("portionComplete").and_then(Value::as_f64) {
                         state.progress = Some(p);
