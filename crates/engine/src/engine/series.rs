@@ -28,7 +28,7 @@ impl SeriesSink for StoreSeries {
             let dims = serde_json::to_string(&point.dimensions).map_err(|e| e.to_string())?;
             let bucket = point.at.div_euclid(SERIES_BUCKET_MS) * SERIES_BUCKET_MS;
             self.0
-                .series_add(point.series, bucket, dims, point.max_series)
+                .series_add(point.series, bucket, dims, point.count, point.max_series)
                 .await
                 .map_err(|e| e.to_string())
         })

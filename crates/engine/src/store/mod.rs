@@ -563,14 +563,15 @@ pub trait ApiRules: Send + Sync {
 /// Time series the metrics targets count into: per series, hourly buckets of
 /// counts per dimension set (a JSON object of strings), and running totals.
 pub trait Series: Send + Sync {
-    /// Counts one event of `series` in the bucket starting at `bucket` (ms) under
-    /// `dims`; a dimension set the series does not have yet, once it has
+    /// Counts `count` events of `series` in the bucket starting at `bucket` (ms)
+    /// under `dims`; a dimension set the series does not have yet, once it has
     /// `max_series`, is counted under `{"_overflow": "true"}` instead.
     fn series_add(
         &self,
         series: String,
         bucket: Millis,
         dims: String,
+        count: u64,
         max_series: u32,
     ) -> StoreFuture<'_, ()>;
 

@@ -20,13 +20,14 @@ use crate::{BuildError, Delivered, DeliveryContext, DeliveryError, Payload};
 /// The value of a dimension the event does not have.
 pub const NONE: &str = "(none)";
 
-/// One count: event `event_id` of series `series`, received at `at` (ms), under
-/// `dimensions` (name -> value).
+/// One count: `count` events of series `series` at `at` (ms), under `dimensions`
+/// (name -> value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesPoint {
     pub series: String,
     pub dimensions: BTreeMap<String, String>,
     pub at: i64,
+    pub count: u64,
     /// Distinct dimension sets the series keeps (see the target's `max_series`).
     pub max_series: u32,
 }
@@ -85,6 +86,7 @@ impl MetricsTarget {
                 .map(|(name, path)| (name.clone(), text(path.select(&doc))))
                 .collect(),
             at: (ctx.event.meta.received_at.unix_timestamp_nanos() / 1_000_000) as i64,
+            count: 1,
             max_series: self.max_series,
         }
     }

@@ -328,11 +328,12 @@ impl Series for SqliteStore {
         series: String,
         bucket: Millis,
         dims: String,
+        count: u64,
         max_series: u32,
     ) -> StoreFuture<'_, ()> {
         Box::pin(
             self.writer
-                .run(move |db| db.series_add(&series, bucket, &dims, max_series)),
+                .run(move |db| db.series_add(&series, bucket, &dims, count, max_series)),
         )
     }
 

@@ -211,8 +211,10 @@ impl Db {
         series: &str,
         bucket: Millis,
         dims: &str,
+        count: u64,
         max_series: u32,
     ) -> Result<(), StoreError> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
         self.write(|tx| {
             let known: bool = tx
                 .prepare_cached("SELECT 1 FROM series_totals WHERE name = ?1 AND dims = ?2")?
@@ -230,15 +232,15 @@ impl Db {
                 }
             };
             tx.prepare_cached(
-                "INSERT INTO series (name, bucket, dims, count) VALUES (?1, ?2, ?3, 1)
-                 ON CONFLICT (name, bucket, dims) DO UPDATE SET count = count + 1",
+                "INSERT INTO series (name, bucket, dims, count) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name, bucket, dims) DO UPDATE SET count = count + ?4",
             )?
-            .execute(params![series, bucket, dims])?;
+            .execute(params![series, bucket, dims, count])?;
             tx.prepare_cached(
-                "INSERT INTO series_totals (name, dims, count) VALUES (?1, ?2, 1)
-                 ON CONFLICT (name, dims) DO UPDATE SET count = count + 1",
+                "INSERT INTO series_totals (name, dims, count) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, dims) DO UPDATE SET count = count + ?3",
             )?
-            .execute(params![series, dims])?;
+            .execute(params![series, dims, count])?;
             Ok(())
         })
     }

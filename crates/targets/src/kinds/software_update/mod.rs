@@ -212,25 +212,22 @@ impl SoftwareUpdateTarget {
                 ))
                 .or_default() += 1;
         }
-        {
-            if let Some(sink) = &self.series {
-                let at = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-                for ((requirement, state), n) in tally {
-                    for _ in 0..n {
-                        let point = SeriesPoint {
-                            series: SERIES.into(),
-                            dimensions: BTreeMap::from([
-                                ("requirement".into(), requirement.clone()),
-                                ("state".into(), state.into()),
-                            ]),
-                            at,
-                            max_series: 1_000,
-                        };
-                        sink.add(point).await.map_err(|e| {
-                            DeliveryError::Retryable(format!("software-update: counting: {e}"))
-                        })?;
-                    }
-                }
+        if let Some(sink) = &self.series {
+            let at = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+            for ((requirement, state), n) in tally {
+                let point = SeriesPoint {
+                    series: SERIES.into(),
+                    dimensions: BTreeMap::from([
+                        ("requirement".into(), requirement),
+                        ("state".into(), state.into()),
+                    ]),
+                    at,
+                    count: n,
+                    max_series: 1_000,
+                };
+                sink.add(point).await.map_err(|e| {
+                    DeliveryError::Retryable(format!("software-update: counting: {e}"))
+                })?;
             }
         }
         Ok(())
