@@ -259,6 +259,21 @@ impl SoftwareUpdateTarget {
         state.requirement = Some(req.name.clone());
         state.os_version = d.os_version.clone().or(state.os_version);
         state.udid = d.udid.clone().or(state.udid);
+        if d.udid.is_none() {
+            // No MDM command can reach it until it checks in.
+            set(
+                &mut state,
+                "waiting for check-in",
+                Some(
+                    "no UDID in the asset store: the Mac has not checked in with the MDM server"
+                        .into(),
+                ),
+                "its first check-in gives its UDID; the next evaluation goes on",
+            );
+            self.save(assets, ctx, &before, state.clone(), now, out)
+                .await;
+            return state;
+        }
         let goal = match decide::goal(req, releases, state.os_version.as_deref()) {
             Ok(g) => g,
             Err(why) => {
@@ -323,16 +338,19 @@ impl SoftwareUpdateTarget {
                     state.pending_command = Some(request_type.into());
                     state.pending_since = Some(decide::rfc3339(now));
                 }
+                // Worth another attempt: the delivery fails, and its retry finds
+                // the Macs already sent to waiting for their answers.
+                Err(e) if e.is_retryable() => out.failures.push((d.serial.clone(), e)),
+                // This Mac's own problem (the MDM server refused its command): on
+                // its state, for a person; the other Macs go on.
                 Err(e) => {
-                    if !e.is_retryable() {
-                        set(
-                            &mut state,
-                            "failed",
-                            Some(format!("{request_type}: {e}")),
-                            "a person: the command could not be sent",
-                        );
-                    }
-                    out.failures.push((d.serial.clone(), e));
+                    state.errors += 1;
+                    set(
+                        &mut state,
+                        "failed",
+                        Some(format!("{request_type} could not be sent: {e}")),
+                        "a person: the MDM server refused the command",
+                    );
                 }
             },
         }
@@ -352,10 +370,7 @@ impl SoftwareUpdateTarget {
         out: &mut Out,
     ) -> Result<(), DeliveryError> {
         let udid = d.udid.clone().ok_or_else(|| {
-            DeliveryError::Permanent(format!(
-                "{} has no UDID in the asset store (it has not checked in yet)",
-                d.serial
-            ))
+            DeliveryError::Permanent(format!("{} has no UDID in the asset store", d.serial))
         })?;
         let uuid = command_uuid(&format!("{}|{request_type}", ctx.idempotency_key), &udid);
         let device = Addressee {
@@ -902,6 +917,36 @@ mod tests {
         let other = Event::new("jamf.pro", "ComputerCheckIn", Map::new());
         let done = deliver(&config, 0, &assets, other).await.unwrap();
         assert_eq!(done.status, "not an event of the software-update workflow");
+    }
+
+    #[tokio::test]
+    async fn a_mac_that_never_checked_in_waits_without_failing_the_evaluation() {
+        let config = policy_config();
+        let store = fleetbus_assets::AssetStore::open_in_memory().unwrap();
+        store
+            .upsert_device(
+                &fleetbus_assets::DeviceUpdate {
+                    serial: "C02NEW".into(),
+                    os_version: Some("14.6".into()),
+                    enrollment_state: Some("enrolled".into()),
+                    ..Default::default()
+                },
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        let assets = store.to_async();
+        let ask = Event::new(SU_SOURCE, fleetbus_config::SU_EVALUATE, Map::new());
+        let done = deliver(&config, 0, &assets, ask).await.unwrap();
+        assert!(
+            done.status.contains("0 command(s) sent, 1 change(s)"),
+            "{}",
+            done.status
+        );
+        let st = store.su_state("C02NEW").unwrap().unwrap();
+        assert_eq!(st.stage, "waiting for check-in");
+        assert_eq!(done.emitted.len(), 1, "its change of state");
+        assert_eq!(done.emitted[0].1.detail_type, STATUS_CHANGED);
+        assert_eq!(done.emitted[0].1.resources, ["device/C02NEW"]);
     }
 
     #[tokio::test]
