@@ -27,7 +27,8 @@ pub struct SuState {
     pub deadline: Option<String>,
     /// Where the Mac is: `compliant`, `scan sent`, `scanned`, `update found`,
     /// `no update offered`, `scheduled`, `downloading`, `downloaded`,
-    /// `installing`, `refused`, `failed`, `abandoned`, `declared`.
+    /// `installing`, `refused`, `failed`, `abandoned`, `declared`,
+    /// `waiting for check-in`, `waiting for a release`.
     pub stage: String,
     /// The OS version the Mac last reported.
     pub os_version: Option<String>,
