@@ -453,10 +453,14 @@ impl SoftwareUpdateTarget {
         let udid = text(doc, "/detail/device/udid").map(str::to_owned);
         let (device, state, releases) = assets
             .run("software-update device", move |a| {
-                let device = match (&serial, &udid) {
-                    (Some(s), _) => a.device(s)?,
+                // By serial, else by UDID (an answer may carry only the UDID).
+                let device = match &serial {
+                    Some(s) => a.device(s)?,
+                    None => None,
+                };
+                let device = match (device, &udid) {
                     (None, Some(u)) => a.device_by_udid(u)?,
-                    (None, None) => None,
+                    (d, _) => d,
                 };
                 let state = match &device {
                     Some(d) => a.su_state(&d.serial)?,
