@@ -123,6 +123,8 @@ pub struct SuRequirement {
     pub sla: SuSla,
     pub max_user_deferrals: u32,
     pub declarations: bool,
+    /// These Macs' own MDM server, if not the section's.
+    pub mdm: Option<SuMdm>,
 }
 
 impl SuRequirement {

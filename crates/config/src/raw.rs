@@ -126,6 +126,9 @@ pub struct RawSuRequirement {
     pub standard_minor_update_sla: Option<u32>,
     /// `MaxUserDeferrals` of `InstallLater` (default 3).
     pub max_user_deferrals: Option<u32>,
+    /// These Macs' own MDM server (default: the section's `mdm`), e.g. for a group
+    /// still on the server being left.
+    pub mdm: Option<RawSuMdm>,
     /// Macs on macOS 14 or later get the
     /// `com.apple.configuration.softwareupdate.enforcement.specific` declaration
     /// (as a `Software Update Declaration` event to route to the declarative

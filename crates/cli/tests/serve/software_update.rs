@@ -183,6 +183,26 @@ fn move_deadline(dir: &Path, server: &Server, mdm: &FakeNanoMdm, feed_url: &str,
     evaluate_now(server);
 }
 
+/// The Mac answers `command`, once its `MDM Command Enqueued` event is on its
+/// timeline (a real Mac answers seconds later; the fake answers at once, and the
+/// story is checked in order).
+fn answer(server: &Server, command: &fleetbus_mdm::Command, status: &str, extra: &str) {
+    wait_for(
+        "the command on the timeline",
+        Duration::from_secs(20),
+        || {
+            timeline(server, &format!("device/{MAC}")).iter().any(|e| {
+                e["event"]["detail-type"] == "MDM Command Enqueued"
+                    && e["event"]["detail"]["command"]["command_uuid"] == command.command_uuid
+            })
+        },
+    );
+    webhook(
+        server,
+        &acknowledge(MAC_UDID, &command.command_uuid, status, extra),
+    );
+}
+
 /// The Mac downloading at 42 %, as OSUpdateStatus answers.
 const DOWNLOADING: &str = "<key>OSUpdateStatus</key><array><dict><key>DownloadPercentComplete</key><real>0.42</real>\
     <key>IsDownloaded</key><false/><key>ProductKey</key><string>MSU_UPDATE_24B83_patch_15.1</string>\
@@ -197,15 +217,9 @@ fn answer_schedule(
     n: usize,
     action: &str,
 ) {
-    webhook(
-        server,
-        &acknowledge(MAC_UDID, &schedule.command_uuid, "Acknowledged", ""),
-    );
+    answer(server, schedule, "Acknowledged", "");
     let follow = nth(mdm, "OSUpdateStatus", MAC_UDID, n);
-    webhook(
-        server,
-        &acknowledge(MAC_UDID, &follow.command_uuid, "Acknowledged", DOWNLOADING),
-    );
+    answer(server, &follow, "Acknowledged", DOWNLOADING);
     wait_for(
         &format!("{action} on record"),
         Duration::from_secs(20),
@@ -310,24 +324,18 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
     assert_eq!(broken["next"], "sent again at the next evaluation");
 
     // 2. The scan is acknowledged: the Mac is asked what it found.
-    webhook(
-        &server,
-        &acknowledge(MAC_UDID, &scan.command_uuid, "Acknowledged", ""),
-    );
+    answer(&server, &scan, "Acknowledged", "");
     let available = nth(&mdm, "AvailableOSUpdates", MAC_UDID, 1);
 
     // 3. It names the OS update (and a non-OS one): exactly that ProductKey is
     //    scheduled, DownloadOnly while the deadline is a month away.
-    let answer = "<key>AvailableOSUpdates</key><array>\
+    let offered = "<key>AvailableOSUpdates</key><array>\
         <dict><key>HumanReadableName</key><string>Safari</string><key>IsOSUpdate</key><false/>\
         <key>ProductKey</key><string>052-12345</string><key>Version</key><string>18.1</string></dict>\
         <dict><key>HumanReadableName</key><string>macOS Sequoia 15.1</string><key>IsOSUpdate</key><true/>\
         <key>ProductKey</key><string>MSU_UPDATE_24B83_patch_15.1</string><key>Version</key><string>15.1</string>\
         <key>Build</key><string>24B83</string><key>RestartRequired</key><true/></dict></array>";
-    webhook(
-        &server,
-        &acknowledge(MAC_UDID, &available.command_uuid, "Acknowledged", answer),
-    );
+    answer(&server, &available, "Acknowledged", offered);
     let schedule = nth(&mdm, "ScheduleOSUpdate", MAC_UDID, 1);
     assert_eq!(
         install_action(&schedule),
@@ -375,19 +383,13 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         install_action(&force)["InstallAction"],
         "InstallForceRestart"
     );
-    webhook(
-        &server,
-        &acknowledge(MAC_UDID, &force.command_uuid, "Acknowledged", ""),
-    );
+    answer(&server, &force, "Acknowledged", "");
     // OSUpdateStatus follows: installing.
     let follow = nth(&mdm, "OSUpdateStatus", MAC_UDID, 4);
     let installing = "<key>OSUpdateStatus</key><array><dict><key>IsDownloaded</key><true/>\
         <key>ProductKey</key><string>MSU_UPDATE_24B83_patch_15.1</string>\
         <key>Status</key><string>Installing</string></dict></array>";
-    webhook(
-        &server,
-        &acknowledge(MAC_UDID, &follow.command_uuid, "Acknowledged", installing),
-    );
+    answer(&server, &follow, "Acknowledged", installing);
     wait_for("installing on record", Duration::from_secs(20), || {
         wait_stage(&server, MAC, "installing")["pending_command"].is_null()
     });
@@ -494,15 +496,12 @@ fn a_release_brings_the_mac_below_it_to_the_new_version_by_its_deadline() {
         info.payload_json()["Queries"],
         json!(["OSVersion", "BuildVersion"])
     );
-    webhook(
+    answer(
         &server,
-        &acknowledge(
-            MAC_UDID,
-            &info.command_uuid,
-            "Acknowledged",
-            "<key>QueryResponses</key><dict><key>OSVersion</key><string>15.1</string>\
+        &info,
+        "Acknowledged",
+        "<key>QueryResponses</key><dict><key>OSVersion</key><string>15.1</string>\
              <key>BuildVersion</key><string>24B83</string></dict>",
-        ),
     );
     let done = wait_stage(&server, MAC, "compliant");
     assert_eq!(done["os_version"], "15.1", "{done}");
@@ -772,5 +771,46 @@ fn a_release_to_a_fleet_larger_than_the_chain_budget_loses_no_step() {
             assert!(story.contains(&want), "{serial}: {want} in {story:?}");
         }
     }
+    server.stop();
+}
+
+#[test]
+fn a_requirement_with_its_own_mdm_server_sends_its_macs_commands_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mdm = FakeNanoMdm::start();
+    let leaving = FakeNanoMdm::start();
+    let feed = feed_server(feed(false));
+    feed.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let text = config(&mdm, &feed.url, "2026-12-20T17:00:00Z").replace(
+        "  requirements:\n",
+        &format!(
+            "  requirements:\n    - name: migrating\n      tags: [old-mdm]\n      required_minimum_os_version: latest\n      required_installation_date: \"2026-12-20T17:00:00Z\"\n      mdm: {{server: nanomdm, url: \"{}\", api_key: \"${{file:secrets/nanomdm-api-key}}\"}}\n",
+            leaving.url
+        ),
+    );
+    setup(dir.path(), &text);
+    let server = Server::start(dir.path());
+    put_mac(&server, MAC, MAC_UDID, "14.6");
+    put_device(
+        &server,
+        LATE,
+        json!({"udid": LATE_UDID, "os_version": "14.6", "model": "Mac14,7",
+               "enrollment_state": "enrolled", "tags": ["old-mdm"]}),
+    );
+    feed.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    nth(&mdm, "ScheduleOSUpdateScan", MAC_UDID, 1);
+    nth(&leaving, "ScheduleOSUpdateScan", LATE_UDID, 1);
+    assert!(mdm
+        .calls()
+        .iter()
+        .all(|c| !c.ids.iter().any(|i| i == LATE_UDID)));
+    assert!(leaving
+        .calls()
+        .iter()
+        .all(|c| !c.ids.iter().any(|i| i == MAC_UDID)));
+    assert_eq!(
+        wait_stage(&server, LATE, "scan sent")["requirement"],
+        "migrating"
+    );
     server.stop();
 }

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use super::{bus_of, key, valid_name, Ctx};
 use crate::load::{Located, Origin};
 use crate::model::*;
-use crate::raw::{RawSoftwareUpdate, RawSuRequirement};
+use crate::raw::{RawSoftwareUpdate, RawSuMdm, RawSuRequirement};
 use crate::schedule::Schedule;
 use crate::secret::Secret;
 use crate::yaml::PathSeg;
@@ -42,48 +42,7 @@ pub(crate) fn validate_software_update(
             ));
             None
         }
-        Some(m) => {
-            let mo = o.child(key("mdm"));
-            let server = match m.server.as_deref() {
-                Some("nanomdm") | None => MdmServer::NanoMdm,
-                Some("micromdm") => MdmServer::MicroMdm,
-                Some(other) => {
-                    cx.errors.push(mo.error(
-                        &[key("server")],
-                        format!("unknown MDM server {other:?} (expected nanomdm or micromdm)"),
-                    ));
-                    MdmServer::NanoMdm
-                }
-            };
-            let url = m.url.clone().unwrap_or_default();
-            if m.url.is_none() {
-                cx.errors.push(mo.error(
-                    &[],
-                    "missing required field url (the MDM server's base URL)",
-                ));
-            } else if !(url.starts_with("http://") || url.starts_with("https://")) {
-                cx.errors.push(mo.error(
-                    &[key("url")],
-                    format!("{url:?} is not an http:// or https:// URL"),
-                ));
-            }
-            let api_key = match &m.api_key {
-                Some(k) => cx.secret(&mo, &[key("api_key")], k),
-                None => {
-                    cx.errors.push(mo.error(
-                        &[],
-                        "missing required field api_key (a secret reference, e.g. ${file:secrets/nanomdm-api-key})",
-                    ));
-                    Secret::empty()
-                }
-            };
-            Some(SuMdm {
-                server,
-                url: url.trim_end_matches('/').to_owned(),
-                api_key,
-                push: m.push.unwrap_or(true),
-            })
-        }
+        Some(m) => Some(su_mdm(m, &o.child(key("mdm")), cx)),
     };
     let bus = bus_of(v.bus.as_deref(), o, buses, cx);
     let evaluate_text = v.evaluate.as_deref().unwrap_or("rate(1 hour)");
@@ -173,6 +132,49 @@ pub(crate) fn validate_software_update(
     }))
 }
 
+/// An MDM server of the policy (the section's, or a requirement's own).
+fn su_mdm(m: &RawSuMdm, mo: &Origin, cx: &mut Ctx<'_>) -> SuMdm {
+    let server = match m.server.as_deref() {
+        Some("nanomdm") | None => MdmServer::NanoMdm,
+        Some("micromdm") => MdmServer::MicroMdm,
+        Some(other) => {
+            cx.errors.push(mo.error(
+                &[key("server")],
+                format!("unknown MDM server {other:?} (expected nanomdm or micromdm)"),
+            ));
+            MdmServer::NanoMdm
+        }
+    };
+    let url = m.url.clone().unwrap_or_default();
+    if m.url.is_none() {
+        cx.errors.push(mo.error(
+            &[],
+            "missing required field url (the MDM server's base URL)",
+        ));
+    } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+        cx.errors.push(mo.error(
+            &[key("url")],
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    let api_key = match &m.api_key {
+        Some(k) => cx.secret(mo, &[key("api_key")], k),
+        None => {
+            cx.errors.push(mo.error(
+                &[],
+                "missing required field api_key (a secret reference, e.g. ${file:secrets/nanomdm-api-key})",
+            ));
+            Secret::empty()
+        }
+    };
+    SuMdm {
+        server,
+        url: url.trim_end_matches('/').to_owned(),
+        api_key,
+        push: m.push.unwrap_or(true),
+    }
+}
+
 fn requirement(r: &RawSuRequirement, o: &Origin, cx: &mut Ctx<'_>) -> SuRequirement {
     let required = match r.required_minimum_os_version.as_deref().map(str::trim) {
         None | Some("latest") => RequiredVersion::Latest,
@@ -240,6 +242,7 @@ fn requirement(r: &RawSuRequirement, o: &Origin, cx: &mut Ctx<'_>) -> SuRequirem
         },
         max_user_deferrals: r.max_user_deferrals.unwrap_or(3),
         declarations: r.declarations.unwrap_or(false),
+        mdm: r.mdm.as_ref().map(|m| su_mdm(m, &o.child(key("mdm")), cx)),
     }
 }
 

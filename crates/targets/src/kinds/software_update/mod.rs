@@ -45,7 +45,10 @@ const MDM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 #[derive(Debug)]
 struct SoftwareUpdateTarget {
     policy: Arc<SoftwareUpdate>,
+    /// The section's MDM server.
     mdm: MdmTargetImpl,
+    /// The requirements' own servers, by requirement name.
+    own_mdm: BTreeMap<String, MdmTargetImpl>,
     assets: Option<AsyncAssetStore>,
     series: Option<Arc<dyn SeriesSink>>,
     clock: Clock,
@@ -55,8 +58,18 @@ pub(crate) fn build(t: &Target, cx: &BuildContext<'_>) -> Result<Box<dyn Deliver
     let TargetSpec::SoftwareUpdate(policy) = &t.spec else {
         return Err(super::wrong_spec(t, "software-update"));
     };
+    let mut own_mdm = BTreeMap::new();
+    for r in &policy.requirements {
+        if let Some(m) = &r.mdm {
+            own_mdm.insert(
+                r.name.clone(),
+                MdmTargetImpl::sender(&t.id, m, MDM_TIMEOUT, cx)?,
+            );
+        }
+    }
     Ok(Box::new(SoftwareUpdateTarget {
         mdm: MdmTargetImpl::sender(&t.id, &policy.mdm, MDM_TIMEOUT, cx)?,
+        own_mdm,
         policy: policy.clone(),
         assets: cx.assets.cloned(),
         series: cx.series.cloned(),
@@ -326,7 +339,10 @@ impl SoftwareUpdateTarget {
                 payload,
                 stage,
                 next,
-            } => match self.send(assets, ctx, d, request_type, payload, out).await {
+            } => match self
+                .send(assets, ctx, (d, req), (request_type, payload), out)
+                .await
+            {
                 Ok(()) => {
                     keep(&mut state, stage, &next);
                     if request_type == "ScheduleOSUpdate" {
@@ -359,14 +375,14 @@ impl SoftwareUpdateTarget {
         state
     }
 
-    /// Enqueues one command to `d`.
+    /// Enqueues one command (RequestType, keys) to `d` through its requirement's
+    /// MDM server.
     async fn send(
         &self,
         assets: &AsyncAssetStore,
         ctx: &DeliveryContext<'_>,
-        d: &Device,
-        request_type: &'static str,
-        payload: Value,
+        (d, req): (&Device, &SuRequirement),
+        (request_type, payload): (&'static str, Value),
         out: &mut Out,
     ) -> Result<(), DeliveryError> {
         let udid = d.udid.clone().ok_or_else(|| {
@@ -383,11 +399,8 @@ impl SoftwareUpdateTarget {
             uses_pin: false,
             own_cause: true,
         };
-        if let Some(event) = self
-            .mdm
-            .send_one(assets, ctx, &device, &uuid, &template)
-            .await?
-        {
+        let mdm = self.own_mdm.get(&req.name).unwrap_or(&self.mdm);
+        if let Some(event) = mdm.send_one(assets, ctx, &device, &uuid, &template).await? {
             out.emitted.push((ctx.event.meta.bus.clone(), event));
         }
         out.sent += 1;
