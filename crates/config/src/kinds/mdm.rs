@@ -58,6 +58,35 @@ pub(crate) struct RawDevices {
     all: Option<bool>,
 }
 
+/// An MDM server's kind (`nanomdm` when not said) and base URL, checked; shared
+/// with the `software_update:` section's servers.
+pub(crate) fn server_and_url(
+    server: Option<&str>,
+    url: Option<&str>,
+    o: &Origin,
+    cx: &mut Ctx<'_>,
+) -> (MdmServer, String) {
+    let server = match server {
+        Some("nanomdm") | None => MdmServer::NanoMdm,
+        Some("micromdm") => MdmServer::MicroMdm,
+        Some(other) => {
+            cx.errors.push(o.error(
+                &[key("server")],
+                format!("unknown MDM server {other:?} (expected nanomdm or micromdm)"),
+            ));
+            MdmServer::NanoMdm
+        }
+    };
+    let url = url.unwrap_or_default().to_owned();
+    if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        cx.errors.push(o.error(
+            &[key("url")],
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    (server, url)
+}
+
 /// Validates a target of this kind.
 pub(crate) fn validate(fields: Value, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> TargetSpec {
     let t: RawMdm = crate::kinds::read(fields, o, cx);
@@ -72,24 +101,7 @@ fn validate_mdm(t: &RawMdm, o: &Origin, env: &Env<'_>, cx: &mut Ctx<'_>) -> MdmT
     require(cx, o, env.name, "api_key", t.api_key.is_some());
     require(cx, o, env.name, "mdm_command", t.mdm_command.is_some());
     require(cx, o, env.name, "devices", t.devices.is_some());
-    let server = match t.server.as_deref() {
-        Some("nanomdm") | None => MdmServer::NanoMdm,
-        Some("micromdm") => MdmServer::MicroMdm,
-        Some(other) => {
-            cx.errors.push(o.error(
-                &[key("server")],
-                format!("unknown MDM server {other:?} (expected nanomdm or micromdm)"),
-            ));
-            MdmServer::NanoMdm
-        }
-    };
-    let url = t.url.clone().unwrap_or_default();
-    if t.url.is_some() && !(url.starts_with("http://") || url.starts_with("https://")) {
-        cx.errors.push(o.error(
-            &[key("url")],
-            format!("{url:?} is not an http:// or https:// URL"),
-        ));
-    }
+    let (server, url) = server_and_url(t.server.as_deref(), t.url.as_deref(), o, cx);
     let api_key = t
         .api_key
         .as_deref()

@@ -114,6 +114,8 @@ pub(crate) fn schema_of<R: JsonSchema>(generator: &mut SchemaGenerator) -> schem
     generator.subschema_for::<R>()
 }
 
+pub(crate) use mdm::server_and_url as mdm_server_and_url;
+
 /// The spec of `kind`.
 pub fn spec(kind: TargetKind) -> &'static KindSpec {
     TARGET_KINDS

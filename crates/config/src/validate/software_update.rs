@@ -134,29 +134,14 @@ pub(crate) fn validate_software_update(
 
 /// An MDM server of the policy (the section's, or a requirement's own).
 fn su_mdm(m: &RawSuMdm, mo: &Origin, cx: &mut Ctx<'_>) -> SuMdm {
-    let server = match m.server.as_deref() {
-        Some("nanomdm") | None => MdmServer::NanoMdm,
-        Some("micromdm") => MdmServer::MicroMdm,
-        Some(other) => {
-            cx.errors.push(mo.error(
-                &[key("server")],
-                format!("unknown MDM server {other:?} (expected nanomdm or micromdm)"),
-            ));
-            MdmServer::NanoMdm
-        }
-    };
-    let url = m.url.clone().unwrap_or_default();
     if m.url.is_none() {
         cx.errors.push(mo.error(
             &[],
             "missing required field url (the MDM server's base URL)",
         ));
-    } else if !(url.starts_with("http://") || url.starts_with("https://")) {
-        cx.errors.push(mo.error(
-            &[key("url")],
-            format!("{url:?} is not an http:// or https:// URL"),
-        ));
     }
+    let (server, url) =
+        crate::kinds::mdm_server_and_url(m.server.as_deref(), m.url.as_deref(), mo, cx);
     let api_key = match &m.api_key {
         Some(k) => cx.secret(mo, &[key("api_key")], k),
         None => {
