@@ -78,7 +78,7 @@ pub(crate) fn server_and_url(
         }
     };
     let url = url.unwrap_or_default().to_owned();
-    if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+    if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
         cx.errors.push(o.error(
             &[key("url")],
             format!("{url:?} is not an http:// or https:// URL"),
