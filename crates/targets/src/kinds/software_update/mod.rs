@@ -39,6 +39,9 @@ pub const DECLARATION: &str = "Software Update Declaration";
 /// The series each evaluation samples Macs into, by requirement and state.
 pub const SERIES: &str = "software_update";
 
+/// Failed Macs named in a failed delivery's message.
+const SHOWN_FAILURES: usize = 5;
+
 /// How long one MDM call may take.
 const MDM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -155,11 +158,16 @@ impl SoftwareUpdateTarget {
         };
         if !out.failures.is_empty() {
             let retryable = out.failures.iter().any(|(_, e)| e.is_retryable());
-            let detail: Vec<String> = out
+            // The first few by name (an MDM server down fails every Mac alike).
+            let mut detail: Vec<String> = out
                 .failures
                 .iter()
+                .take(SHOWN_FAILURES)
                 .map(|(s, e)| format!("{s}: {e}"))
                 .collect();
+            if out.failures.len() > SHOWN_FAILURES {
+                detail.push(format!("and {} more", out.failures.len() - SHOWN_FAILURES));
+            }
             // The Macs whose commands went out have their state written: a retry
             // finds them waiting for their answer and sends nothing again.
             let msg = format!(
