@@ -379,9 +379,7 @@ rules:
       - id: x
         kind: log
 ";
-    let errors = fleetbus_config::load_str("c.yaml", text, std::path::Path::new("."))
-        .unwrap_err()
-        .to_string();
+    let errors = errors_of(text).join("\n");
     for want in [
         "c.yaml:2:8: software_update.mdm: missing required field api_key",
         "c.yaml:2:17: software_update.mdm.server: unknown MDM server \"jamf\"",
@@ -404,9 +402,7 @@ rules:
       - id: x
         kind: software-update
 ";
-    let errors = fleetbus_config::load_str("c.yaml", text, std::path::Path::new("."))
-        .unwrap_err()
-        .to_string();
+    let errors = errors_of(text).join("\n");
     assert!(
         errors.contains("c.yaml:6:15: rules[0].targets[0].kind: a software-update target is made by the software_update: section, which this configuration does not have"),
         "{errors}"
@@ -425,9 +421,7 @@ rules:
       - id: x
         kind: log
 ";
-    let errors = fleetbus_config::load_str("c.yaml", text, std::path::Path::new("."))
-        .unwrap_err()
-        .to_string();
+    let errors = errors_of(text).join("\n");
     assert!(
         errors.contains("runs as rule \"software-update\", a name the rule at c.yaml:5:11"),
         "{errors}"

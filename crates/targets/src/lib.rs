@@ -16,10 +16,7 @@ use fleetbus_config::Target;
 use fleetbus_event::{Event, StoredEvent};
 
 pub use crate::kinds::mdm::{ENQUEUED as MDM_ENQUEUED, MDM_SOURCE};
-pub use crate::kinds::software_update::{
-    DECLARATION as SOFTWARE_UPDATE_DECLARATION, SERIES as SOFTWARE_UPDATE_SERIES,
-    STATUS_CHANGED as SOFTWARE_UPDATE_STATUS_CHANGED,
-};
+pub use crate::kinds::software_update::SERIES as SOFTWARE_UPDATE_SERIES;
 pub use crate::kinds::{BuildContext, Clock, Deliver};
 pub use crate::tls::ensure_provider as ensure_tls_provider;
 pub use crate::transform::{apply, apply_escaped, Escape, Payload, TransformError};

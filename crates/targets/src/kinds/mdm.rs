@@ -117,15 +117,7 @@ impl MdmTargetImpl {
         uuid: &str,
         command: &Template<'_>,
     ) -> Result<Option<Event>, DeliveryError> {
-        let known = {
-            let uuid = uuid.to_owned();
-            assets
-                .run("command", move |a| {
-                    Ok::<_, DeliveryError>(a.command(&uuid)?)
-                })
-                .await?
-        };
-        if known.is_some() {
+        if ledger_entry(assets, uuid).await?.is_some() {
             return Ok(None);
         }
         self.send(assets, ctx, device, uuid, command, &Map::new())
@@ -151,14 +143,7 @@ impl MdmTargetImpl {
         let mut failures = Vec::new();
         for device in &devices {
             let uuid = command_uuid(ctx.idempotency_key, &device.udid);
-            let known = {
-                let uuid = uuid.clone();
-                assets
-                    .run("command", move |a| {
-                        Ok::<_, DeliveryError>(a.command(&uuid)?)
-                    })
-                    .await?
-            };
+            let known = ledger_entry(assets, &uuid).await?;
             if let Some(record) = known {
                 // Enqueued by an earlier attempt of this delivery, which failed as a
                 // whole: its event was never put on the bus.
@@ -630,6 +615,19 @@ fn strings_at(path: &JsonPath, doc: &Value) -> Result<Vec<String>, DeliveryError
 }
 
 /// Stable across retries of the same delivery to the same device.
+/// The ledger's entry for `uuid`: sent before, by an earlier attempt.
+async fn ledger_entry(
+    assets: &AsyncAssetStore,
+    uuid: &str,
+) -> Result<Option<CommandRecord>, DeliveryError> {
+    let uuid = uuid.to_owned();
+    assets
+        .run("command", move |a| {
+            Ok::<_, DeliveryError>(a.command(&uuid)?)
+        })
+        .await
+}
+
 pub(crate) fn command_uuid(idempotency_key: &str, udid: &str) -> String {
     uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_OID,

@@ -35,26 +35,25 @@ pub(crate) fn goal(
             .filter(|r| filter(r))
             .max_by(|a, b| compare_versions(&a.product_version, &b.product_version))
     };
-    let release = match &req.required {
-        RequiredVersion::Version(v) => releases.iter().find(|r| &r.product_version == v),
+    // The release the goal is (if the feed published it) and its version.
+    let (release, version) = match &req.required {
+        RequiredVersion::Version(v) => {
+            (releases.iter().find(|r| &r.product_version == v), v.clone())
+        }
         RequiredVersion::Latest => {
-            Some(newest(&|_| true).ok_or("latest: the feed has published no macOS release yet")?)
+            let r =
+                newest(&|_| true).ok_or("latest: the feed has published no macOS release yet")?;
+            (Some(r), r.product_version.clone())
         }
         RequiredVersion::LatestMinor => {
             let m = os_version
                 .and_then(major)
                 .ok_or("latest-minor: the Mac's OS version is not known yet")?;
-            Some(
-                newest(&|r| major(&r.product_version) == Some(m)).ok_or_else(|| {
-                    format!("latest-minor: the feed has published no macOS {m} release yet")
-                })?,
-            )
+            let r = newest(&|r| major(&r.product_version) == Some(m)).ok_or_else(|| {
+                format!("latest-minor: the feed has published no macOS {m} release yet")
+            })?;
+            (Some(r), r.product_version.clone())
         }
-    };
-    let version = match (&req.required, release) {
-        (RequiredVersion::Version(v), _) => v.clone(),
-        (_, Some(r)) => r.product_version.clone(),
-        (_, None) => unreachable!("latest and latest-minor always find a release"),
     };
     if let Some(date) = req.installation_date {
         return Ok(Goal {

@@ -944,14 +944,14 @@ mod tests {
         assert_eq!(done.status, "not an event of the software-update workflow");
     }
 
-    #[tokio::test]
-    async fn a_mac_that_never_checked_in_waits_without_failing_the_evaluation() {
-        let config = policy_config();
+    /// An asset store holding one enrolled Mac on 14.6.
+    fn enrolled_mac(serial: &str, udid: Option<&str>) -> fleetbus_assets::AssetStore {
         let store = fleetbus_assets::AssetStore::open_in_memory().unwrap();
         store
             .upsert_device(
                 &fleetbus_assets::DeviceUpdate {
-                    serial: "C02NEW".into(),
+                    serial: serial.into(),
+                    udid: udid.map(Into::into),
                     os_version: Some("14.6".into()),
                     enrollment_state: Some("enrolled".into()),
                     ..Default::default()
@@ -959,6 +959,13 @@ mod tests {
                 time::OffsetDateTime::now_utc(),
             )
             .unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_mac_that_never_checked_in_waits_without_failing_the_evaluation() {
+        let config = policy_config();
+        let store = enrolled_mac("C02NEW", None);
         let assets = store.to_async();
         let ask = Event::new(SU_SOURCE, fleetbus_config::SU_EVALUATE, Map::new());
         let done = deliver(&config, 0, &assets, ask).await.unwrap();
@@ -977,19 +984,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_enqueue_is_retried_and_leaves_the_mac_as_it_was() {
         let config = policy_config();
-        let store = fleetbus_assets::AssetStore::open_in_memory().unwrap();
-        store
-            .upsert_device(
-                &fleetbus_assets::DeviceUpdate {
-                    serial: "C02X".into(),
-                    udid: Some("U-1".into()),
-                    os_version: Some("14.6".into()),
-                    enrollment_state: Some("enrolled".into()),
-                    ..Default::default()
-                },
-                time::OffsetDateTime::now_utc(),
-            )
-            .unwrap();
+        let store = enrolled_mac("C02X", Some("U-1"));
         let assets = store.to_async();
         let mut ask = Event::new(SU_SOURCE, fleetbus_config::SU_EVALUATE, Map::new());
         ask.id = "eval-1".into();
